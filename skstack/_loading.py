@@ -1,0 +1,188 @@
+"""Load a Hugging Face encoder from a hub id, a local folder or a sentence-transformers folder.
+
+Loaded encoders are kept in a small per-process cache, so that the clones ``GridSearchCV``
+fits one after another do not read the same weights from disk again. Callers that change
+weights (fine-tuning) must work on a copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+_MAX_CACHED_MODELS = 4
+_LOADED: OrderedDict[tuple, LoadedEncoder] = OrderedDict()
+
+
+@dataclass
+class LoadedEncoder:
+    tokenizer: object
+    model: torch.nn.Module
+    source: str  # the folder the weights were read from, or the hub id
+    default_max_length: int | None  # sentence-transformers' max_seq_length, when known
+    weights_hash: str
+
+
+def resolve_device(device: str) -> torch.device:
+    """Map ``"auto"`` to the best available device and validate explicit names."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}."
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
+    return resolved
+
+
+def _transformer_folder(folder: Path) -> tuple[Path, int | None]:
+    """For a sentence-transformers folder, return the sub-folder of its Transformer module
+    and its ``max_seq_length``; for a plain transformers folder, the folder itself."""
+    modules_file = folder / "modules.json"
+    if not modules_file.is_file():
+        return folder, None
+    modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    for module in modules:
+        if module.get("type", "").endswith("Transformer"):
+            sub = folder / module.get("path", "")
+            max_len = None
+            for cfg_name in ("sentence_bert_config.json", "sentence_xlnet_config.json"):
+                cfg = sub / cfg_name
+                if cfg.is_file():
+                    max_len = json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length")
+                    break
+            return sub, max_len
+    raise ValueError(f"{folder} is a sentence-transformers folder without a Transformer module.")
+
+
+def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """Whether a TCP connection to the configured Hugging Face endpoint opens in time."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True, constants.ENDPOINT
+    except OSError as exc:
+        return False, f"{constants.ENDPOINT} ({exc.__class__.__name__}: {exc})"
+
+
+def _offline_mode() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _from_pretrained(path_or_id: str, trust_remote_code: bool, local_files_only: bool):
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        path_or_id, trust_remote_code=trust_remote_code, local_files_only=local_files_only
+    )
+    model = AutoModel.from_pretrained(
+        path_or_id, trust_remote_code=trust_remote_code, local_files_only=local_files_only
+    )
+    return tokenizer, model
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """A digest of every parameter and buffer: two models share it only if their weights do."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(type(model).__name__.encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def load_encoder(model: str | os.PathLike, trust_remote_code: bool = False) -> LoadedEncoder:
+    """Load tokenizer and encoder weights (float32, CPU, eval mode).
+
+    ``model`` is a local folder (plain ``transformers`` or sentence-transformers layout) or a
+    hub id. A hub id is looked up in the local Hugging Face cache first; only when it is
+    missing there is the hub contacted, after a quick reachability probe so that an offline
+    machine fails in seconds instead of waiting on network time-outs.
+    """
+    key = (str(model), bool(trust_remote_code))
+    if key in _LOADED:
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+
+    folder = Path(model).expanduser()
+    default_max_length = None
+    if folder.is_dir():
+        sub, default_max_length = _transformer_folder(folder)
+        try:
+            tokenizer, encoder = _from_pretrained(str(sub), trust_remote_code, True)
+        except (OSError, ValueError) as exc:
+            raise OSError(f"Could not load an encoder from the folder {folder}: {exc}") from exc
+        source = str(folder.resolve())
+    else:
+        source = str(model)
+        try:
+            tokenizer, encoder = _from_pretrained(source, trust_remote_code, True)
+        except (OSError, ValueError):
+            tokenizer = None
+        if tokenizer is None:
+            if _offline_mode():
+                raise OSError(
+                    f"Model {source!r} is neither a local folder nor in the local Hugging Face "
+                    "cache, and HF_HUB_OFFLINE is set, so the hub was not contacted. Pass the "
+                    "path of a saved model folder, or unset HF_HUB_OFFLINE on a machine that "
+                    "reaches the hub."
+                )
+            reachable, where = hub_reachable()
+            if not reachable:
+                raise OSError(
+                    f"Model {source!r} is neither a local folder nor in the local Hugging Face "
+                    f"cache, and the hub could not be reached at {where}. Pass the path of a "
+                    "saved model folder, or run where the hub is reachable."
+                )
+            try:
+                tokenizer, encoder = _from_pretrained(source, trust_remote_code, False)
+            except (OSError, ValueError) as exc:
+                raise OSError(
+                    f"The hub was reachable but model {source!r} could not be loaded from it: "
+                    f"{exc}"
+                ) from exc
+    encoder = encoder.float().eval()
+    loaded = LoadedEncoder(tokenizer, encoder, source, default_max_length, weights_hash(encoder))
+    _LOADED[key] = loaded
+    while len(_LOADED) > _MAX_CACHED_MODELS:
+        _LOADED.popitem(last=False)
+    return loaded
+
+
+def clear_loaded_encoders() -> None:
+    """Forget the encoders kept in memory by :func:`load_encoder`."""
+    _LOADED.clear()
+
+
+def model_to_portable(model: torch.nn.Module) -> dict:
+    """A picklable, device-free description of a transformers model (config + CPU weights)."""
+    return {
+        "class": type(model),
+        "config": model.config,
+        "state_dict": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
+    }
+
+
+def model_from_portable(portable: dict) -> torch.nn.Module:
+    model = portable["class"](portable["config"])
+    model.load_state_dict(portable["state_dict"])
+    return model.float().eval()

@@ -1,0 +1,54 @@
+"""The block layout of a stacked representation: which columns came from which member.
+
+``StackingEmbedder`` returns a :class:`BlockArray`, a float32 ndarray that carries its
+layout, so that ``BiLSTMClassifier`` later in the same ``Pipeline`` can treat each block as
+one sequence step without the user repeating the widths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class BlockArray(np.ndarray):
+    """A 2-D ndarray with a ``blocks`` attribute: a list of ``(name, width)`` pairs.
+
+    Row selections keep the layout; anything that changes the number of columns drops it.
+
+    Examples
+    --------
+    >>> X = BlockArray(np.zeros((2, 5)), [("a", 2), ("b", 3)])
+    >>> X[:1].blocks
+    [('a', 2), ('b', 3)]
+    """
+
+    def __new__(cls, data, blocks: list[tuple[str, int]]):
+        obj = np.asarray(data, dtype=np.float32).view(cls)
+        obj.blocks = check_blocks(blocks, obj.shape[1])
+        return obj
+
+    def __array_finalize__(self, obj):
+        blocks = getattr(obj, "blocks", None)
+        width = sum(w for _, w in blocks) if blocks else None
+        self.blocks = blocks if self.ndim == 2 and self.shape[1] == width else None
+
+
+def check_blocks(blocks, n_features: int) -> list[tuple[str, int]]:
+    """Normalise widths or ``(name, width)`` pairs and check that they add up."""
+    pairs = []
+    for i, block in enumerate(blocks):
+        name, width = block if isinstance(block, (tuple, list)) else (f"block{i}", block)
+        if not isinstance(width, (int, np.integer)) or width < 1:
+            raise ValueError(f"Block {name!r} has width {width!r}; widths must be integers >= 1.")
+        pairs.append((str(name), int(width)))
+    total = sum(w for _, w in pairs)
+    if total != n_features:
+        raise ValueError(
+            f"The block layout {pairs} adds up to {total} columns, but X has {n_features}."
+        )
+    return pairs
+
+
+def block_layout(X) -> list[tuple[str, int]] | None:
+    """The layout carried by ``X``, or ``None`` for a plain array."""
+    return getattr(X, "blocks", None)

@@ -1,0 +1,384 @@
+"""EncoderEmbedder: one Hugging Face encoder as a scikit-learn transformer (text -> vectors)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from skstack._batching import length_sorted_batches, tokenize
+from skstack._loading import (
+    load_encoder,
+    model_from_portable,
+    model_to_portable,
+    resolve_device,
+    weights_hash,
+)
+from skstack._validation import check_label_matrix, check_positive_int, check_texts
+from skstack.cache import cached_embed
+from skstack.finetune import fine_tune_encoder
+from skstack.pooling import POOLING_MODES, pool
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_LAYER_COMBINE = ("mean", "concat")
+
+
+def parse_layers(layers, n_hidden_states: int) -> list[int]:
+    """Turn ``-1``, ``"-1,-2"``, ``[-1, -2]`` or ``"all"`` into indices of ``hidden_states``.
+
+    ``hidden_states`` holds the embedding output at index 0 and one entry per transformer
+    layer after it, so ``-1`` is the last layer and ``"all"`` is every entry.
+    """
+    if isinstance(layers, str):
+        if layers.strip() == "all":
+            return list(range(n_hidden_states))
+        try:
+            layers = [int(part) for part in layers.split(",")]
+        except ValueError:
+            raise ValueError(
+                f"layers must be an int, a list of ints, a string such as '-1,-2,-3,-4', or "
+                f"'all'; got {layers!r}."
+            ) from None
+    elif isinstance(layers, (int, np.integer)):
+        layers = [int(layers)]
+    indices = []
+    for layer in layers:
+        if not -n_hidden_states <= layer < n_hidden_states:
+            raise ValueError(
+                f"Layer {layer} does not exist: this encoder has {n_hidden_states} hidden "
+                f"states (embeddings + {n_hidden_states - 1} layers), valid indices are "
+                f"{-n_hidden_states}..{n_hidden_states - 1}."
+            )
+        indices.append(layer % n_hidden_states)
+    if not indices:
+        raise ValueError("layers selects no layer.")
+    return indices
+
+
+class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Embed texts with a Hugging Face encoder: one float32 vector per text.
+
+    The encoder loads in :meth:`fit` (never in ``__init__``), optionally fine-tunes on
+    ``(X, Y)``, and :meth:`transform` embeds in batches of similar token length. Vectors are
+    cached per text under a fingerprint of everything that changes them, so clones made by
+    ``GridSearchCV`` and reloaded pickles never compute the same text twice.
+
+    Parameters
+    ----------
+    model : str or path-like, default="sentence-transformers/all-MiniLM-L6-v2"
+        Hub id, or a local folder saved with ``save_pretrained`` or by sentence-transformers.
+    layers : int, str or list of int, default=-1
+        Hidden states to use: ``-1`` (last layer), ``"-1,-2,-3,-4"``, ``[-1, -2]`` or
+        ``"all"``. Index 0 is the embedding layer's output.
+    layer_combine : {"mean", "concat"}, default="mean"
+        How several layers are combined (after pooling each).
+    pooling : {"mean", "cls", "max"}, default="mean"
+        How token vectors become one vector; padding never counts.
+    max_length : int, default=None
+        Tokens per text; longer texts are cut (one warning with their count). ``None`` uses
+        the sentence-transformers ``max_seq_length`` of the folder, else the tokenizer's
+        limit capped at 512.
+    prefix : str, default=""
+        Text put before every input, e.g. ``"query: "`` for e5 models.
+    normalize : bool, default=False
+        L2-normalise each output vector.
+    truncate_dim : int, default=None
+        Keep only the first ``truncate_dim`` dimensions (Matryoshka models).
+    batch_size : int, default=32
+    device : str, default="auto"
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    dtype : {"float32", "float16", "bfloat16"}, default="float32"
+        Precision of the encoder's forward pass; outputs are always float32.
+    show_progress_bar : bool, default=False
+    cache : "memory", None or path-like, default="memory"
+        ``"memory"`` keeps vectors in this process; a folder also stores them in a SQLite file
+        there, shared by every process that names it; ``None`` turns caching off.
+    trust_remote_code : bool, default=False
+        Allow model code from the hub to run; only for models you trust.
+    finetune_epochs : int, default=0
+        Fine-tune the encoder on ``(X, Y)`` in :meth:`fit` for this many epochs (0: never).
+    finetune_learning_rate : float, default=2e-5
+    finetune_warmup_ratio : float, default=0.1
+        Fraction of fine-tuning steps with a linearly rising learning rate.
+    finetune_batch_size : int, default=16
+    mixed_precision : bool, default=False
+        Fine-tune under bfloat16 autocast.
+    random_state : int, default=None
+        Seed for fine-tuning (head initialisation and batch order).
+
+    Attributes
+    ----------
+    model_ : torch.nn.Module
+        The encoder (fine-tuned when ``finetune_epochs > 0``).
+    tokenizer_ : transformers tokenizer
+    embedding_dim_ : int
+        Width of the output vectors.
+    max_length_ : int
+        Token limit in use.
+    fingerprint_ : str
+        Cache key of this configuration and these weights.
+    finetune_loss_ : list of float
+        Mean training loss per fine-tuning epoch (empty without fine-tuning).
+
+    Notes
+    -----
+    A pickled (joblib) embedder holds the tokenizer, the model's config and its weights on
+    CPU, so it loads on a machine without the hub or a GPU; cached vectors are not part of the
+    artifact (a disk cache stays in its folder and is found again by the fingerprint).
+
+    Examples
+    --------
+    >>> from skstack import EncoderEmbedder
+    >>> emb = EncoderEmbedder(model_path, pooling="mean")  # doctest: +SKIP
+    >>> emb.fit_transform(["I love it", "so sad"]).shape  # doctest: +SKIP
+    (2, 384)
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike = "sentence-transformers/all-MiniLM-L6-v2",
+        *,
+        layers: int | str | list[int] = -1,
+        layer_combine: str = "mean",
+        pooling: str = "mean",
+        max_length: int | None = None,
+        prefix: str = "",
+        normalize: bool = False,
+        truncate_dim: int | None = None,
+        batch_size: int = 32,
+        device: str = "auto",
+        dtype: str = "float32",
+        show_progress_bar: bool = False,
+        cache: str | os.PathLike | None = "memory",
+        trust_remote_code: bool = False,
+        finetune_epochs: int = 0,
+        finetune_learning_rate: float = 2e-5,
+        finetune_warmup_ratio: float = 0.1,
+        finetune_batch_size: int = 16,
+        mixed_precision: bool = False,
+        random_state: int | None = None,
+    ):
+        self.model = model
+        self.layers = layers
+        self.layer_combine = layer_combine
+        self.pooling = pooling
+        self.max_length = max_length
+        self.prefix = prefix
+        self.normalize = normalize
+        self.truncate_dim = truncate_dim
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.show_progress_bar = show_progress_bar
+        self.cache = cache
+        self.trust_remote_code = trust_remote_code
+        self.finetune_epochs = finetune_epochs
+        self.finetune_learning_rate = finetune_learning_rate
+        self.finetune_warmup_ratio = finetune_warmup_ratio
+        self.finetune_batch_size = finetune_batch_size
+        self.mixed_precision = mixed_precision
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.target_tags.required = self.finetune_epochs > 0
+        tags.requires_fit = True
+        return tags
+
+    def _check_params(self) -> None:
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
+        if self.layer_combine not in _LAYER_COMBINE:
+            raise ValueError(
+                f"layer_combine must be one of {_LAYER_COMBINE}, got {self.layer_combine!r}."
+            )
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {self.dtype!r}.")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.finetune_epochs, "finetune_epochs", minimum=0)
+        if self.max_length is not None:
+            check_positive_int(self.max_length, "max_length", minimum=2)
+        if self.truncate_dim is not None:
+            check_positive_int(self.truncate_dim, "truncate_dim")
+        if not isinstance(self.prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(self.prefix).__name__}.")
+        if self.cache is not None and self.cache != "memory" and not isinstance(
+            self.cache, (str, os.PathLike)
+        ):
+            raise ValueError(f"cache must be 'memory', None or a folder, got {self.cache!r}.")
+
+    def fit(self, X, y=None):
+        """Load the encoder (and fine-tune it on ``(X, y)`` when ``finetune_epochs > 0``).
+
+        Parameters
+        ----------
+        X : sequence of str
+        y : array-like of shape (n_samples, n_labels), default=None
+            0/1 label matrix; required only for fine-tuning.
+
+        Returns
+        -------
+        self : EncoderEmbedder
+        """
+        self._check_params()
+        texts = check_texts(X)
+        self.device_ = resolve_device(self.device)
+        loaded = load_encoder(self.model, self.trust_remote_code)
+        self.tokenizer_ = loaded.tokenizer
+        limit = loaded.default_max_length or min(self.tokenizer_.model_max_length, 512)
+        self.max_length_ = self.max_length or limit
+        model, identity = loaded.model, loaded.weights_hash
+        self.finetune_loss_ = []
+        if self.finetune_epochs > 0:
+            if y is None:
+                raise ValueError("finetune_epochs > 0 needs the label matrix y in fit(X, y).")
+            Y, _ = check_label_matrix(y, len(texts))
+            model = copy.deepcopy(model)  # the loaded encoder is shared with other embedders
+            ids, _ = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
+            self.finetune_loss_ = fine_tune_encoder(
+                model, ids, Y, pad_id=self._pad_id(), pooling=self.pooling,
+                epochs=self.finetune_epochs, learning_rate=self.finetune_learning_rate,
+                warmup_ratio=self.finetune_warmup_ratio, batch_size=self.finetune_batch_size,
+                device=self.device_, mixed_precision=self.mixed_precision,
+                random_state=self.random_state, show_progress_bar=self.show_progress_bar,
+            )
+            identity = weights_hash(model)
+        self.model_ = self._placed(model)
+        n_states = self.model_.config.num_hidden_layers + 1
+        self.layer_indices_ = parse_layers(self.layers, n_states)
+        width = self.model_.config.hidden_size
+        if self.layer_combine == "concat":
+            width *= len(self.layer_indices_)
+        self.embedding_dim_ = min(width, self.truncate_dim or width)
+        self.fingerprint_ = self._fingerprint(identity)
+        return self
+
+    def _placed(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model on ``device_`` in ``dtype``; a copy when that would change a shared one."""
+        dtype = _DTYPES[self.dtype]
+        if self.device_.type == "cpu" and dtype == torch.float32:
+            return model.float()
+        return copy.deepcopy(model).to(self.device_, dtype)
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer_.pad_token_id
+        return 0 if pad is None else pad
+
+    def _with_prefix(self, texts: list[str]) -> list[str]:
+        return [self.prefix + t for t in texts] if self.prefix else texts
+
+    def _fingerprint(self, identity: str) -> str:
+        vocab = getattr(self.tokenizer_, "backend_tokenizer", None)
+        vocab_text = vocab.to_str() if vocab is not None else json.dumps(
+            sorted(self.tokenizer_.get_vocab().items())
+        )
+        spec = {
+            "weights": identity,
+            "tokenizer": hashlib.sha256(vocab_text.encode()).hexdigest(),
+            "layers": self.layer_indices_,
+            "layer_combine": self.layer_combine,
+            "pooling": self.pooling,
+            "max_length": self.max_length_,
+            "prefix": self.prefix,
+            "dtype": self.dtype,
+            "normalize": bool(self.normalize),
+            "truncate_dim": self.embedding_dim_,
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+    def transform(self, X) -> np.ndarray:
+        """Embed texts.
+
+        Parameters
+        ----------
+        X : sequence of str
+            A list, numpy array, pandas Series or one-column DataFrame of texts.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, embedding_dim_), float32
+        """
+        check_is_fitted(self, "model_")
+        texts = check_texts(X)
+        if self.cache is None:
+            return self._embed(texts)
+        folder = None if self.cache == "memory" else self.cache
+        return cached_embed(texts, self.fingerprint_, self._embed, self.embedding_dim_, folder)
+
+    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
+        return self.fit(X, y).transform(X)
+
+    @torch.inference_mode()
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), self.embedding_dim_), dtype=np.float32)
+        if not texts:
+            return out
+        ids, n_cut = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
+        if n_cut:
+            warnings.warn(
+                f"{n_cut} of {len(texts)} texts are longer than max_length={self.max_length_} "
+                "tokens and were cut.",
+                UserWarning,
+                stacklevel=3,
+            )
+        all_states = self.layer_indices_ != [self.model_.config.num_hidden_layers]
+        batches = length_sorted_batches(ids, self.batch_size, self._pad_id())
+        n_batches = -(-len(ids) // self.batch_size)
+        for positions, input_ids, mask in tqdm(
+            batches, total=n_batches, desc="embedding", disable=not self.show_progress_bar
+        ):
+            input_ids, mask = input_ids.to(self.device_), mask.to(self.device_)
+            output = self.model_(
+                input_ids=input_ids, attention_mask=mask, output_hidden_states=all_states
+            )
+            if all_states:
+                states = [output.hidden_states[i] for i in self.layer_indices_]
+            else:
+                states = [output.last_hidden_state]
+            pooled = [pool(s.float(), mask, self.pooling) for s in states]
+            if self.layer_combine == "mean":
+                vectors = torch.stack(pooled).mean(dim=0)
+            else:
+                vectors = torch.cat(pooled, dim=-1)
+            vectors = vectors[:, : self.embedding_dim_]
+            if self.normalize:
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
+            out[positions] = vectors.cpu().numpy()
+        return out
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.embedding_dim_
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "model_" in state:
+            state["model_"] = model_to_portable(state["model_"])
+            state.pop("device_", None)
+        return state
+
+    def __setstate__(self, state):
+        portable = state.pop("model_", None)
+        super().__setstate__(state)
+        if portable is not None:
+            try:
+                self.device_ = resolve_device(self.device)
+            except ValueError:
+                warnings.warn(
+                    f"This embedder was saved with device={self.device!r}, which is not "
+                    "available here; it runs on the CPU.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                self.device_ = torch.device("cpu")
+            self.model_ = self._placed(model_from_portable(portable))

@@ -1,0 +1,97 @@
+"""Tiny encoders built on the fly, so that tests exercise real Hugging Face loading code
+without a model hub: a WordPiece tokenizer trained on fixture text (English, Arabic, emoji)
+and a 2-layer BERT with random weights, saved with ``save_pretrained``."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never let a test wait on the network
+
+FIXTURE_TEXTS = [
+    "I love this so much, best day ever!",
+    "This is terrible and I am really angry.",
+    "I'm scared of what happens next.",
+    "What a surprise, I did not expect that at all",
+    "so sad today 😢",
+    "Thank you, you made me happy 😊",
+    "The meeting is at noon.",
+    "Disgusting behaviour, shame on them",
+    "أنا سعيد جدا اليوم",
+    "هذا محزن للغاية",
+    "أشعر بالخوف من المستقبل",
+    "يا له من يوم رائع 😍",
+    "غاضب جدا من هذا القرار",
+    "شكرا لكم على كل شيء",
+]
+ARABIC_TEXTS = FIXTURE_TEXTS[8:]
+
+
+def _build_tiny_bert(folder, texts, hidden: int = 32, seed: int = 0):
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    wordpiece = BertWordPieceTokenizer(lowercase=True, strip_accents=False)
+    wordpiece.train_from_iterator(texts * 3, vocab_size=400, min_frequency=1)
+    tokenizer = BertTokenizerFast(tokenizer_object=wordpiece._tokenizer, model_max_length=64)
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """Folder of a tiny BERT (hidden size 32, 2 layers) in plain transformers layout."""
+    return _build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), FIXTURE_TEXTS)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_b(tmp_path_factory) -> str:
+    """A second tiny BERT with other weights and width, trained on Arabic-heavy text."""
+    texts = FIXTURE_TEXTS + ARABIC_TEXTS * 2
+    return _build_tiny_bert(tmp_path_factory.mktemp("tiny_bert_b"), texts, hidden=48, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_st_folder(tiny_bert, tmp_path_factory) -> str:
+    """The same tiny BERT saved as a sentence-transformers folder (Transformer + Pooling)."""
+    from sentence_transformers import SentenceTransformer, models
+
+    transformer = models.Transformer(tiny_bert, max_seq_length=32)
+    pooling = models.Pooling(transformer.get_word_embedding_dimension(), "mean")
+    folder = tmp_path_factory.mktemp("tiny_st")
+    SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(folder))
+    return str(folder)
+
+
+@pytest.fixture
+def emotion_data():
+    """60 texts with a 4-label matrix in which label 3 co-occurs with label 0."""
+    rng = np.random.default_rng(0)
+    texts = [f"{FIXTURE_TEXTS[i % len(FIXTURE_TEXTS)]} {i}" for i in range(60)]
+    Y = (rng.random((60, 4)) < 0.3).astype(int)
+    Y[:, 3] = Y[:, 0]
+    Y[Y.sum(axis=1) == 0, 1] = 1
+    return texts, Y
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
