@@ -2,10 +2,13 @@
 
 from skstack._version import __version__
 from skstack.blocks import BlockArray
+from skstack.datasets import load_goemotions, load_sample_emotions, load_semeval2018_ec
 from skstack.encoder import EncoderEmbedder
 from skstack.losses import HybridLoss
 from skstack.metrics import get_scorers, jaccard_accuracy, multilabel_report
 from skstack.nets import BiLSTMClassifier, BiLSTMModule
+from skstack.pipelines import arabic_emotion_pipeline, make_stacked_pipeline
+from skstack.stacking import StackingEmbedder
 from skstack.thresholds import decide, tune_thresholds
 
 __all__ = [
@@ -14,10 +17,16 @@ __all__ = [
     "BlockArray",
     "EncoderEmbedder",
     "HybridLoss",
+    "StackingEmbedder",
     "__version__",
+    "arabic_emotion_pipeline",
     "decide",
     "get_scorers",
     "jaccard_accuracy",
+    "load_goemotions",
+    "load_sample_emotions",
+    "load_semeval2018_ec",
+    "make_stacked_pipeline",
     "multilabel_report",
     "tune_thresholds",
 ]

@@ -29,6 +29,7 @@ class LoadedEncoder:
     source: str  # the folder the weights were read from, or the hub id
     default_max_length: int | None  # sentence-transformers' max_seq_length, when known
     weights_hash: str
+    tokenizer_hash: str
 
 
 def resolve_device(device: str) -> torch.device:
@@ -110,6 +111,19 @@ def weights_hash(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def tokenizer_hash(tokenizer) -> str:
+    """A digest of the tokenizer's vocabulary and rules (not its per-call truncation and
+    padding state, which calling it changes)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+    else:
+        spec = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
 def load_encoder(model: str | os.PathLike, trust_remote_code: bool = False) -> LoadedEncoder:
     """Load tokenizer and encoder weights (float32, CPU, eval mode).
 
@@ -161,7 +175,8 @@ def load_encoder(model: str | os.PathLike, trust_remote_code: bool = False) -> L
                     f"{exc}"
                 ) from exc
     encoder = encoder.float().eval()
-    loaded = LoadedEncoder(tokenizer, encoder, source, default_max_length, weights_hash(encoder))
+    loaded = LoadedEncoder(tokenizer, encoder, source, default_max_length, weights_hash(encoder),
+                           tokenizer_hash(tokenizer))
     _LOADED[key] = loaded
     while len(_LOADED) > _MAX_CACHED_MODELS:
         _LOADED.popitem(last=False)

@@ -72,7 +72,7 @@ def check_label_matrix(Y, n_samples: int | None = None) -> tuple[np.ndarray, lis
         )
     if n_samples is not None and Y.shape[0] != n_samples:
         raise ValueError(f"Y has {Y.shape[0]} rows but X has {n_samples}; they must match.")
-    if Y.dtype == object or not np.issubdtype(Y.dtype, np.number) and Y.dtype != bool:
+    if not (np.issubdtype(Y.dtype, np.number) or Y.dtype == bool):
         raise ValueError(f"Y must hold numbers 0/1, got dtype {Y.dtype}.")
     bad = ~np.isin(Y, (0, 1))
     if bad.any():

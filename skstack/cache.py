@@ -22,6 +22,7 @@ import numpy as np
 
 _MEMORY: dict[str, dict[str, np.ndarray]] = {}
 _DB_NAME = "skstack-embeddings.sqlite3"
+_CONNECTIONS: dict[tuple[str, int], sqlite3.Connection] = {}
 
 
 def _text_key(text: str) -> bytes:
@@ -35,19 +36,17 @@ def _checksum(data: bytes) -> bytes:
 class _DiskStore:
     """One SQLite file per cache folder; a fresh connection per process (fork-safe)."""
 
-    _connections: dict[tuple[str, int], sqlite3.Connection] = {}
-
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder).expanduser()
         self.path = self.folder / _DB_NAME
 
     def _connect(self) -> sqlite3.Connection:
         key = (str(self.path), os.getpid())
-        conn = self._connections.get(key)
+        conn = _CONNECTIONS.get(key)
         if conn is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             conn = self._open()
-            self._connections[key] = conn
+            _CONNECTIONS[key] = conn
         return conn
 
     def _open(self) -> sqlite3.Connection:

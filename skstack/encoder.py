@@ -237,7 +237,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.tokenizer_ = loaded.tokenizer
         limit = loaded.default_max_length or min(self.tokenizer_.model_max_length, 512)
         self.max_length_ = self.max_length or limit
-        model, identity = loaded.model, loaded.weights_hash
+        model, weights = loaded.model, loaded.weights_hash
         self.finetune_loss_ = []
         if self.finetune_epochs > 0:
             if y is None:
@@ -252,7 +252,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 device=self.device_, mixed_precision=self.mixed_precision,
                 random_state=self.random_state, show_progress_bar=self.show_progress_bar,
             )
-            identity = weights_hash(model)
+            weights = weights_hash(model)
         self.model_ = self._placed(model)
         n_states = self.model_.config.num_hidden_layers + 1
         self.layer_indices_ = parse_layers(self.layers, n_states)
@@ -260,7 +260,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if self.layer_combine == "concat":
             width *= len(self.layer_indices_)
         self.embedding_dim_ = min(width, self.truncate_dim or width)
-        self.fingerprint_ = self._fingerprint(identity)
+        self.fingerprint_ = self._fingerprint(weights, loaded.tokenizer_hash)
         return self
 
     def _placed(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -277,14 +277,10 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _with_prefix(self, texts: list[str]) -> list[str]:
         return [self.prefix + t for t in texts] if self.prefix else texts
 
-    def _fingerprint(self, identity: str) -> str:
-        vocab = getattr(self.tokenizer_, "backend_tokenizer", None)
-        vocab_text = vocab.to_str() if vocab is not None else json.dumps(
-            sorted(self.tokenizer_.get_vocab().items())
-        )
+    def _fingerprint(self, weights: str, tokenizer: str) -> str:
         spec = {
-            "weights": identity,
-            "tokenizer": hashlib.sha256(vocab_text.encode()).hexdigest(),
+            "weights": weights,
+            "tokenizer": tokenizer,
             "layers": self.layer_indices_,
             "layer_combine": self.layer_combine,
             "pooling": self.pooling,
@@ -361,7 +357,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return self.embedding_dim_
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: the live object must keep its model
         if "model_" in state:
             state["model_"] = model_to_portable(state["model_"])
             state.pop("device_", None)

@@ -120,6 +120,8 @@ class BiLSTMClassifier(NeuralNet):
     blocks_ : list of (name, width)
     label_names_ : list of str
         Column names of a DataFrame ``y``, else ``"0", "1", ...``.
+    classes_ : ndarray of shape (n_labels,)
+        Label indices ``0 .. n_labels - 1`` (what scikit-learn's scorers expect).
     n_features_in_ : int
 
     Examples
@@ -227,6 +229,7 @@ class BiLSTMClassifier(NeuralNet):
         self.n_features_in_ = X.shape[1]
         self.n_labels_ = Y.shape[1]
         self.label_names_ = names or [str(i) for i in range(self.n_labels_)]
+        self.classes_ = np.arange(self.n_labels_)  # label indices, as MLPClassifier has
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
         self._fit_labels = Y

@@ -68,10 +68,11 @@ def tiny_bert_b(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_st_folder(tiny_bert, tmp_path_factory) -> str:
     """The same tiny BERT saved as a sentence-transformers folder (Transformer + Pooling)."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-    transformer = models.Transformer(tiny_bert, max_seq_length=32)
-    pooling = models.Pooling(transformer.get_word_embedding_dimension(), "mean")
+    transformer = Transformer(tiny_bert, max_seq_length=32)
+    pooling = Pooling(transformer.get_embedding_dimension(), "mean")
     folder = tmp_path_factory.mktemp("tiny_st")
     SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(folder))
     return str(folder)

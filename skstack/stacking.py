@@ -1,0 +1,227 @@
+"""StackingEmbedder: several text embedders side by side, plus a meta-learner's block.
+
+Like ``FeatureUnion`` it concatenates its members' outputs; like ``StackingClassifier`` it
+trains a meta-learner on them and adds its label probabilities, out-of-fold on the training
+rows so that the classifier downstream never learns from leaked meta-features. It knows
+nothing of encoders: any transformer that maps texts to a 2-D array can be a member.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import TransformerMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold, check_cv, cross_val_predict
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import get_tags
+from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.utils.validation import check_is_fitted
+
+from skstack._validation import check_label_matrix
+from skstack.blocks import BlockArray
+
+
+def default_meta_learner(random_state: int | None = None):
+    """Standardised features -> one L2-regularised logistic regression per label.
+
+    Linear and per-label: fast on thousands of stacked dimensions, hard to overfit with a
+    few thousand rows, and its probabilities are reasonably calibrated, which matters
+    because they become input features of the next stage.
+    """
+    return make_pipeline(
+        StandardScaler(),
+        OneVsRestClassifier(LogisticRegression(C=0.05, max_iter=2000,
+                                               random_state=random_state)),
+    )
+
+
+def _dense(Z) -> np.ndarray:
+    Z = Z.toarray() if sparse.issparse(Z) else np.asarray(Z)
+    if Z.ndim != 2:
+        raise ValueError(f"A stack member returned an array of shape {Z.shape}; expected 2-D.")
+    return Z.astype(np.float32, copy=False)
+
+
+def _positive_proba(proba) -> np.ndarray:
+    """(n, L) positive-class probabilities from ``predict_proba`` of a multi-label model,
+    whether it returns one (n, L) array or a list of L (n, 2) arrays."""
+    if isinstance(proba, list):
+        return np.column_stack([p[:, -1] for p in proba]).astype(np.float32)
+    return np.asarray(proba, dtype=np.float32)
+
+
+def _take(X, rows):
+    return X.iloc[rows] if hasattr(X, "iloc") else [X[i] for i in rows]
+
+
+class StackingEmbedder(TransformerMixin, _BaseComposition):
+    """Concatenate member embeddings and a meta-learner's label probabilities.
+
+    Output: a float32 :class:`~skstack.blocks.BlockArray` ``[member 1 | ... | meta]`` whose
+    layout (``blocks_``) reaches :class:`~skstack.nets.BiLSTMClassifier` in a ``Pipeline``.
+
+    Parameters
+    ----------
+    members : list of (str, transformer)
+        Transformers mapping texts to 2-D arrays (``EncoderEmbedder``, a TF-IDF + SVD
+        pipeline, ...). Their parameters are reachable as ``<name>__<param>``.
+    meta_learner : estimator or "drop", default=None
+        Multi-label estimator with ``predict_proba``, trained on the concatenated member
+        outputs. ``None`` uses :func:`default_meta_learner`; ``"drop"`` adds no meta block.
+    cv : int or cross-validation splitter, default=5
+        Folds for the out-of-fold meta-features (an int means shuffled ``KFold``).
+    leak_free : bool, default=False
+        Also compute the training-row outputs of *supervised* members (fine-tuned
+        encoders) out of fold: each fold's rows are embedded by a member fitted on the other
+        folds. Costs ``cv`` extra fits of every supervised member.
+    random_state : int, default=None
+        Seeds the fold shuffling and the default meta-learner.
+
+    Attributes
+    ----------
+    members_ : list of (str, fitted transformer)
+    meta_learner_ : fitted estimator or None
+    blocks_ : list of (str, int)
+        Name and width of each output block.
+    n_labels_ : int or None
+
+    Examples
+    --------
+    >>> from sklearn.feature_extraction.text import TfidfVectorizer
+    >>> from sklearn.decomposition import TruncatedSVD
+    >>> from sklearn.pipeline import make_pipeline
+    >>> texts = ["happy day", "sad news", "happy news", "angry day"] * 5
+    >>> Y = [[1, 0], [0, 1], [1, 1], [0, 0]] * 5
+    >>> tfidf = make_pipeline(TfidfVectorizer(), TruncatedSVD(3, random_state=0))
+    >>> stack = StackingEmbedder([("tfidf", tfidf)], cv=2, random_state=0)
+    >>> Z = stack.fit_transform(texts, Y)
+    >>> Z.shape, stack.blocks_
+    ((20, 5), [('tfidf', 3), ('meta', 2)])
+    """
+
+    def __init__(self, members, meta_learner=None, cv=5, leak_free: bool = False,
+                 random_state: int | None = None):
+        self.members = members
+        self.meta_learner = meta_learner
+        self.cv = cv
+        self.leak_free = leak_free
+        self.random_state = random_state
+
+    def get_params(self, deep: bool = True) -> dict:
+        return self._get_params("members", deep=deep)
+
+    def set_params(self, **params):
+        self._set_params("members", **params)
+        return self
+
+    def _check_members(self) -> None:
+        if not self.members:
+            raise ValueError("members must list at least one (name, transformer) pair.")
+        for item in self.members:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                raise ValueError(f"Each member must be a (name, transformer) pair; got {item!r}.")
+            if not hasattr(item[1], "transform"):
+                raise TypeError(f"Member {item[0]!r} has no transform method.")
+        names = [name for name, _ in self.members]
+        if "meta" in names:
+            raise ValueError("'meta' names the meta-learner's block; choose another member name.")
+        self._validate_names(names)
+
+    def _splitter(self):
+        if isinstance(self.cv, int):
+            return KFold(self.cv, shuffle=True, random_state=self.random_state)
+        return check_cv(self.cv)
+
+    def _member_output(self, member, X, Y, folds) -> tuple[object, np.ndarray]:
+        fitted = clone(member)
+        Z = _dense(fitted.fit_transform(X, Y))
+        supervised = get_tags(fitted).target_tags.required
+        if self.leak_free and supervised and Y is not None:
+            for train, test in folds:
+                fold_model = clone(member).fit(_take(X, train), Y[train])
+                Z[test] = _dense(fold_model.transform(_take(X, test)))
+        return fitted, Z
+
+    def _fit(self, X, y):
+        self._check_members()
+        n = len(X)
+        Y = None
+        if y is not None:
+            Y, names = check_label_matrix(y, n)
+            Y = Y.astype(np.int64)
+            self.label_names_ = names or [str(i) for i in range(Y.shape[1])]
+        use_meta = not (isinstance(self.meta_learner, str) and self.meta_learner == "drop")
+        if use_meta and Y is None:
+            raise ValueError("The meta-learner needs the label matrix y in fit(X, y); pass y or "
+                             "set meta_learner='drop'.")
+        folds = list(self._splitter().split(np.zeros((n, 1)), Y))
+        self.members_, outputs = [], []
+        for name, member in self.members:
+            fitted, Z = self._member_output(member, X, Y, folds)
+            if Z.shape[0] != n:
+                raise ValueError(f"Member {name!r} returned {Z.shape[0]} rows for {n} texts.")
+            self.members_.append((name, fitted))
+            outputs.append(Z)
+        self.blocks_ = [(name, Z.shape[1]) for (name, _), Z in zip(self.members, outputs,
+                                                                    strict=True)]
+        features = np.hstack(outputs)
+        self.meta_learner_, self.n_labels_ = None, None if Y is None else Y.shape[1]
+        if use_meta:
+            meta = self.meta_learner if self.meta_learner is not None else \
+                default_meta_learner(self.random_state)
+            oof = _positive_proba(cross_val_predict(clone(meta), features, Y, cv=folds,
+                                                    method="predict_proba"))
+            self.meta_learner_ = clone(meta).fit(features, Y)
+            self.blocks_.append(("meta", Y.shape[1]))
+            features = np.hstack([features, oof])
+        return BlockArray(features, self.blocks_)
+
+    def fit(self, X, y=None):
+        """Fit every member and the meta-learner.
+
+        Parameters
+        ----------
+        X : sequence of str
+        y : array-like of shape (n_samples, n_labels)
+            0/1 label matrix (needed by the meta-learner and supervised members).
+        """
+        self._fit(X, y)
+        return self
+
+    def fit_transform(self, X, y=None, **fit_params) -> BlockArray:
+        """Fit, and return the training rows' representation with out-of-fold meta-features
+        (and out-of-fold supervised members when ``leak_free``)."""
+        return self._fit(X, y)
+
+    def transform(self, X) -> BlockArray:
+        """Stack the fitted members' outputs and the meta-learner's probabilities."""
+        check_is_fitted(self, "members_")
+        outputs = [_dense(member.transform(X)) for _, member in self.members_]
+        features = np.hstack(outputs)
+        if self.meta_learner_ is not None:
+            meta = _positive_proba(self.meta_learner_.predict_proba(features))
+            features = np.hstack([features, meta])
+        return BlockArray(features, self.blocks_)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Output column names, prefixed by the member's name (``meta__<label>`` last)."""
+        check_is_fitted(self, "members_")
+        names = []
+        for (name, member), (_, width) in zip(self.members_, self.blocks_, strict=False):
+            try:
+                inner = list(member.get_feature_names_out())
+            except (AttributeError, ValueError, TypeError):
+                inner = [str(i) for i in range(width)]
+            names += [f"{name}__{f}" for f in inner]
+        if self.meta_learner_ is not None:
+            names += [f"meta__{label}" for label in self.label_names_]
+        return np.asarray(names, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags

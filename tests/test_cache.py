@@ -1,0 +1,132 @@
+import multiprocessing as mp
+import sqlite3
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from conftest import FIXTURE_TEXTS
+from skstack import EncoderEmbedder
+from skstack.cache import _DB_NAME, _checksum, clear_memory_cache
+
+
+class ForwardCounter:
+    """Counts forward passes of an encoder through a hook."""
+
+    def __init__(self, model):
+        self.calls = 0
+        self.rows = 0
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, kwargs_or_output, output=None):
+        self.calls += 1
+
+    def remove(self):
+        self.handle.remove()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory():
+    clear_memory_cache()
+    yield
+    clear_memory_cache()
+
+
+def test_clone_hits_the_cache(tiny_bert):
+    emb = EncoderEmbedder(tiny_bert, batch_size=4).fit(FIXTURE_TEXTS)
+    counter = ForwardCounter(emb.model_)
+    first = emb.transform(FIXTURE_TEXTS)
+    assert counter.calls == 4  # 14 texts in batches of 4
+    twin = clone(emb).fit(FIXTURE_TEXTS)
+    np.testing.assert_array_equal(twin.transform(FIXTURE_TEXTS), first)
+    assert counter.calls == 4
+    twin.transform([*FIXTURE_TEXTS, "one new text", "one new text"])
+    assert counter.calls == 5  # only the new text, once
+    counter.remove()
+
+
+def test_joblib_round_trip_hits_the_cache(tiny_bert, tmp_path):
+    emb = EncoderEmbedder(tiny_bert).fit(FIXTURE_TEXTS)
+    first = emb.transform(FIXTURE_TEXTS)
+    joblib.dump(emb, tmp_path / "emb.joblib")
+    loaded = joblib.load(tmp_path / "emb.joblib")
+    counter = ForwardCounter(loaded.model_)
+    np.testing.assert_array_equal(loaded.transform(FIXTURE_TEXTS), first)
+    assert counter.calls == 0
+
+
+def test_a_changed_setting_never_reuses_vectors(tiny_bert):
+    mean = EncoderEmbedder(tiny_bert).fit(FIXTURE_TEXTS)
+    mean.transform(FIXTURE_TEXTS)
+    cls = EncoderEmbedder(tiny_bert, pooling="cls").fit(FIXTURE_TEXTS)
+    counter = ForwardCounter(cls.model_)
+    cls.transform(FIXTURE_TEXTS)
+    assert counter.calls > 0
+    assert cls.fingerprint_ != mean.fingerprint_
+    counter.remove()
+
+
+def test_disk_cache_is_found_by_a_new_embedder(tiny_bert, tmp_path):
+    first = EncoderEmbedder(tiny_bert, cache=tmp_path).fit(FIXTURE_TEXTS).transform(FIXTURE_TEXTS)
+    clear_memory_cache()
+    emb = EncoderEmbedder(tiny_bert, cache=tmp_path).fit(FIXTURE_TEXTS)
+    counter = ForwardCounter(emb.model_)
+    np.testing.assert_array_equal(emb.transform(FIXTURE_TEXTS), first)
+    assert counter.calls == 0
+    counter.remove()
+
+
+def test_corrupt_entry_is_detected_and_recomputed(tiny_bert, tmp_path):
+    emb = EncoderEmbedder(tiny_bert, cache=tmp_path, batch_size=64).fit(FIXTURE_TEXTS)
+    expected = emb.transform(FIXTURE_TEXTS)
+    with sqlite3.connect(tmp_path / _DB_NAME) as conn:
+        rows = conn.execute("SELECT rowid, data FROM vectors LIMIT 2").fetchall()
+        conn.execute("UPDATE vectors SET data = ? WHERE rowid = ?", (rows[0][1][:-8], rows[0][0]))
+        flipped = bytes([rows[1][1][0] ^ 0xFF]) + rows[1][1][1:]
+        conn.execute("UPDATE vectors SET data = ? WHERE rowid = ?", (flipped, rows[1][0]))
+    clear_memory_cache()
+    counter = ForwardCounter(emb.model_)
+    np.testing.assert_array_equal(emb.transform(FIXTURE_TEXTS), expected)
+    assert counter.calls == 1  # the two damaged entries, recomputed in one batch
+    counter.remove()
+
+
+def test_unreadable_cache_file_is_kept_aside_and_replaced(tiny_bert, tmp_path):
+    (tmp_path / _DB_NAME).write_bytes(b"this is not a database" * 100)
+    emb = EncoderEmbedder(tiny_bert, cache=tmp_path / "").fit(FIXTURE_TEXTS)
+    with pytest.warns(RuntimeWarning, match="could not be read"):
+        Z = emb.transform(FIXTURE_TEXTS)
+    assert Z.shape == (len(FIXTURE_TEXTS), 32)
+    assert list(tmp_path.glob(f"{_DB_NAME}.corrupt-*"))
+
+
+def _embed_in_process(model_dir, folder, texts, queue):
+    emb = EncoderEmbedder(model_dir, cache=folder, batch_size=2).fit(texts)
+    for start in range(0, len(texts), 3):  # many small transactions, interleaving
+        emb.transform(texts[start : start + 3])
+    queue.put(emb.fingerprint_)
+
+
+def test_two_processes_writing_one_disk_cache_leave_no_corrupt_entry(tiny_bert, tmp_path):
+    texts = [f"{t} {i}" for i, t in enumerate(FIXTURE_TEXTS * 4)]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_embed_in_process, args=(tiny_bert, str(tmp_path), part, queue))
+             for part in (texts, texts[::-1])]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=180)
+    assert [p.exitcode for p in procs] == [0, 0]
+    fingerprints = {queue.get(timeout=5), queue.get(timeout=5)}
+    assert len(fingerprints) == 1
+    with sqlite3.connect(tmp_path / _DB_NAME) as conn:
+        rows = conn.execute("SELECT dim, checksum, data FROM vectors").fetchall()
+    assert len(rows) == len(texts)
+    assert all(len(data) == 4 * dim and _checksum(data) == checksum
+               for dim, checksum, data in rows)
+    reference = EncoderEmbedder(tiny_bert, cache=None).fit(texts).transform(texts)
+    clear_memory_cache()
+    cached = EncoderEmbedder(tiny_bert, cache=tmp_path).fit(texts).transform(texts)
+    np.testing.assert_allclose(cached, reference, atol=1e-5)

@@ -1,0 +1,176 @@
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from conftest import FIXTURE_TEXTS
+from skstack import EncoderEmbedder
+
+TEXTS = ["short", "a much longer text with many more tokens in it than the first", "mid length one"]
+
+
+def _hand_states(emb: EncoderEmbedder, text: str) -> tuple:
+    """Hidden states of one text run alone (no padding at all)."""
+    enc = emb.tokenizer_(text, return_tensors="pt", return_token_type_ids=False)
+    with torch.no_grad():
+        return emb.model_(**enc, output_hidden_states=True).hidden_states
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "cls"])
+def test_pooling_matches_a_hand_computation_without_padding(tiny_bert, pooling):
+    emb = EncoderEmbedder(tiny_bert, pooling=pooling, cache=None, batch_size=3).fit(TEXTS)
+    Z = emb.transform(TEXTS)
+    for row, text in enumerate(TEXTS):
+        last = _hand_states(emb, text)[-1][0]  # (tokens, dim)
+        expected = {"mean": last.mean(0), "max": last.max(0).values, "cls": last[0]}[pooling]
+        np.testing.assert_allclose(Z[row], expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("layers", "combine", "picked"), [
+    ("-1,-2", "mean", [-1, -2]), ([-2, -1], "concat", [-2, -1]), ("all", "mean", [0, 1, 2]),
+    (0, "mean", [0]),
+])
+def test_layer_selection_matches_a_hand_computation(tiny_bert, layers, combine, picked):
+    emb = EncoderEmbedder(tiny_bert, layers=layers, layer_combine=combine, cache=None).fit(TEXTS)
+    Z = emb.transform(TEXTS)
+    for row, text in enumerate(TEXTS):
+        states = _hand_states(emb, text)
+        pooled = [states[i][0].mean(0) for i in picked]
+        expected = torch.cat(pooled) if combine == "concat" else torch.stack(pooled).mean(0)
+        np.testing.assert_allclose(Z[row], expected.numpy(), rtol=1e-4, atol=1e-5)
+    assert emb.embedding_dim_ == (64 if combine == "concat" else 32)
+
+
+def test_order_is_restored_after_length_sorting(tiny_bert):
+    texts = [FIXTURE_TEXTS[i] * (1 + i % 3) for i in range(len(FIXTURE_TEXTS))]
+    emb = EncoderEmbedder(tiny_bert, cache=None, batch_size=4).fit(texts)
+    batched = emb.transform(texts)
+    one_by_one = np.vstack([emb.transform([t]) for t in texts])
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-4, atol=1e-5)
+
+
+def test_sentence_transformers_folder_gives_the_same_vectors_as_the_plain_model(
+    tiny_bert, tiny_st_folder
+):
+    from sentence_transformers import SentenceTransformer
+
+    plain = EncoderEmbedder(tiny_bert, max_length=32, cache=None).fit(FIXTURE_TEXTS)
+    st_folder = EncoderEmbedder(tiny_st_folder, cache=None).fit(FIXTURE_TEXTS)
+    reference = SentenceTransformer(tiny_st_folder, device="cpu").encode(FIXTURE_TEXTS)
+    np.testing.assert_allclose(plain.transform(FIXTURE_TEXTS), reference, atol=1e-5)
+    np.testing.assert_allclose(st_folder.transform(FIXTURE_TEXTS), reference, atol=1e-5)
+
+
+def test_normalize_truncate_dim_and_prefix(tiny_bert):
+    base = EncoderEmbedder(tiny_bert, cache=None).fit(TEXTS).transform(TEXTS)
+    Z = EncoderEmbedder(tiny_bert, normalize=True, truncate_dim=8, cache=None).fit(TEXTS)
+    Z = Z.transform(TEXTS)
+    assert Z.shape == (3, 8)
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, rtol=1e-5)
+    expected = base[:, :8] / np.linalg.norm(base[:, :8], axis=1, keepdims=True)
+    np.testing.assert_allclose(Z, expected, rtol=1e-4, atol=1e-6)
+    prefixed = EncoderEmbedder(tiny_bert, prefix="query: ", cache=None).fit(TEXTS)
+    assert not np.allclose(prefixed.transform(TEXTS), base)
+
+
+def test_accepts_list_array_series_and_one_column_frame(tiny_bert):
+    emb = EncoderEmbedder(tiny_bert).fit(TEXTS)
+    expected = emb.transform(TEXTS)
+    for X in (np.array(TEXTS, dtype=object), pd.Series(TEXTS, index=[5, 7, 9]),
+              pd.DataFrame({"text": TEXTS}), tuple(TEXTS)):
+        np.testing.assert_array_equal(emb.transform(X), expected)
+
+
+def test_feature_names_and_pandas_output(tiny_bert):
+    emb = EncoderEmbedder(tiny_bert, truncate_dim=4).fit(TEXTS)
+    assert list(emb.get_feature_names_out()) == [f"encoderembedder{i}" for i in range(4)]
+    frame = emb.set_output(transform="pandas").transform(TEXTS)
+    assert isinstance(frame, pd.DataFrame)
+    assert frame.shape == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("bad", "position", "kind"),
+    [
+        (["ok", None], 1, "None"),
+        (["ok", "fine", float("nan")], 2, "NaN"),
+        ([3, "ok"], 0, "int"),
+        (["ok", b"bytes"], 1, "bytes"),
+        (["ok", ["nested"]], 1, "list"),
+    ],
+)
+def test_bad_texts_name_the_first_bad_position(tiny_bert, bad, position, kind):
+    emb = EncoderEmbedder(tiny_bert).fit(TEXTS)
+    with pytest.raises(TypeError, match=rf"position {position} is .*{kind}"):
+        emb.transform(bad)
+    with pytest.raises(TypeError, match=rf"position {position}"):
+        EncoderEmbedder(tiny_bert).fit(bad)
+
+
+def test_bad_containers_are_rejected(tiny_bert):
+    emb = EncoderEmbedder(tiny_bert).fit(TEXTS)
+    with pytest.raises(TypeError, match="sequence of texts"):
+        emb.transform("just one string")
+    with pytest.raises(ValueError, match="one-column DataFrame"):
+        emb.transform(pd.DataFrame({"a": TEXTS, "b": TEXTS}))
+
+
+def test_empty_string_and_empty_input(tiny_bert):
+    emb = EncoderEmbedder(tiny_bert, cache=None).fit(TEXTS)
+    Z = emb.transform(["", "text"])
+    assert Z.shape == (2, 32)
+    assert np.isfinite(Z).all()
+    assert emb.transform([]).shape == (0, 32)
+
+
+def test_truncation_warns_once_with_the_count(tiny_bert):
+    emb = EncoderEmbedder(tiny_bert, max_length=8, cache=None).fit(TEXTS)
+    with pytest.warns(UserWarning, match=r"^2 of 3 texts are longer than max_length=8") as rec:
+        emb.transform(TEXTS)
+    assert len(rec) == 1
+
+
+def test_unfitted_and_bad_parameters(tiny_bert):
+    with pytest.raises(NotFittedError):
+        EncoderEmbedder(tiny_bert).transform(TEXTS)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        EncoderEmbedder(tiny_bert, pooling="median").fit(TEXTS)
+    with pytest.raises(ValueError, match="Layer 5 does not exist"):
+        EncoderEmbedder(tiny_bert, layers="5").fit(TEXTS)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        EncoderEmbedder(tiny_bert, dtype="int8").fit(TEXTS)
+
+
+def test_init_only_stores_parameters_and_clone_round_trips():
+    emb = EncoderEmbedder("some/hub-id", pooling="cls", layers="-1,-2")
+    assert not [k for k in vars(emb) if k.endswith("_")]  # nothing loaded, nothing fitted
+    assert clone(emb).get_params() == emb.get_params()
+
+
+def test_joblib_round_trip_returns_identical_vectors(tiny_bert, tmp_path):
+    emb = EncoderEmbedder(tiny_bert, cache=None, pooling="max").fit(TEXTS)
+    path = tmp_path / "emb.joblib"
+    joblib.dump(emb, path)
+    loaded = joblib.load(path)
+    np.testing.assert_array_equal(loaded.transform(TEXTS), emb.transform(TEXTS))
+    assert loaded.fingerprint_ == emb.fingerprint_
+    assert loaded.device_.type == "cpu"
+
+
+def test_fine_tuning_changes_weights_and_fingerprint(tiny_bert, emotion_data):
+    texts, Y = emotion_data
+    frozen = EncoderEmbedder(tiny_bert).fit(texts)
+    tuned = EncoderEmbedder(tiny_bert, finetune_epochs=2, finetune_learning_rate=1e-3,
+                            random_state=0).fit(texts, Y)
+    assert len(tuned.finetune_loss_) == 2
+    assert tuned.model_ is not frozen.model_  # the shared pretrained model is untouched
+    assert tuned.fingerprint_ != frozen.fingerprint_
+    assert not np.allclose(tuned.transform(texts), frozen.transform(texts))
+    again = EncoderEmbedder(tiny_bert, finetune_epochs=2, finetune_learning_rate=1e-3,
+                            random_state=0, cache=None).fit(texts, Y)
+    np.testing.assert_allclose(again.transform(texts), tuned.transform(texts), atol=1e-6)
+    with pytest.raises(ValueError, match="needs the label matrix y"):
+        EncoderEmbedder(tiny_bert, finetune_epochs=1).fit(texts)
