@@ -60,6 +60,8 @@ def check_label_matrix(Y, n_samples: int | None = None) -> tuple[np.ndarray, lis
     Returns the matrix as ``float32`` and the label names (the DataFrame's columns, or
     ``None`` for an array).
     """
+    if Y is None:
+        raise ValueError("This estimator requires y to be passed, but the target y is None.")
     names = None
     if hasattr(Y, "columns"):
         names = [str(c) for c in Y.columns]
@@ -78,28 +80,48 @@ def check_label_matrix(Y, n_samples: int | None = None) -> tuple[np.ndarray, lis
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise ValueError(
-            f"Y must contain only 0 and 1; found {Y[row, col]!r} at row {row}, column {col}"
+            f"Unknown label type: Y must contain only 0 and 1; found {Y[row, col]!r} at row "
+            f"{row}, column {col}"
             + (f" ({names[col]!r})." if names else ".")
         )
     return Y.astype(np.float32), names
 
 
-def check_features(X, n_features: int | None = None) -> np.ndarray:
+def check_features(
+    X, n_features: int | None = None, owner: str = "the estimator", min_samples: int = 0
+) -> np.ndarray:
     """Return dense features as a C-contiguous float32 array, rejecting NaN and inf."""
+    from scipy import sparse
+
+    if sparse.issparse(X):
+        raise TypeError("Sparse input is not supported; pass a dense array (X.toarray()).")
     X = np.asarray(X)
     if X.ndim != 2:
-        raise ValueError(f"Expected a 2-D feature array, got shape {X.shape}.")
-    if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
-        raise ValueError(f"Expected numeric features, got dtype {X.dtype}.")
-    X = np.ascontiguousarray(X, dtype=np.float32)
+        raise ValueError(
+            f"Expected a 2-D feature array, got shape {X.shape}. Reshape your data with "
+            "X.reshape(1, -1) for a single sample."
+        )
+    if np.iscomplexobj(X):
+        raise ValueError("Complex data not supported.")
+    if X.shape[1] == 0:
+        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of "
+                         "1 is required.")
+    if X.shape[0] < min_samples:
+        raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={X.shape}) while a "
+                         f"minimum of {min_samples} is required.")
+    try:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"X must hold numbers: {exc}") from None
     finite = np.isfinite(X)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        raise ValueError(f"X contains {X[row, col]} at row {row}, column {col}; "
-                         "features must be finite.")
+        what = "NaN" if np.isnan(X[row, col]) else "infinity"
+        raise ValueError(f"Input X contains {what} at row {row}, column {col}; features must "
+                         "be finite.")
     if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"X has {X.shape[1]} features, but the estimator was fitted "
-                         f"with {n_features}.")
+        raise ValueError(f"X has {X.shape[1]} features, but {owner} is expecting "
+                         f"{n_features} features as input.")
     return X
 
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from sklearn.utils import ClassifierTags
+from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import PassthroughScoring
 from skorch.dataset import ValidSplit
@@ -186,6 +188,7 @@ class BiLSTMClassifier(NeuralNet):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.estimator_type = "classifier"
+        tags.classifier_tags = ClassifierTags(multi_class=False, multi_label=True)
         tags.target_tags.required = True
         tags.target_tags.two_d_labels = True
         tags.target_tags.multi_output = True
@@ -222,23 +225,38 @@ class BiLSTMClassifier(NeuralNet):
         ``X`` may be float64 and ``y`` integer, bool or a DataFrame; both are cast here.
         """
         self._check_params()
-        layout = block_layout(X)
-        X = check_features(X)
-        Y, names = check_label_matrix(y, X.shape[0])
-        self.blocks_ = self._resolve_blocks(layout, X.shape[1])
-        self.n_features_in_ = X.shape[1]
-        self.n_labels_ = Y.shape[1]
-        self.label_names_ = names or [str(i) for i in range(self.n_labels_)]
-        self.classes_ = np.arange(self.n_labels_)  # label indices, as MLPClassifier has
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
-        self._fit_labels = Y
+        X, Y = self._setup(X, y, reset=not (self.warm_start and self.initialized_))
         try:
-            super().fit(X, Y, **fit_params)
+            return super().fit(X, Y, **fit_params)
         finally:
-            del self._fit_labels
+            self.__dict__.pop("_fit_labels", None)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """Train further on ``(X, y)`` without re-initialising (see skorch)."""
+        X, Y = self._setup(X, y, reset=not self.initialized_)
+        super().partial_fit(X, Y, classes, **fit_params)
         self._fit_thresholds(X, Y)
         return self
+
+    def _setup(self, X, y, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Validate and cast the data; on ``reset`` also record its layout and labels."""
+        layout = block_layout(X)
+        X = check_features(X, None if reset else self.n_features_in_, type(self).__name__,
+                           min_samples=1)
+        Y, names = check_label_matrix(y, X.shape[0])
+        if reset:
+            self.blocks_ = self._resolve_blocks(layout, X.shape[1])
+            self.n_features_in_ = X.shape[1]
+            self.n_labels_ = Y.shape[1]
+            self.label_names_ = names or [str(i) for i in range(self.n_labels_)]
+            self.classes_ = np.arange(self.n_labels_)  # label indices, as MLPClassifier has
+            self._fit_labels = Y  # read by initialize_criterion
+        elif Y.shape[1] != self.n_labels_:
+            raise ValueError(f"y has {Y.shape[1]} labels; this net was fitted with "
+                             f"{self.n_labels_}.")
+        return X, Y
 
     def initialize_module(self):
         kwargs = self.get_params_for("module")
@@ -274,7 +292,7 @@ class BiLSTMClassifier(NeuralNet):
             if valid_rows is None or not len(valid_rows):
                 raise ValueError("threshold='tuned' needs a non-empty validation split.")
             self.thresholds_ = tune_thresholds(
-                Y[valid_rows], self.predict_proba(X[valid_rows]), self.threshold_objective,
+                Y[valid_rows], super().predict_proba(X[valid_rows]), self.threshold_objective,
                 per_label=self.threshold_per_label, min_labels=self.min_labels,
                 max_labels=self.max_labels, shrinkage=self.threshold_shrinkage,
             )
@@ -308,9 +326,8 @@ class BiLSTMClassifier(NeuralNet):
 
     def predict_proba(self, X) -> np.ndarray:
         """Label probabilities, shape (n_samples, n_labels)."""
-        if isinstance(X, torch.utils.data.Dataset):
-            return super().predict_proba(X)
-        return super().predict_proba(check_features(X, self.n_features_in_))
+        check_is_fitted(self, "thresholds_")
+        return super().predict_proba(check_features(X, self.n_features_in_, type(self).__name__))
 
     def predict(self, X) -> np.ndarray:
         """0/1 label matrix (n_samples, n_labels) from ``thresholds_`` and the label limits."""

@@ -104,9 +104,9 @@ def tune_thresholds(
     Examples
     --------
     >>> Y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
-    >>> P = np.array([[0.6, 0.2], [0.3, 0.4], [0.7, 0.9], [0.1, 0.35]])
+    >>> P = np.array([[0.6, 0.2], [0.3, 0.8], [0.2, 0.9], [0.1, 0.7]])
     >>> tune_thresholds(Y, P, objective="macro_f1").tolist()
-    [0.31, 0.36]
+    [0.11, 0.71]
     """
     Y = np.asarray(y_true).astype(bool)
     P = np.asarray(proba, dtype=np.float64)

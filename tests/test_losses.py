@@ -1,0 +1,118 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from skstack.losses import HybridLoss, balanced_pos_weight, label_correlation
+
+Y_TRAIN = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1], [0, 1, 1]])
+LOGITS = [[0.5, -1.0, 2.0], [1.0, 0.0, -0.5], [-2.0, 1.0, 0.0]]
+TARGETS = [[1, 0, 1], [0, 1, 0], [1, 1, 0]]
+HIDDEN = [[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]
+
+
+def sig(x):
+    return 1 / (1 + math.exp(-x))
+
+
+def tensors():
+    logits = torch.tensor(LOGITS, requires_grad=True)
+    hidden = torch.tensor(HIDDEN, requires_grad=True)
+    return logits, torch.tensor(TARGETS, dtype=torch.float32), hidden
+
+
+def test_weighted_bce_against_hand_computation():
+    weights = [2 / 2, 2 / 2, 1 / 3]  # n_negative / n_positive per label of Y_TRAIN
+    total = 0.0
+    for i in range(3):
+        for j in range(3):
+            p, t = sig(LOGITS[i][j]), TARGETS[i][j]
+            total -= weights[j] * t * math.log(p) + (1 - t) * math.log(1 - p)
+    loss = HybridLoss(corr_weight=0, contrastive_weight=0).fit(Y_TRAIN)
+    logits, targets, hidden = tensors()
+    value = loss(logits, targets, hidden)
+    assert value.item() == pytest.approx(total / 9, rel=1e-6)
+    value.backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_correlation_term_against_hand_computation():
+    C = np.corrcoef(Y_TRAIN.T)
+    np.fill_diagonal(C, 0)
+    total, scale = 0.0, 0.0
+    for j in range(3):
+        for k in range(j + 1, 3):
+            scale += abs(C[j, k])
+    for i in range(3):
+        p = [sig(z) for z in LOGITS[i]]
+        for j in range(3):
+            for k in range(j + 1, 3):
+                c = C[j, k]
+                total += max(c, 0) * (p[j] - p[k]) ** 2 + max(-c, 0) * p[j] * p[k]
+    expected = total / 3 / scale
+    loss = HybridLoss(pos_weight=None, corr_weight=1.0, contrastive_weight=0).fit(Y_TRAIN)
+    logits, targets, hidden = tensors()
+    value = loss(logits, targets, hidden)
+    assert loss.last_components["corr"] == pytest.approx(expected, rel=1e-5)
+    assert value.item() == pytest.approx(loss.last_components["bce"] + expected, rel=1e-5)
+    loss.correlation_term(torch.sigmoid(logits)).backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_contrastive_term_against_hand_computation():
+    tau = 0.5
+    sets = [set(np.flatnonzero(t)) for t in TARGETS]
+    norm = [np.asarray(h) / np.linalg.norm(h) for h in HIDDEN]
+    total, anchors = 0.0, 0
+    for i in range(3):
+        others = [j for j in range(3) if j != i]
+        logits = {j: float(norm[i] @ norm[j]) / tau for j in others}
+        log_z = math.log(sum(math.exp(v) for v in logits.values()))
+        aff = {j: len(sets[i] & sets[j]) / len(sets[i] | sets[j]) for j in others}
+        if sum(aff.values()) == 0:
+            continue
+        anchors += 1
+        total += -sum(aff[j] * (logits[j] - log_z) for j in others) / sum(aff.values())
+    expected = total / anchors
+    loss = HybridLoss(pos_weight=None, corr_weight=0, contrastive_weight=2.0,
+                      temperature=tau).fit(Y_TRAIN)
+    logits, targets, hidden = tensors()
+    value = loss(logits, targets, hidden)
+    assert loss.last_components["con"] == pytest.approx(expected, rel=1e-5)
+    assert value.item() == pytest.approx(loss.last_components["bce"] + 2 * expected, rel=1e-5)
+    value.backward()
+    assert hidden.grad.abs().sum() > 0
+
+
+def test_label_without_positives_gets_a_bounded_weight_and_a_warning():
+    Y = np.array([[1, 0], [1, 0], [0, 0]])
+    with pytest.warns(UserWarning, match=r"Labels \[1\] have no positive example"):
+        weights = balanced_pos_weight(Y, max_weight=50.0)
+    np.testing.assert_allclose(weights, [0.5, 50.0])
+    with pytest.warns(UserWarning):
+        loss = HybridLoss(max_pos_weight=50.0).fit(Y)
+    value = loss(torch.zeros(3, 2), torch.tensor(Y, dtype=torch.float32), torch.randn(3, 4))
+    assert torch.isfinite(value)
+
+
+def test_constant_label_has_zero_correlation():
+    C = label_correlation(np.array([[1, 1, 0], [0, 1, 1], [1, 1, 0]]))
+    assert C[1].tolist() == [0, 0, 0]
+    assert C[0, 2] == pytest.approx(-1.0)
+
+
+def test_user_pos_weight_is_checked():
+    HybridLoss(pos_weight=[1.0, 2.0, 3.0]).fit(Y_TRAIN)
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        HybridLoss(pos_weight=[1.0, 2.0]).fit(Y_TRAIN)
+    with pytest.raises(ValueError, match="'balanced', an array or None"):
+        HybridLoss(pos_weight="auto").fit(Y_TRAIN)
+
+
+def test_correlation_term_needs_fit_and_contrastive_needs_hidden():
+    logits, targets, _ = tensors()
+    with pytest.raises(RuntimeError, match=r"fit\(Y\)"):
+        HybridLoss(pos_weight=None, contrastive_weight=0)(logits, targets)
+    with pytest.raises(ValueError, match="hidden representation"):
+        HybridLoss(pos_weight=None, corr_weight=0)(logits, targets)
