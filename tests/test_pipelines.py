@@ -1,0 +1,60 @@
+"""The whole published method end to end, on tiny encoders."""
+
+import joblib
+import numpy as np
+from sklearn.model_selection import GridSearchCV
+
+from conftest import ARABIC_TEXTS
+from skstack import arabic_emotion_pipeline, get_scorers, make_stacked_pipeline
+from skstack.pipelines import ARABIC_ENCODERS, char_tfidf_member
+
+NET = {"max_epochs": 3, "module__hidden_size": 8, "module__projection_dim": 8}
+
+
+def test_stacked_pipeline_grid_search_and_joblib_round_trip(tiny_bert, tiny_bert_b,
+                                                            emotion_data, tmp_path):
+    texts, Y = emotion_data
+    pipe = make_stacked_pipeline(
+        [("a", tiny_bert), ("b", tiny_bert_b)],
+        extra_members=[("chars", char_tfidf_member(6))],
+        cv=3,
+        classifier_params=NET,
+    )
+    pipe.set_params(embed__a__finetune_epochs=1, embed__a__finetune_learning_rate=1e-3)
+    grid = {"clf__criterion__corr_weight": [0.0, 0.5],
+            "clf__criterion__contrastive_weight": [0.0, 0.5]}
+    search = GridSearchCV(pipe, grid, cv=3, scoring=get_scorers(), refit="jaccard")
+    search.fit(texts, Y)
+    assert np.isfinite(search.cv_results_["mean_test_macro_f1"]).all()
+
+    best = search.best_estimator_
+    stack, net = best.named_steps["embed"], best.named_steps["clf"]
+    assert stack.blocks_ == [("a", 32), ("b", 48), ("chars", 6), ("meta", 4)]
+    assert net.blocks_ == stack.blocks_  # the layout reached the classifier
+    assert [p.in_features for p in net.module_.projections] == [32, 48, 6, 4]
+    assert stack.members_[0][1].finetune_loss_  # member "a" was fine-tuned
+
+    # No leak: the meta block the classifier trained on is out of fold, not in-sample.
+    oof = stack.fit_transform(texts, Y)[:, -4:]
+    assert not np.allclose(oof, stack.transform(texts)[:, -4:])
+
+    joblib.dump(search, tmp_path / "search.joblib")
+    loaded = joblib.load(tmp_path / "search.joblib")
+    np.testing.assert_array_equal(loaded.predict(texts), search.predict(texts))
+
+
+def test_arabic_pipeline_with_tiny_arabic_encoders(tiny_bert, tiny_bert_b):
+    texts = [f"{ARABIC_TEXTS[i % len(ARABIC_TEXTS)]} {i}" for i in range(40)]
+    Y = np.zeros((40, 3), dtype=int)
+    Y[np.arange(40), np.arange(40) % 3] = 1
+    pipe = arabic_emotion_pipeline(
+        {"arabicbert": tiny_bert, "marbert": tiny_bert_b, "arabert": tiny_bert},
+        finetune_epochs=1, max_length=16, device="cpu", cv=2,
+        classifier_params={**NET, "train_split": 0.25},
+    )
+    pipe.fit(texts, Y)
+    net = pipe.named_steps["clf"]
+    assert net.threshold_objective_ == "macro_f1"
+    assert net.get_params()["criterion__contrastive_weight"] > 0
+    assert pipe.predict(texts).shape == (40, 3)
+    assert sorted(ARABIC_ENCODERS) == ["arabert", "arabicbert", "marbert"]

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.model_selection import KFold
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+
+from skstack import BlockArray, EncoderEmbedder, StackingEmbedder
+from skstack.stacking import default_meta_learner
+
+
+def tfidf(n=5):
+    return make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 3)),
+                         TruncatedSVD(n, random_state=0))
+
+
+def test_output_layout_and_feature_names(tiny_bert, emotion_data):
+    texts, Y = emotion_data
+    stack = StackingEmbedder([("enc", EncoderEmbedder(tiny_bert)), ("chars", tfidf())],
+                             cv=3, random_state=0)
+    Z = stack.fit_transform(texts, Y)
+    assert isinstance(Z, BlockArray)
+    assert Z.dtype == np.float32
+    assert Z.shape == (60, 32 + 5 + 4)
+    assert stack.blocks_ == [("enc", 32), ("chars", 5), ("meta", 4)]
+    assert Z.blocks == stack.blocks_
+    names = stack.get_feature_names_out()
+    assert names[0] == "enc__encoderembedder0"
+    assert names[32] == "chars__truncatedsvd0"
+    assert list(names[-4:]) == ["meta__0", "meta__1", "meta__2", "meta__3"]
+    assert stack.transform(texts[:7]).shape == (7, 41)
+
+
+def test_training_rows_get_out_of_fold_meta_features(emotion_data):
+    texts, Y = emotion_data
+    stack = StackingEmbedder([("chars", tfidf())], cv=4, random_state=0)
+    oof = stack.fit_transform(texts, Y)[:, -4:]
+    in_sample = stack.transform(texts)[:, -4:]
+    assert not np.allclose(oof, in_sample)
+    # By hand: the same folds, a fresh meta-learner per fold, probabilities of held-out rows.
+    members = clone(tfidf()).fit_transform(texts, Y).astype(np.float32)
+    expected = np.empty_like(oof)
+    for train, test in KFold(4, shuffle=True, random_state=0).split(members):
+        meta = default_meta_learner(0).fit(members[train], Y[train])
+        expected[test] = meta.predict_proba(members[test])
+    np.testing.assert_allclose(oof, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_leak_free_embeds_training_rows_with_fold_models(tiny_bert, emotion_data):
+    texts, Y = emotion_data
+    tuned = EncoderEmbedder(tiny_bert, finetune_epochs=1, finetune_learning_rate=1e-3,
+                            random_state=0)
+    stack = StackingEmbedder([("tuned", tuned), ("chars", tfidf())], cv=2, leak_free=True,
+                             random_state=0)
+    train_rows = stack.fit_transform(texts, Y)
+    refit_rows = stack.transform(texts)
+    assert not np.allclose(train_rows[:, :32], refit_rows[:, :32])  # fine-tuned: out of fold
+    np.testing.assert_allclose(train_rows[:, 32:37], refit_rows[:, 32:37], atol=1e-6)
+
+
+def test_nested_params_reach_members():
+    stack = StackingEmbedder([("enc", EncoderEmbedder("x")), ("chars", tfidf())])
+    params = stack.get_params()
+    assert params["enc__pooling"] == "mean"
+    assert "chars__truncatedsvd__n_components" in params
+    stack.set_params(enc__pooling="cls", chars__truncatedsvd__n_components=3, cv=2)
+    assert stack.members[0][1].pooling == "cls"
+    assert clone(stack).get_params()["chars__truncatedsvd__n_components"] == 3
+
+
+def test_drop_meta_learner_needs_no_labels(emotion_data):
+    texts, _ = emotion_data
+    stack = StackingEmbedder([("chars", tfidf())], meta_learner="drop")
+    assert stack.fit_transform(texts).shape == (60, 5)
+    assert stack.blocks_ == [("chars", 5)]
+
+
+def test_meta_learner_returning_a_list_of_probabilities(emotion_data):
+    texts, Y = emotion_data
+    stack = StackingEmbedder([("chars", tfidf())], meta_learner=KNeighborsClassifier(3), cv=3)
+    Z = stack.fit_transform(texts, Y)
+    assert Z.shape == (60, 9)
+    assert ((Z[:, 5:] >= 0) & (Z[:, 5:] <= 1)).all()
+
+
+def test_member_errors(emotion_data):
+    texts, Y = emotion_data
+    with pytest.raises(ValueError, match="'meta' names the meta-learner's block"):
+        StackingEmbedder([("meta", tfidf())]).fit(texts, Y)
+    with pytest.raises(ValueError, match=r"must be a \(name, transformer\) pair"):
+        StackingEmbedder([tfidf()]).fit(texts, Y)
+    with pytest.raises(ValueError, match="at least one"):
+        StackingEmbedder([]).fit(texts, Y)
+    with pytest.raises(ValueError, match="meta-learner needs the label matrix"):
+        StackingEmbedder([("chars", tfidf())]).fit(texts)
