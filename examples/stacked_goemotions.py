@@ -50,17 +50,7 @@ def main() -> None:
         extra_members=[("chars", char_tfidf_member(128))],
         encoder_params={"max_length": 128, "batch_size": 64, "cache": args.cache},
         cv=3,
-        classifier_params={
-            "max_epochs": 20,
-            "batch_size": 128,
-            "train_split": 0.1,
-            "threshold": "tuned",
-            "threshold_shrinkage": 10.0,
-            "min_labels": 1,
-            "criterion__corr_weight": 0.1,
-            "criterion__contrastive_weight": 0.1,
-        },
-    )
+    )  # classifier: skstack.pipelines.RECOMMENDED_CLASSIFIER_PARAMS
     start = time.perf_counter()
     pipe.fit(X_train, Y_train)
     net = pipe.named_steps["clf"]

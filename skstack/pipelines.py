@@ -22,6 +22,20 @@ ARABIC_ENCODERS = {
 }
 
 
+# Classifier settings of the ready-made pipelines; any of them can be overridden.
+RECOMMENDED_CLASSIFIER_PARAMS = {
+    "max_epochs": 20,
+    "batch_size": 128,
+    "train_split": 0.1,  # for thresholds and validation scores
+    "threshold": "tuned",
+    "threshold_objective": "macro_f1",
+    "threshold_shrinkage": 10.0,
+    "min_labels": 1,
+    "criterion__corr_weight": 0.1,
+    "criterion__contrastive_weight": 0.1,
+}
+
+
 def char_tfidf_member(n_components: int = 128, random_state: int | None = 0) -> Pipeline:
     """A cheap lexical member: character 2-5-gram TF-IDF reduced by truncated SVD."""
     return make_pipeline(
@@ -55,8 +69,9 @@ def make_stacked_pipeline(
     meta_learner, cv, leak_free
         Passed to :class:`StackingEmbedder`.
     classifier_params : mapping
-        Parameters of :class:`BiLSTMClassifier` (``max_epochs``, ``criterion__corr_weight``,
-        ``threshold``, ...).
+        Parameters of :class:`BiLSTMClassifier`, on top of ``RECOMMENDED_CLASSIFIER_PARAMS``
+        (20 epochs, thresholds tuned for macro-F1 on a 10 % validation split, at least one
+        label per text, hybrid-loss weights 0.1 and 0.1).
     random_state : int
         Seeds the encoders' fine-tuning, the stack's folds and the classifier.
 
@@ -74,7 +89,8 @@ def make_stacked_pipeline(
     members += list(extra_members)
     stack = StackingEmbedder(members, meta_learner=meta_learner, cv=cv, leak_free=leak_free,
                              random_state=random_state)
-    clf = BiLSTMClassifier(random_state=random_state, **dict(classifier_params or {}))
+    clf = BiLSTMClassifier(random_state=random_state,
+                           **{**RECOMMENDED_CLASSIFIER_PARAMS, **dict(classifier_params or {})})
     return Pipeline([("embed", stack), ("clf", clf)])
 
 
@@ -91,8 +107,9 @@ def arabic_emotion_pipeline(
 
     ArabicBERT, MARBERT and AraBERT (override any id through ``encoders``), each fine-tuned on
     the task for ``finetune_epochs`` and mean-pooled; the default meta-learner; a Bi-LSTM
-    trained with the full hybrid loss and thresholds tuned on a 10 % validation split. Our
-    choices where the paper is silent are listed in ``docs/method.md``.
+    trained for 30 epochs with the full hybrid loss, otherwise with
+    ``RECOMMENDED_CLASSIFIER_PARAMS``. Our choices where the paper is silent are listed in
+    ``docs/method.md``.
 
     Examples
     --------
@@ -100,15 +117,8 @@ def arabic_emotion_pipeline(
     >>> sorted(name for name, _ in pipe.named_steps["embed"].members)
     ['arabert', 'arabicbert', 'marbert']
     """
-    clf = {
-        "max_epochs": 30,
-        "train_split": 0.1,
-        "threshold": "tuned",
-        "device": str(resolve_device(device)),
-        "criterion__corr_weight": 0.1,
-        "criterion__contrastive_weight": 0.1,
-        **dict(classifier_params or {}),
-    }
+    clf = {"max_epochs": 30, "device": str(resolve_device(device)),
+           **dict(classifier_params or {})}
     return make_stacked_pipeline(
         encoders,
         encoder_params={"finetune_epochs": finetune_epochs, "max_length": max_length,
