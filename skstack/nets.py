@@ -25,6 +25,20 @@ from skstack.metrics import jaccard_accuracy
 from skstack.thresholds import OBJECTIVES, decide, tune_thresholds
 
 
+def _dataset_labels(dataset, Y: np.ndarray) -> np.ndarray:
+    """The label rows of a validation dataset: a ``Subset`` of the training data (a float
+    ``train_split``, skorch's ``ValidSplit``) or a dataset with ``y`` (``predefined_split``)."""
+    if dataset is None or len(dataset) == 0:
+        raise ValueError("threshold='tuned' needs a non-empty validation split.")
+    if isinstance(dataset, torch.utils.data.Subset):
+        return Y[np.asarray(dataset.indices)]
+    if getattr(dataset, "y", None) is not None:
+        labels, _ = check_label_matrix(dataset.y, len(dataset))
+        return labels
+    raise ValueError(f"Cannot read the labels of a validation dataset of type "
+                     f"{type(dataset).__name__}; use a float train_split or predefined_split.")
+
+
 class BiLSTMModule(torch.nn.Module):
     """Blocks -> per-block projection -> Bi-LSTM -> dropout -> linear head.
 
@@ -231,13 +245,13 @@ class BiLSTMClassifier(NeuralNet):
         try:
             return super().fit(X, Y, **fit_params)
         finally:
-            self.__dict__.pop("_fit_labels", None)
+            self.__dict__.pop("_fit_labels_", None)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train further on ``(X, y)`` without re-initialising (see skorch)."""
         X, Y = self._setup(X, y, reset=not self.initialized_)
         super().partial_fit(X, Y, classes, **fit_params)
-        self._fit_thresholds(X, Y)
+        self._fit_thresholds(Y)
         return self
 
     def _setup(self, X, y, reset: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -252,7 +266,9 @@ class BiLSTMClassifier(NeuralNet):
             self.n_labels_ = Y.shape[1]
             self.label_names_ = names or [str(i) for i in range(self.n_labels_)]
             self.classes_ = np.arange(self.n_labels_)  # label indices, as MLPClassifier has
-            self._fit_labels = Y  # read by initialize_criterion
+            # Read by initialize_criterion. Private attributes end in "_": skorch takes every
+            # other attribute for a constructor parameter.
+            self._fit_labels_ = Y
         elif Y.shape[1] != self.n_labels_:
             raise ValueError(f"y has {Y.shape[1]} labels; this net was fitted with "
                              f"{self.n_labels_}.")
@@ -267,7 +283,7 @@ class BiLSTMClassifier(NeuralNet):
 
     def initialize_criterion(self):
         super().initialize_criterion()
-        labels = getattr(self, "_fit_labels", None)
+        labels = getattr(self, "_fit_labels_", None)
         if labels is not None and hasattr(self.criterion_, "fit"):
             self.criterion_.fit(labels)
         return self
@@ -278,21 +294,18 @@ class BiLSTMClassifier(NeuralNet):
             split = ValidSplit(split, stratified=False, random_state=self.random_state)
         dataset = self.get_dataset(X, y)
         if not split:
-            self._valid_rows = None
             return dataset, None
         train, valid = split(dataset, y, **fit_params)
-        self._valid_rows = np.asarray(valid.indices) if hasattr(valid, "indices") else None
+        self._valid_data_ = valid  # kept until the thresholds are tuned on it
         return train, valid
 
-    def _fit_thresholds(self, X: np.ndarray, Y: np.ndarray) -> None:
-        valid_rows = getattr(self, "_valid_rows", None)
-        self._valid_rows = None
+    def _fit_thresholds(self, Y: np.ndarray) -> None:
+        valid = self.__dict__.pop("_valid_data_", None)
         self.threshold_objective_ = None
         if isinstance(self.threshold, str):  # "tuned", checked in _check_params
-            if valid_rows is None or not len(valid_rows):
-                raise ValueError("threshold='tuned' needs a non-empty validation split.")
+            Y_valid = _dataset_labels(valid, Y)
             self.thresholds_ = tune_thresholds(
-                Y[valid_rows], super().predict_proba(X[valid_rows]), self.threshold_objective,
+                Y_valid, super().predict_proba(valid), self.threshold_objective,
                 per_label=self.threshold_per_label, min_labels=self.min_labels,
                 max_labels=self.max_labels, shrinkage=self.threshold_shrinkage,
             )

@@ -213,3 +213,24 @@ def test_mixed_precision_runs_on_cpu(data):
     net = BiLSTMClassifier(mixed_precision=True, random_state=0, **SMALL).fit(X, Y)
     assert net.predict_proba(X).dtype == np.float32
     assert torch.isfinite(torch.as_tensor(net.history[-1, "train_loss"]))
+
+
+def test_tuned_thresholds_on_a_predefined_validation_set(data):
+    from skorch.dataset import Dataset
+    from skorch.helper import predefined_split
+
+    X, Y = data
+    valid = Dataset(X[:40].astype(np.float32), Y[:40].astype(np.float32))
+    net = BiLSTMClassifier(random_state=0, train_split=predefined_split(valid),
+                           threshold="tuned", **SMALL).fit(X[40:], Y[40:])
+    assert net.thresholds_.shape == (4,)
+    assert "valid_loss" in net.history[-1]
+
+
+def test_a_fitted_net_clones_to_its_parameters(data):
+    X, Y = data
+    net = BiLSTMClassifier(random_state=0, train_split=0.2, threshold="tuned", **SMALL)
+    net.fit(X, Y)
+    params = clone(net).get_params()
+    assert not [k for k in params if k.startswith("_") and k != "_params_to_validate"]
+    assert params["threshold"] == "tuned"
