@@ -225,6 +225,7 @@ def main() -> None:
     ax.figure.savefig(figures / "label_cooccurrence.png", dpi=110)
     ax = plot_loss_components(histories["6"])
     ax.set_title("configuration 6, seed 0")
+    ax.figure.tight_layout()
     ax.figure.savefig(figures / "loss_components.png", dpi=110)
 
     log["total_seconds"] = time.perf_counter() - t_start

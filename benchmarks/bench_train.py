@@ -20,7 +20,7 @@ from skstack import BiLSTMClassifier, BlockArray, HybridLoss
 from skstack.nets import BiLSTMModule
 
 BLOCKS = [("minilm", 384), ("sre", 384), ("chars", 128), ("meta", 28)]
-N, L, EPOCHS, BATCH = 10_000, 28, 3, 64
+N, L, EPOCHS, BATCH = 10_000, 28, 4, 64
 LOSS = {"corr_weight": 0.1, "contrastive_weight": 0.1}
 
 
@@ -67,7 +67,7 @@ def main() -> None:
     print(f"data: {N} rows, blocks {BLOCKS}, {L} labels; batch {BATCH}; {EPOCHS} epochs a run")
     X, Y = data()
     ratios = []
-    for round_ in range(3):
+    for round_ in range(5):
         hand = hand_epochs(X, Y)
         ours = skorch_epochs(X, Y)
         ratio = np.median(ours) / np.median(hand)

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -29,6 +30,18 @@ from skstack.pooling import POOLING_MODES, pool
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _LAYER_COMBINE = ("mean", "concat")
+
+
+def _outside_caller_level() -> int:
+    """``stacklevel`` for a warning raised here that names the user's line, skipping
+    skstack's frames and scikit-learn's ``set_output`` wrapper."""
+    package = os.path.dirname(__file__)
+    wrapper = os.path.join("sklearn", "utils", "_set_output.py")
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename.startswith(package)
+                                 or frame.f_code.co_filename.endswith(wrapper)):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def parse_layers(layers, n_hidden_states: int) -> list[int]:
@@ -322,7 +335,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 f"{sum(n_cut)} of {len(texts)} texts are longer than "
                 f"max_length={self.max_length_} tokens and were cut.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=_outside_caller_level(),
             )
         return out
 
