@@ -267,7 +267,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 random_state=self.random_state, show_progress_bar=self.show_progress_bar,
             )
             weights = weights_hash(model)
-        self.model_ = self._placed(model)
+        self.model_ = self._placed(model, shared=self.finetune_epochs == 0)
         n_states = self.model_.config.num_hidden_layers + 1
         self.layer_indices_ = parse_layers(self.layers, n_states)
         width = self.model_.config.hidden_size
@@ -277,12 +277,13 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.fingerprint_ = self._fingerprint(weights, loaded.tokenizer_hash)
         return self
 
-    def _placed(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model on ``device_`` in ``dtype``; a copy when that would change a shared one."""
+    def _placed(self, model: torch.nn.Module, shared: bool) -> torch.nn.Module:
+        """The model on ``device_`` in ``dtype``; a ``shared`` model (the loaded pretrained one)
+        is copied first when moving or casting would change it for other embedders."""
         dtype = _DTYPES[self.dtype]
-        if self.device_.type == "cpu" and dtype == torch.float32:
-            return model.float()
-        return copy.deepcopy(model).to(self.device_, dtype)
+        if shared and (self.device_.type != "cpu" or dtype != torch.float32):
+            model = copy.deepcopy(model)
+        return model.to(self.device_, dtype)
 
     def _pad_id(self) -> int:
         pad = self.tokenizer_.pad_token_id
@@ -399,4 +400,4 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                     stacklevel=2,
                 )
                 self.device_ = torch.device("cpu")
-            self.model_ = self._placed(model_from_portable(portable))
+            self.model_ = self._placed(model_from_portable(portable), shared=False)

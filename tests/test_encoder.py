@@ -176,3 +176,14 @@ def test_fine_tuning_changes_weights_and_fingerprint(tiny_bert, emotion_data):
     np.testing.assert_allclose(again.transform(texts), tuned.transform(texts), atol=1e-6)
     with pytest.raises(ValueError, match="needs the label matrix y"):
         EncoderEmbedder(tiny_bert, finetune_epochs=1).fit(texts)
+
+
+def test_lower_precision_copies_the_shared_model(tiny_bert):
+    full = EncoderEmbedder(tiny_bert, cache=None).fit(TEXTS)
+    half = EncoderEmbedder(tiny_bert, dtype="bfloat16", cache=None).fit(TEXTS)
+    assert next(half.model_.parameters()).dtype == torch.bfloat16
+    assert next(full.model_.parameters()).dtype == torch.float32  # untouched
+    Z = half.transform(TEXTS)
+    assert Z.dtype == np.float32
+    np.testing.assert_allclose(Z, full.transform(TEXTS), atol=0.05)
+    assert half.fingerprint_ != full.fingerprint_
