@@ -234,3 +234,27 @@ def test_a_fitted_net_clones_to_its_parameters(data):
     params = clone(net).get_params()
     assert not [k for k in params if k.startswith("_") and k != "_params_to_validate"]
     assert params["threshold"] == "tuned"
+
+
+def test_tuned_thresholds_are_fitted_state_that_survives_joblib(data, tmp_path):
+    X, Y = data
+    net = BiLSTMClassifier(random_state=0, train_split=0.3, threshold="tuned",
+                           threshold_objective="micro_f1", **SMALL).fit(X, Y)
+    joblib.dump(net, tmp_path / "net.joblib")
+    loaded = joblib.load(tmp_path / "net.joblib")
+    np.testing.assert_array_equal(loaded.thresholds_, net.thresholds_)
+    assert loaded.threshold_objective_ == "micro_f1"
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+    twin = clone(net)  # the rule is a parameter: the clone tunes again when fitted
+    assert twin.get_params()["threshold_objective"] == "micro_f1"
+    assert not hasattr(twin, "thresholds_")
+
+
+def test_the_decision_rule_is_grid_searchable(data):
+    X, Y = data
+    net = BiLSTMClassifier(random_state=0, train_split=0.3, threshold="tuned", **SMALL)
+    grid = {"threshold_objective": ["macro_f1", "jaccard"], "min_labels": [0, 1]}
+    search = GridSearchCV(net, grid, cv=2, scoring=get_scorers(), refit="jaccard").fit(X, Y)
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_estimator_.threshold_objective_ == search.best_params_[
+        "threshold_objective"]
