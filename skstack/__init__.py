@@ -1,7 +1,9 @@
 """skstack: multi-label text classification with stacked transformer embeddings."""
 
+from skstack._loading import clear_loaded_encoders
 from skstack._version import __version__
 from skstack.blocks import BlockArray
+from skstack.cache import clear_memory_cache
 from skstack.datasets import load_goemotions, load_sample_emotions, load_semeval2018_ec
 from skstack.encoder import EncoderEmbedder
 from skstack.losses import HybridLoss
@@ -20,6 +22,8 @@ __all__ = [
     "StackingEmbedder",
     "__version__",
     "arabic_emotion_pipeline",
+    "clear_loaded_encoders",
+    "clear_memory_cache",
     "decide",
     "get_scorers",
     "jaccard_accuracy",
