@@ -45,13 +45,13 @@ from skstack import (
     BiLSTMClassifier,
     EncoderEmbedder,
     StackingEmbedder,
+    TunedThresholds,
+    char_tfidf_member,
     decide,
     get_scorers,
     load_goemotions,
     multilabel_report,
-    tune_thresholds,
 )
-from skstack.pipelines import char_tfidf_member
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "goemotions"
@@ -74,7 +74,7 @@ def net(seed: int, dev: tuple[np.ndarray, np.ndarray] | None, **params) -> BiLST
     if dev is not None:
         split = predefined_split(Dataset(dev[0].astype(np.float32), dev[1].astype(np.float32)))
         callbacks = [EarlyStopping(monitor="valid_loss", patience=3, load_best=True)]
-    settings = {"max_epochs": 30, "lr": 1e-3, "batch_size": 128, **params}
+    settings = {"max_epochs": 30, "lr": 1e-3, "batch_size": 128, "blocks": "auto", **params}
     return BiLSTMClassifier(random_state=seed, train_split=split, callbacks=callbacks,
                             **settings)
 
@@ -128,15 +128,15 @@ def main() -> None:
     t = time.perf_counter()
     lr = make_pipeline(StandardScaler(), OneVsRestClassifier(
         LogisticRegression(C=0.1, max_iter=2000), n_jobs=2)).fit(minilm["train"], Y["train"])
-    run, run_tuned = evaluate(Y, labels, lr.predict_proba(minilm["dev"]),
-                              lr.predict_proba(minilm["test"]))
+    run, run_tuned = evaluate(Y, labels, lr, minilm)
     log["configs"]["1 MiniLM + logistic regression"] = {
         "runs": [run], "runs_tuned": [run_tuned], "seconds": time.perf_counter() - t}
 
     # Loss weights for (5)-(7): GridSearchCV on training rows only (a subset, 3-fold CV).
     t = time.perf_counter()
     n_grid = min(8000, len(Y["train"]))
-    search = GridSearchCV(net(0, None, max_epochs=8 if not args.quick else 3), GRID, cv=3,
+    search = GridSearchCV(net(0, None, max_epochs=8 if not args.quick else 3, blocks="single"),
+                          GRID, cv=3,
                           scoring=get_scorers(), refit=False)
     search.fit(minilm["train"][:n_grid], Y["train"][:n_grid])
     macro = search.cv_results_["mean_test_macro_f1"]
@@ -163,9 +163,9 @@ def main() -> None:
         t = time.perf_counter()
         runs, runs_tuned = [], []
         for seed in SEEDS:
-            model = net(seed, dev_minilm, **params).fit(minilm["train"], Y["train"])
-            run, run_tuned = evaluate(Y, labels, model.predict_proba(minilm["dev"]),
-                                      model.predict_proba(minilm["test"]))
+            model = net(seed, dev_minilm, blocks="single", **params).fit(minilm["train"],
+                                                                          Y["train"])
+            run, run_tuned = evaluate(Y, labels, model, minilm)
             runs.append(run)
             runs_tuned.append(run_tuned)
             histories.setdefault(name, model.history)
@@ -184,15 +184,13 @@ def main() -> None:
     stack_seconds = time.perf_counter() - t
     log["timings"]["stack (members + out-of-fold meta-learner)"] = stack_seconds
     log["blocks"] = stack.blocks_
-    runs6, runs7, dev_probs, test_probs = [], [], [], []
+    runs6, runs7, stacked_models = [], [], []
     t = time.perf_counter()
     for seed in SEEDS:
         model = net(seed, (S["dev"], Y["dev"]), **best).fit(S["train"], Y["train"])
         histories.setdefault("6", model.history)
-        P_dev, P_test = model.predict_proba(S["dev"]), model.predict_proba(S["test"])
-        dev_probs.append(P_dev)
-        test_probs.append(P_test)
-        run, run_tuned = evaluate(Y, labels, P_dev, P_test)
+        stacked_models.append(model)
+        run, run_tuned = evaluate(Y, labels, model, S)
         runs6.append(run)
         runs7.append(run_tuned)
     per_seed = (time.perf_counter() - t) / len(SEEDS)
@@ -202,11 +200,10 @@ def main() -> None:
     log["configs"]["7 = 6 + per-label thresholds"] = {
         "runs": runs7, "params": best, "seconds": per_seed + stack_seconds}
 
-    # Decision rules, tuned on dev and scored on test: on the best configuration's
-    # probabilities (over seeds) and on the calibrated logistic regression's.
-    log["rules"] = rule_table(Y, labels, dev_probs, test_probs)
-    log["rules_lr"] = rule_table(Y, labels, [lr.predict_proba(minilm["dev"])],
-                                 [lr.predict_proba(minilm["test"])])
+    # Decision rules, tuned on dev and scored on test (TunedThresholds with cv="prefit"): on
+    # the best configuration's nets (over seeds) and on the calibrated logistic regression.
+    log["rules"] = rule_table(Y, labels, stacked_models, S)
+    log["rules_lr"] = rule_table(Y, labels, [lr], minilm)
 
     # Figures.
     from skstack.plotting import (
@@ -236,11 +233,15 @@ def main() -> None:
     write_markdown(log, labels)
 
 
-def evaluate(Y, labels, P_dev, P_test) -> tuple[dict, dict]:
+def tuned_predictions(model, X: dict, Y: dict, **rule) -> np.ndarray:
+    """Test predictions of ``model`` under a rule tuned on dev, through the wrapper."""
+    return TunedThresholds(model, cv="prefit", **rule).fit(X["dev"], Y["dev"]).predict(X["test"])
+
+
+def evaluate(Y, labels, model, X) -> tuple[dict, dict]:
     """Test scores at threshold 0.5 and with per-label F1 thresholds tuned on dev."""
-    tuned = tune_thresholds(Y["dev"], P_dev, "macro_f1", per_label=True)
-    return (scores(Y["test"], decide(P_test, 0.5), labels),
-            scores(Y["test"], decide(P_test, tuned), labels))
+    return (scores(Y["test"], decide(model.predict_proba(X["test"]), 0.5), labels),
+            scores(Y["test"], tuned_predictions(model, X, Y, objective="macro_f1"), labels))
 
 
 RULES = {
@@ -253,20 +254,18 @@ RULES = {
 }
 
 
-def rule_table(Y, labels, dev_probs, test_probs) -> dict[str, list[dict]]:
-    """Each rule with and without ``min_labels=1``: test scores, one run per seed."""
+def rule_table(Y, labels, models, X) -> dict[str, list[dict]]:
+    """Each rule with and without ``min_labels=1``: test scores, one run per model (seed)."""
     rows = {}
     for rule, spec in RULES.items():
         for min_labels in (0, 1):
             runs = []
-            for P_dev, P_test in zip(dev_probs, test_probs, strict=True):
+            for model in models:
                 if "fixed" in spec:
-                    th = np.full(len(labels), spec["fixed"])
+                    pred = decide(model.predict_proba(X["test"]), spec["fixed"], min_labels)
                 else:
-                    th = tune_thresholds(Y["dev"], P_dev, spec["objective"],
-                                         per_label=spec["per_label"], min_labels=min_labels,
-                                         shrinkage=spec.get("shrinkage", 0.0))
-                runs.append(scores(Y["test"], decide(P_test, th, min_labels), labels))
+                    pred = tuned_predictions(model, X, Y, min_labels=min_labels, **spec)
+                runs.append(scores(Y["test"], pred, labels))
             rows[f"{rule}{', min_labels=1' if min_labels else ''}"] = runs
     return rows
 

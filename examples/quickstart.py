@@ -1,9 +1,10 @@
 """Quickstart: the stacked pipeline on the bundled GoEmotions sample, offline.
 
 Fits ``StackingEmbedder([MiniLM, character TF-IDF] + meta-learner) -> BiLSTMClassifier``
-trained with the hybrid loss on 3,000 texts, prints the multi-label report on 1,000 test texts
-next to a predict-the-most-frequent-label baseline, saves the fitted pipeline with joblib,
-reloads it and checks that the predictions are identical.
+trained with the hybrid loss, inside ``TunedThresholds`` (per-label thresholds tuned on a
+10 % hold-out, at least one label per text), on 3,000 texts; prints the multi-label report
+on 1,000 test texts next to a predict-the-most-frequent-label baseline, saves the fitted
+pipeline with joblib, reloads it and checks that the predictions are identical.
 
     python examples/quickstart.py                       # offline MiniLM from PyPI
     python examples/quickstart.py --model sentence-transformers/all-MiniLM-L6-v2  # hub id
@@ -19,8 +20,12 @@ import time
 import joblib
 import numpy as np
 
-from skstack import load_sample_emotions, make_stacked_pipeline, multilabel_report
-from skstack.pipelines import char_tfidf_member
+from skstack import (
+    char_tfidf_member,
+    load_sample_emotions,
+    make_stacked_pipeline,
+    multilabel_report,
+)
 
 
 def default_model() -> str:
@@ -52,10 +57,10 @@ def main() -> None:
     pipe.fit(X_train, Y_train)
     print(f"fitted in {time.perf_counter() - start:.0f} s")
 
-    net = pipe.named_steps["clf"]
+    clf = pipe.named_steps["clf"]  # TunedThresholds around the BiLSTMClassifier
     pred = pipe.predict(X_test)
-    report = multilabel_report(Y_test, pred, labels, thresholds=net.thresholds_,
-                               threshold_objective=net.threshold_objective_)
+    report = multilabel_report(Y_test, pred, labels, thresholds=clf.thresholds_,
+                               threshold_objective=clf.objective)
     print(report)
 
     top = np.argmax(Y_train.sum(axis=0))

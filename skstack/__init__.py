@@ -1,4 +1,7 @@
-"""skstack: multi-label text classification with stacked transformer embeddings."""
+"""skstack: multi-label text classification with stacked transformer embeddings.
+
+The public surface is ``__all__``; modules whose names start with ``_`` are internal.
+"""
 
 from skstack._loading import clear_loaded_encoders
 from skstack._version import __version__
@@ -6,12 +9,12 @@ from skstack.blocks import BlockArray
 from skstack.cache import clear_memory_cache
 from skstack.datasets import load_goemotions, load_sample_emotions, load_semeval2018_ec
 from skstack.encoder import EncoderEmbedder
-from skstack.losses import HybridLoss
-from skstack.metrics import get_scorers, jaccard_accuracy, multilabel_report
+from skstack.losses import HybridLoss, LabelStatistics
+from skstack.metrics import MultilabelReport, get_scorers, jaccard_accuracy, multilabel_report
 from skstack.nets import BiLSTMClassifier, BiLSTMModule
-from skstack.pipelines import arabic_emotion_pipeline, make_stacked_pipeline
+from skstack.pipelines import arabic_emotion_pipeline, char_tfidf_member, make_stacked_pipeline
 from skstack.stacking import StackingEmbedder
-from skstack.thresholds import decide, tune_thresholds
+from skstack.thresholds import TunedThresholds, decide, tune_thresholds
 
 __all__ = [
     "BiLSTMClassifier",
@@ -19,9 +22,13 @@ __all__ = [
     "BlockArray",
     "EncoderEmbedder",
     "HybridLoss",
+    "LabelStatistics",
+    "MultilabelReport",
     "StackingEmbedder",
+    "TunedThresholds",
     "__version__",
     "arabic_emotion_pipeline",
+    "char_tfidf_member",
     "clear_loaded_encoders",
     "clear_memory_cache",
     "decide",

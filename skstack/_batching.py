@@ -1,4 +1,7 @@
-"""Tokenise once, then feed the encoder batches of similar length (less padding)."""
+"""Tokenise once, then feed the encoder batches of similar length (less padding).
+
+Import rule: a leaf (numpy and torch only).
+"""
 
 from __future__ import annotations
 

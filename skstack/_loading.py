@@ -3,6 +3,8 @@
 Loaded encoders are kept in a small per-process cache, so that the clones ``GridSearchCV``
 fits one after another do not read the same weights from disk again. Callers that change
 weights (fine-tuning) must work on a copy.
+
+Import rule: a leaf (torch, transformers and huggingface_hub only).
 """
 
 from __future__ import annotations

@@ -1,14 +1,141 @@
-"""Input checks shared by every estimator: texts, label matrices and dense features.
+"""Input and parameter checks shared by every estimator.
 
-Each check names the first offending position so that a user can find the bad row.
+Data checks (texts, label matrices, dense features, probabilities) name the first offending
+position so that a user can find the bad row. Parameter checks are declarative: each
+estimator lists its parameters' valid values once, in a ``_parameter_constraints`` table
+(after scikit-learn's convention), and :func:`validate_params` checks the table in ``fit``
+with one message format.
+
+Import rule: a leaf. numpy, scipy and the standard library only; no skstack module.
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor parameter has a value outside its declared constraints."""
+
+
+# ----------------------------------------------------------------------------- constraints
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Numbers of ``kind`` (``numbers.Integral`` or ``numbers.Real``) between two bounds.
+
+    ``closed`` says which bounds belong to the interval: ``"both"``, ``"left"``,
+    ``"right"`` or ``"neither"``. ``None`` as a bound means unbounded.
+    """
+
+    kind: type
+    low: float | None
+    high: float | None
+    closed: str = "both"
+
+    def accepts(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, self.kind):
+            return False
+        if isinstance(value, float) and np.isnan(value):
+            return False
+        if self.low is not None:
+            if value < self.low or (value == self.low and self.closed in ("right", "neither")):
+                return False
+        if self.high is not None:
+            if value > self.high or (value == self.high and self.closed in ("left", "neither")):
+                return False
+        return True
+
+    def describe(self) -> str:
+        what = "an integer" if self.kind is numbers.Integral else "a number"
+        if self.low is not None and self.high is not None:
+            left = "[" if self.closed in ("both", "left") else "("
+            right = "]" if self.closed in ("both", "right") else ")"
+            return f"{what} in {left}{self.low}, {self.high}{right}"
+        if self.low is not None:
+            return f"{what} {'>=' if self.closed in ('both', 'left') else '>'} {self.low}"
+        if self.high is not None:
+            return f"{what} {'<=' if self.closed in ('both', 'right') else '<'} {self.high}"
+        return what
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of a fixed set of values (strings, usually)."""
+
+    values: tuple
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, str) and value in self.values
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class Check:
+    """Any value for which ``test`` returns True; ``description`` completes 'must be ...'."""
+
+    test: Callable[[object], bool]
+    description: str
+
+    def accepts(self, value) -> bool:
+        return bool(self.test(value))
+
+    def describe(self) -> str:
+        return self.description
+
+
+def _is_array_like(value) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray)) and not isinstance(value, str)
+
+
+# The constraint vocabulary: besides Interval, Options and Check, a table may use these.
+BOOLEAN = Check(lambda v: isinstance(v, (bool, np.bool_)), "a bool")
+NONE = Check(lambda v: v is None, "None")
+STRING = Check(lambda v: isinstance(v, str), "a str")
+PATH = Check(lambda v: isinstance(v, (str, os.PathLike)), "a path")
+ARRAY_LIKE = Check(_is_array_like, "an array-like")
+CALLABLE = Check(callable, "a callable")
+CLASS = Check(lambda v: isinstance(v, type), "a class")
+ESTIMATOR = Check(lambda v: hasattr(v, "fit") and not isinstance(v, type), "an estimator")
+SEED = [Interval(numbers.Integral, 0, 2**32 - 1), NONE]
+
+
+def check_params(owner: str, table: Mapping[str, list], params: Mapping[str, object]) -> None:
+    """Check each of ``params`` named in ``table`` against its constraints; raise
+    :class:`InvalidParameterError` on the first that matches none of them."""
+    for name, constraints in table.items():
+        if name not in params:
+            continue
+        value = params[name]
+        if not any(c.accepts(value) for c in constraints):
+            expected = " or ".join(c.describe() for c in constraints)
+            raise parameter_error(owner, name, expected, value)
+
+
+def validate_params(estimator: object) -> None:
+    """Check an estimator's parameters against its ``_parameter_constraints`` table."""
+    check_params(type(estimator).__name__, type(estimator)._parameter_constraints,
+                 estimator.get_params(deep=False))
+
+
+def parameter_error(owner: str, name: str, expected: str, value) -> InvalidParameterError:
+    """The error for a parameter outside its valid values, in the package's one format; also
+    for checks a table cannot express (those that depend on the data or on another
+    parameter)."""
+    return InvalidParameterError(
+        f"The {name!r} parameter of {owner} must be {expected}; got {value!r:.80}."
+    )
+
+
+# ----------------------------------------------------------------------------- data
 
 
 def check_texts(X) -> list[str]:
@@ -54,37 +181,72 @@ def _describe(value) -> str:
     return f"of type {type(value).__name__} ({value!r:.40})"
 
 
-def check_label_matrix(Y, n_samples: int | None = None) -> tuple[np.ndarray, list[str] | None]:
-    """Validate a multi-label target: a 2-D 0/1 array or DataFrame.
+def check_label_matrix(
+    Y, n_samples: int | None = None, name: str = "Y"
+) -> tuple[np.ndarray, list[str] | None]:
+    """Validate a multi-label target: a 2-D 0/1 array, sparse matrix or DataFrame.
 
     Returns the matrix as ``float32`` and the label names (the DataFrame's columns, or
-    ``None`` for an array).
+    ``None`` otherwise). The one label-matrix check of the package: estimators, metrics and
+    decision rules all use it.
     """
+    from scipy import sparse
+
     if Y is None:
         raise ValueError("This estimator requires y to be passed, but the target y is None.")
     names = None
     if hasattr(Y, "columns"):
         names = [str(c) for c in Y.columns]
         Y = Y.to_numpy()
+    if sparse.issparse(Y):
+        Y = Y.toarray()
     Y = np.asarray(Y)
     if Y.ndim != 2:
         raise ValueError(
-            f"Y must be a 2-D label matrix of shape (n_samples, n_labels) with 0/1 entries; "
-            f"got an array of shape {Y.shape}. For a single label use Y.reshape(-1, 1)."
+            f"{name} must be a 2-D label matrix of shape (n_samples, n_labels) with 0/1 "
+            f"entries; got an array of shape {Y.shape}. For a single label use "
+            f"{name}.reshape(-1, 1)."
         )
+    if Y.shape[1] == 0:
+        raise ValueError(f"{name} has 0 label columns; at least one label is needed.")
     if n_samples is not None and Y.shape[0] != n_samples:
-        raise ValueError(f"Y has {Y.shape[0]} rows but X has {n_samples}; they must match.")
+        raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n_samples}; they must match.")
     if not (np.issubdtype(Y.dtype, np.number) or Y.dtype == bool):
-        raise ValueError(f"Y must hold numbers 0/1, got dtype {Y.dtype}.")
+        raise ValueError(f"{name} must hold numbers 0/1, got dtype {Y.dtype}.")
     bad = ~np.isin(Y, (0, 1))
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise ValueError(
-            f"Unknown label type: Y must contain only 0 and 1; found {Y[row, col]!r} at row "
-            f"{row}, column {col}"
+            f"Unknown label type: {name} must contain only 0 and 1; found "
+            f"{Y[row, col].item()!r} at row {row}, column {col}"
             + (f" ({names[col]!r})." if names else ".")
         )
     return Y.astype(np.float32), names
+
+
+def check_proba(proba, n_labels: int | None = None, name: str = "proba") -> np.ndarray:
+    """(n, L) float64 probabilities from any multi-label ``predict_proba``: one (n, L) array,
+    or a list of L (n, 2) arrays (one per label, as tree ensembles return). Values must lie in
+    [0, 1]."""
+    if isinstance(proba, list) and proba and all(
+        isinstance(p, np.ndarray) and p.ndim == 2 for p in proba
+    ):
+        proba = np.column_stack([np.asarray(p)[:, -1] for p in proba])
+    P = np.asarray(proba, dtype=np.float64)
+    if P.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_labels), got shape {P.shape}.")
+    if n_labels == 1 and P.shape[1] == 2:  # a binary classifier's [P(0), P(1)]
+        P = P[:, 1:]
+    if n_labels is not None and P.shape[1] != n_labels:
+        raise ValueError(f"{name} has {P.shape[1]} label columns, expected {n_labels}.")
+    bad = ~((P >= 0) & (P <= 1))  # NaN fails both comparisons
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} must hold probabilities in [0, 1]; found {P[row, col].item()!r} at row {row}, "
+            f"column {col}."
+        )
+    return P
 
 
 def check_features(
@@ -124,8 +286,3 @@ def check_features(
                          f"{n_features} features as input.")
     return X
 
-
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)

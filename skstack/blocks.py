@@ -3,6 +3,8 @@
 ``StackingEmbedder`` returns a :class:`BlockArray`, a float32 ndarray that carries its
 layout, so that ``BiLSTMClassifier`` later in the same ``Pipeline`` can treat each block as
 one sequence step without the user repeating the widths.
+
+Import rule: a leaf (numpy only).
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ class BlockArray(np.ndarray):
         blocks = getattr(obj, "blocks", None)
         width = sum(w for _, w in blocks) if blocks else None
         self.blocks = blocks if self.ndim == 2 and self.shape[1] == width else None
+
+    # The layout travels with the data through pickling (joblib workers, GridSearchCV with
+    # n_jobs > 1); ndarray's own pickle keeps only the numbers.
+    def __reduce__(self):
+        constructor, args, state = super().__reduce__()
+        return constructor, args, (state, self.blocks)
+
+    def __setstate__(self, state):
+        array_state, self.blocks = state
+        super().__setstate__(array_state)
 
 
 def check_blocks(blocks, n_features: int) -> list[tuple[str, int]]:

@@ -3,6 +3,8 @@
 Every loader returns ``(texts, Y, label_names)``: a list of str, a 0/1 int matrix of shape
 (n_texts, n_labels) (a DataFrame with ``as_frame=True``) and the label names. SemEval-2018
 data may not be redistributed, so its loader reads the official files from a path you give.
+
+Import rule: a leaf (numpy, pandas and the standard library only).
 """
 
 from __future__ import annotations

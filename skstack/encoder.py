@@ -1,13 +1,19 @@
-"""EncoderEmbedder: one Hugging Face encoder as a scikit-learn transformer (text -> vectors)."""
+"""EncoderEmbedder: one Hugging Face encoder as a scikit-learn transformer (text -> vectors).
+
+Import rule: torch, transformers, scikit-learn, the private helpers (``_loading``,
+``_batching``, ``_pooling``, ``_finetune``, ``_validation``) and ``skstack.cache``.
+"""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import numbers
 import os
 import sys
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -16,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skstack._batching import length_sorted_batches, tokenize
+from skstack._finetune import fine_tune_encoder
 from skstack._loading import (
     load_encoder,
     model_from_portable,
@@ -23,10 +30,21 @@ from skstack._loading import (
     resolve_device,
     weights_hash,
 )
-from skstack._validation import check_label_matrix, check_positive_int, check_texts
-from skstack.cache import cached_embed
-from skstack.finetune import fine_tune_encoder
-from skstack.pooling import POOLING_MODES, pool
+from skstack._pooling import POOLING_MODES, pool
+from skstack._validation import (
+    BOOLEAN,
+    NONE,
+    PATH,
+    SEED,
+    STRING,
+    Check,
+    Interval,
+    Options,
+    check_label_matrix,
+    check_texts,
+    validate_params,
+)
+from skstack.cache import Lookup, open_stores
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _LAYER_COMBINE = ("mean", "concat")
@@ -122,8 +140,8 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     finetune_warmup_ratio : float, default=0.1
         Fraction of fine-tuning steps with a linearly rising learning rate.
     finetune_batch_size : int, default=16
-    mixed_precision : bool, default=False
-        Fine-tune under bfloat16 autocast.
+    finetune_mixed_precision : bool, default=False
+        Fine-tune under bfloat16 autocast (the forward pass at inference follows ``dtype``).
     random_state : int, default=None
         Seed for fine-tuning (head initialisation and batch order).
 
@@ -156,6 +174,32 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     (2, 384)
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "model": [PATH],
+        "layers": [Interval(numbers.Integral, None, None), STRING,
+                   Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                         and all(isinstance(i, numbers.Integral) for i in v),
+                         "a non-empty list of ints")],
+        "layer_combine": [Options(_LAYER_COMBINE)],
+        "pooling": [Options(POOLING_MODES)],
+        "max_length": [Interval(numbers.Integral, 2, None), NONE],
+        "prefix": [STRING],
+        "normalize": [BOOLEAN],
+        "truncate_dim": [Interval(numbers.Integral, 1, None), NONE],
+        "batch_size": [Interval(numbers.Integral, 1, None)],
+        "device": [STRING],
+        "dtype": [Options(tuple(_DTYPES))],
+        "show_progress_bar": [BOOLEAN],
+        "cache": [PATH, NONE],
+        "trust_remote_code": [BOOLEAN],
+        "finetune_epochs": [Interval(numbers.Integral, 0, None)],
+        "finetune_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "finetune_warmup_ratio": [Interval(numbers.Real, 0, 1)],
+        "finetune_batch_size": [Interval(numbers.Integral, 1, None)],
+        "finetune_mixed_precision": [BOOLEAN],
+        "random_state": SEED,
+    }
+
     def __init__(
         self,
         model: str | os.PathLike = "sentence-transformers/all-MiniLM-L6-v2",
@@ -177,7 +221,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         finetune_learning_rate: float = 2e-5,
         finetune_warmup_ratio: float = 0.1,
         finetune_batch_size: int = 16,
-        mixed_precision: bool = False,
+        finetune_mixed_precision: bool = False,
         random_state: int | None = None,
     ):
         self.model = model
@@ -198,7 +242,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.finetune_learning_rate = finetune_learning_rate
         self.finetune_warmup_ratio = finetune_warmup_ratio
         self.finetune_batch_size = finetune_batch_size
-        self.mixed_precision = mixed_precision
+        self.finetune_mixed_precision = finetune_mixed_precision
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -208,28 +252,6 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         tags.target_tags.required = self.finetune_epochs > 0
         tags.requires_fit = True
         return tags
-
-    def _check_params(self) -> None:
-        if self.pooling not in POOLING_MODES:
-            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}.")
-        if self.layer_combine not in _LAYER_COMBINE:
-            raise ValueError(
-                f"layer_combine must be one of {_LAYER_COMBINE}, got {self.layer_combine!r}."
-            )
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {self.dtype!r}.")
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.finetune_epochs, "finetune_epochs", minimum=0)
-        if self.max_length is not None:
-            check_positive_int(self.max_length, "max_length", minimum=2)
-        if self.truncate_dim is not None:
-            check_positive_int(self.truncate_dim, "truncate_dim")
-        if not isinstance(self.prefix, str):
-            raise TypeError(f"prefix must be a str, got {type(self.prefix).__name__}.")
-        if self.cache is not None and self.cache != "memory" and not isinstance(
-            self.cache, (str, os.PathLike)
-        ):
-            raise ValueError(f"cache must be 'memory', None or a folder, got {self.cache!r}.")
 
     def fit(self, X, y=None):
         """Load the encoder (and fine-tune it on ``(X, y)`` when ``finetune_epochs > 0``).
@@ -244,7 +266,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         -------
         self : EncoderEmbedder
         """
-        self._check_params()
+        validate_params(self)
         texts = check_texts(X)
         self.device_ = resolve_device(self.device)
         loaded = load_encoder(self.model, self.trust_remote_code)
@@ -263,7 +285,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 model, ids, Y, pad_id=self._pad_id(), pooling=self.pooling,
                 epochs=self.finetune_epochs, learning_rate=self.finetune_learning_rate,
                 warmup_ratio=self.finetune_warmup_ratio, batch_size=self.finetune_batch_size,
-                device=self.device_, mixed_precision=self.mixed_precision,
+                device=self.device_, mixed_precision=self.finetune_mixed_precision,
                 random_state=self.random_state, show_progress_bar=self.show_progress_bar,
             )
             weights = weights_hash(model)
@@ -321,19 +343,12 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         check_is_fitted(self, "model_")
         texts = check_texts(X)
-        n_cut: list[int] = []  # texts cut at max_length, per encoded chunk
-
-        def embed(chunk: list[str]) -> np.ndarray:
-            return self._embed(chunk, n_cut)
-
-        if self.cache is None:
-            out = embed(texts)
-        else:
-            folder = None if self.cache == "memory" else self.cache
-            out = cached_embed(texts, self.fingerprint_, embed, self.embedding_dim_, folder)
-        if sum(n_cut):
+        lookup = Lookup(texts, self.fingerprint_, self.embedding_dim_, open_stores(self.cache))
+        vectors, n_cut = self._embed(lookup.missing)
+        out = lookup.complete(vectors)
+        if n_cut:
             warnings.warn(
-                f"{sum(n_cut)} of {len(texts)} texts are longer than "
+                f"{n_cut} of {len(texts)} texts are longer than "
                 f"max_length={self.max_length_} tokens and were cut.",
                 UserWarning,
                 stacklevel=_outside_caller_level(),
@@ -344,12 +359,12 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return self.fit(X, y).transform(X)
 
     @torch.inference_mode()
-    def _embed(self, texts: list[str], n_cut: list[int]) -> np.ndarray:
+    def _embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """Vectors of ``texts`` and how many of them were cut at ``max_length_``."""
         out = np.empty((len(texts), self.embedding_dim_), dtype=np.float32)
         if not texts:
-            return out
-        ids, cut = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
-        n_cut.append(cut)
+            return out, 0
+        ids, n_cut = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
         all_states = self.layer_indices_ != [self.model_.config.num_hidden_layers]
         batches = length_sorted_batches(ids, self.batch_size, self._pad_id())
         n_batches = -(-len(ids) // self.batch_size)
@@ -373,7 +388,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             if self.normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
             out[positions] = vectors.cpu().numpy()
-        return out
+        return out, n_cut
 
     @property
     def _n_features_out(self) -> int:

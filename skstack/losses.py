@@ -1,38 +1,80 @@
 """HybridLoss: class-weighted BCE + a label-correlation term + a supervised contrastive term.
 
 The paper names the three components but its full text is not available to us; the exact
-formulas below are our definitions (see ``docs/hybrid_loss.md``).
+formulas below are our definitions (see ``docs/method.md``). Each term has one name used
+everywhere: the ``<name>_weight`` parameter, the ``<name>_term`` method, the key in
+:attr:`HybridLoss.last_components` and the ``train_<name>``/``valid_<name>`` history columns
+of ``BiLSTMClassifier``. A new term is one weight, one method and one entry in
+:data:`COMPONENTS`, all in this module.
+
+Import rule: numpy, torch, ``skstack._validation`` and ``skstack.metrics`` only.
 """
 
 from __future__ import annotations
 
+import numbers
 import warnings
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-COMPONENTS = ("bce", "corr", "con")
+from skstack._validation import (
+    ARRAY_LIKE,
+    NONE,
+    Interval,
+    Options,
+    check_label_matrix,
+    check_params,
+    parameter_error,
+)
+from skstack.metrics import jaccard_from_counts
+
+COMPONENTS = ("bce", "corr", "contrastive")
+POS_WEIGHTS = ("balanced", "sqrt")
 
 
-def balanced_pos_weight(Y: np.ndarray, max_weight: float = 100.0) -> np.ndarray:
-    """Per-label positive weight ``n_negative / n_positive``, clipped to ``max_weight``.
+@dataclass(frozen=True)
+class LabelStatistics:
+    """What the loss needs to know of the training labels: counts and correlations.
 
-    A label without positives gets ``max_weight`` and a warning instead of ``inf``.
+    Computed once from the label matrix (``from_labels``); ``BiLSTMClassifier`` keeps it as
+    fitted state so that its criterion can be re-created (``set_params``) without the data.
     """
-    Y = np.asarray(Y, dtype=np.float64)
-    pos = Y.sum(axis=0)
-    neg = Y.shape[0] - pos
-    missing = np.flatnonzero(pos == 0)
-    if missing.size:
-        warnings.warn(
-            f"Labels {missing.tolist()} have no positive example in the training data; their "
-            f"positive weight is set to max_pos_weight={max_weight}.",
-            UserWarning,
-            stacklevel=3,
-        )
-    with np.errstate(divide="ignore"):
-        weight = np.where(pos > 0, neg / np.maximum(pos, 1), max_weight)
+
+    n_samples: int
+    positives: np.ndarray  # (n_labels,) positive count of each label
+    correlation: np.ndarray  # (n_labels, n_labels) Pearson correlation, zero diagonal
+
+    @classmethod
+    def from_labels(cls, Y) -> LabelStatistics:
+        Y, _ = check_label_matrix(Y)
+        return cls(Y.shape[0], Y.sum(axis=0).astype(np.float64), label_correlation(Y))
+
+
+def positive_weight(stats: LabelStatistics, rule: str, max_weight: float = 100.0) -> np.ndarray:
+    """Per-label positive weight from the label counts, clipped to ``max_weight``.
+
+    ``"balanced"``: ``n_negative / n_positive``; ``"sqrt"``: its square root (a milder
+    push toward rare labels). A label without positives gets ``max_weight`` and a warning
+    instead of ``inf``; a label without negatives gets 1 (no reweighting) and a warning.
+    """
+    pos = stats.positives
+    neg = stats.n_samples - pos
+    for mask, what, value in ((pos == 0, "no positive", max_weight), (neg == 0, "no negative", 1)):
+        if mask.any():
+            warnings.warn(
+                f"Labels {np.flatnonzero(mask).tolist()} have {what} example in the training "
+                f"data; their positive weight is set to {value}.",
+                UserWarning,
+                stacklevel=3,
+            )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = neg / pos
+    weight = np.sqrt(ratio) if rule == "sqrt" else ratio
+    weight = np.where(pos == 0, max_weight, np.where(neg == 0, 1.0, weight))
     return np.clip(weight, 0.0, max_weight).astype(np.float32)
 
 
@@ -52,26 +94,27 @@ def label_jaccard(targets: torch.Tensor) -> torch.Tensor:
     """Pairwise Jaccard similarity of label sets; two empty sets count as identical (1)."""
     inter = targets @ targets.T
     sizes = targets.sum(dim=1)
-    union = sizes[:, None] + sizes[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    return jaccard_from_counts(inter, sizes[:, None] + sizes[None, :] - inter)
 
 
 class HybridLoss(torch.nn.Module):
-    """``L = BCE_w + corr_weight * L_corr + contrastive_weight * L_con``.
+    """``L = BCE_w + corr_weight * L_corr + contrastive_weight * L_contrastive``.
 
     Parameters
     ----------
-    pos_weight : "balanced", array-like of shape (n_labels,) or None, default="balanced"
+    pos_weight : "balanced", "sqrt", array-like of shape (n_labels,) or None, \
+            default="balanced"
         Positive-class weight of each label in the BCE term. ``"balanced"`` uses
-        ``n_negative / n_positive`` of the training labels (see :meth:`fit`).
+        ``n_negative / n_positive`` of the training labels (see :meth:`fit`), ``"sqrt"`` its
+        square root, ``None`` no weighting.
     corr_weight : float, default=0.1
         Weight of the label-correlation term.
     contrastive_weight : float, default=0.1
         Weight of the supervised contrastive term.
     temperature : float, default=0.1
-        Temperature of the contrastive term.
+        Temperature of the contrastive term (> 0).
     max_pos_weight : float, default=100.0
-        Upper bound of a balanced positive weight (rare or absent labels).
+        Upper bound of a computed positive weight (rare or absent labels).
 
     Notes
     -----
@@ -83,22 +126,32 @@ class HybridLoss(torch.nn.Module):
       with ``C`` the Pearson correlation of the training labels, ``C+ = max(C, 0)`` and
       ``C- = max(-C, 0)``: labels that co-occur are pushed to similar probabilities, labels
       that exclude each other are kept from firing together.
-    - ``L_con = mean_{i in A} [-sum_{j!=i} a_ij log softmax_{k!=i}(s_ik)_j / sum_{j!=i} a_ij]``
-      with ``s_ij = cos(h_i, h_j) / temperature``, ``a_ij`` the Jaccard similarity of the label
-      sets of ``i`` and ``j``, and ``A`` the anchors with some ``a_ij > 0``.
+    - ``L_contrastive = mean_{i in A} [-sum_{j!=i} a_ij log softmax_{k!=i}(s_ik)_j /
+      sum_{j!=i} a_ij]`` with ``s_ij = cos(h_i, h_j) / temperature``, ``a_ij`` the Jaccard
+      similarity of the label sets of ``i`` and ``j``, and ``A`` the anchors with some
+      ``a_ij > 0``.
 
-    After each call, :attr:`last_components` holds the three unweighted terms as floats.
+    After each call, :attr:`last_components` holds the unweighted terms as floats, keyed by
+    the names in :data:`COMPONENTS`.
 
     Examples
     --------
     >>> import torch, numpy as np
-    >>> from skstack.losses import HybridLoss
+    >>> from skstack import HybridLoss
     >>> Y = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1], [0, 1, 1]])
     >>> loss = HybridLoss(corr_weight=0.5, contrastive_weight=0.5).fit(Y)
     >>> value = loss(torch.zeros(4, 3), torch.tensor(Y, dtype=torch.float32), torch.randn(4, 8))
     >>> sorted(loss.last_components)
-    ['bce', 'con', 'corr']
+    ['bce', 'contrastive', 'corr']
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "pos_weight": [Options(POS_WEIGHTS), ARRAY_LIKE, NONE],
+        "corr_weight": [Interval(numbers.Real, 0, None)],
+        "contrastive_weight": [Interval(numbers.Real, 0, None)],
+        "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_pos_weight": [Interval(numbers.Real, 0, None, closed="neither")],
+    }
 
     def __init__(
         self,
@@ -109,6 +162,12 @@ class HybridLoss(torch.nn.Module):
         max_pos_weight: float = 100.0,
     ):
         super().__init__()
+        # A torch module is built by skorch inside BiLSTMClassifier.fit, so checking here
+        # reports a bad ``criterion__*`` value when the net is fitted.
+        check_params(type(self).__name__, self._parameter_constraints, {
+            "pos_weight": pos_weight, "corr_weight": corr_weight,
+            "contrastive_weight": contrastive_weight, "temperature": temperature,
+            "max_pos_weight": max_pos_weight})
         self.pos_weight = pos_weight
         self.corr_weight = corr_weight
         self.contrastive_weight = contrastive_weight
@@ -118,28 +177,29 @@ class HybridLoss(torch.nn.Module):
         self.register_buffer("correlation_", None)
         self.last_components: dict[str, float] = {}
 
-    def fit(self, Y: np.ndarray) -> HybridLoss:
-        """Compute the label statistics (positive weights, correlation) from training labels."""
-        Y = np.asarray(Y)
-        n_labels = Y.shape[1]
+    def fit(self, Y) -> HybridLoss:
+        """Set the label statistics (positive weights, correlation) of the training labels.
+
+        Parameters
+        ----------
+        Y : array-like of shape (n_samples, n_labels) or LabelStatistics
+            The 0/1 training labels, or their statistics.
+        """
+        stats = Y if isinstance(Y, LabelStatistics) else LabelStatistics.from_labels(Y)
+        n_labels = len(stats.positives)
         if isinstance(self.pos_weight, str):
-            if self.pos_weight != "balanced":
-                raise ValueError(
-                    f"pos_weight must be 'balanced', an array or None, got {self.pos_weight!r}."
-                )
-            weight = balanced_pos_weight(Y, self.max_pos_weight)
+            weight = positive_weight(stats, self.pos_weight, self.max_pos_weight)
         elif self.pos_weight is None:
             weight = None
         else:
             weight = np.asarray(self.pos_weight, dtype=np.float32)
             if weight.shape != (n_labels,) or not np.all(np.isfinite(weight)) or (weight < 0).any():
-                raise ValueError(
-                    f"pos_weight must be finite, non-negative and of shape ({n_labels},), got "
-                    f"{weight.shape} {weight[:5]}."
-                )
+                raise parameter_error(type(self).__name__, "pos_weight",
+                                      f"finite, non-negative and of shape ({n_labels},)",
+                                      self.pos_weight)
         device = self._device()
         self.pos_weight_ = None if weight is None else torch.as_tensor(weight, device=device)
-        self.correlation_ = torch.as_tensor(label_correlation(Y), device=device)
+        self.correlation_ = torch.as_tensor(stats.correlation, device=device)
         return self
 
     def _device(self) -> torch.device:
@@ -152,23 +212,25 @@ class HybridLoss(torch.nn.Module):
         self, logits: torch.Tensor, targets: torch.Tensor, hidden: torch.Tensor | None = None
     ) -> torch.Tensor:
         targets = targets.to(logits.dtype)
-        bce = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight_)
-        total = bce
-        corr = con = torch.zeros((), device=logits.device)
-        if self.corr_weight:
-            if self.correlation_ is None:
-                raise RuntimeError("Call HybridLoss.fit(Y) before using the correlation term.")
-            corr = self.correlation_term(torch.sigmoid(logits))
-            total = total + self.corr_weight * corr
-        if self.contrastive_weight:
-            if hidden is None:
-                raise ValueError("The contrastive term needs the hidden representation.")
-            con = self.contrastive_term(hidden, targets)
-            total = total + self.contrastive_weight * con
-        self.last_components = {"bce": bce.item(), "corr": corr.item(), "con": con.item()}
+        total = self.bce_term(logits, targets, hidden)
+        components = {"bce": total.item()}
+        for name in COMPONENTS[1:]:
+            weight = getattr(self, f"{name}_weight")
+            value = torch.zeros((), device=logits.device)
+            if weight:
+                value = getattr(self, f"{name}_term")(logits, targets, hidden)
+                total = total + weight * value
+            components[name] = value.item()
+        self.last_components = components
         return total
 
-    def correlation_term(self, probs: torch.Tensor) -> torch.Tensor:
+    def bce_term(self, logits: torch.Tensor, targets: torch.Tensor, hidden=None) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight_)
+
+    def corr_term(self, logits: torch.Tensor, targets=None, hidden=None) -> torch.Tensor:
+        if self.correlation_ is None:
+            raise RuntimeError("Call HybridLoss.fit(Y) before using the correlation term.")
+        probs = torch.sigmoid(logits)
         corr = self.correlation_.to(probs.dtype)
         upper = torch.triu(torch.ones_like(corr), diagonal=1)
         positive, negative = corr.clamp(min=0) * upper, (-corr).clamp(min=0) * upper
@@ -180,7 +242,10 @@ class HybridLoss(torch.nn.Module):
         per_example = (positive * diff + negative * joint).sum(dim=(1, 2))
         return per_example.mean() / scale
 
-    def contrastive_term(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def contrastive_term(self, logits, targets: torch.Tensor,
+                         hidden: torch.Tensor | None) -> torch.Tensor:
+        if hidden is None:
+            raise ValueError("The contrastive term needs the hidden representation.")
         n = hidden.shape[0]
         if n < 2:
             return torch.zeros((), device=hidden.device, dtype=hidden.dtype)

@@ -4,6 +4,9 @@ Definitions follow scikit-learn (precision, recall, F1, Hamming loss, subset acc
 the SemEval-2018 Task 1 E-c scorer for Jaccard accuracy: the mean over examples of
 ``|gold ∩ pred| / |gold ∪ pred|``, where an example with empty gold and empty prediction
 scores 1.
+
+Import rule: numpy, scikit-learn and ``skstack._validation`` only (no torch: the Jaccard
+formula below works on torch tensors without importing torch).
 """
 
 from __future__ import annotations
@@ -19,14 +22,25 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from skstack._validation import check_label_matrix
 
-def _as_matrix(Y, name: str) -> np.ndarray:
-    if hasattr(Y, "to_numpy"):
-        Y = Y.to_numpy()
-    Y = np.asarray(Y)
-    if Y.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D 0/1 label matrix, got shape {Y.shape}.")
-    return Y.astype(bool)
+
+def jaccard_from_counts(intersection, union):
+    """``|A ∩ B| / |A ∪ B|`` from the two counts, with two empty sets counting as identical (1).
+
+    The package's one Jaccard formula: numpy arrays or torch tensors, any shape (the metric,
+    the threshold search over candidate rules and the contrastive loss all use it).
+    """
+    empty = union == 0
+    return (intersection + empty) / (union + empty)
+
+
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    true = check_label_matrix(y_true, name="y_true")[0].astype(bool)
+    pred = check_label_matrix(y_pred, name="y_pred")[0].astype(bool)
+    if true.shape != pred.shape:
+        raise ValueError(f"y_true has shape {true.shape} but y_pred has {pred.shape}.")
+    return true, pred
 
 
 def jaccard_accuracy(y_true, y_pred) -> float:
@@ -42,12 +56,8 @@ def jaccard_accuracy(y_true, y_pred) -> float:
 
 def jaccard_per_example(y_true, y_pred) -> np.ndarray:
     """Jaccard similarity of each example's gold and predicted label sets (empty/empty = 1)."""
-    true, pred = _as_matrix(y_true, "y_true"), _as_matrix(y_pred, "y_pred")
-    if true.shape != pred.shape:
-        raise ValueError(f"y_true has shape {true.shape} but y_pred has {pred.shape}.")
-    inter = (true & pred).sum(axis=-1)
-    union = (true | pred).sum(axis=-1)
-    return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+    true, pred = _pair(y_true, y_pred)
+    return jaccard_from_counts((true & pred).sum(axis=-1), (true | pred).sum(axis=-1))
 
 
 @dataclass
@@ -130,9 +140,7 @@ def multilabel_report(
     """
     if label_names is None and hasattr(y_true, "columns"):
         label_names = [str(c) for c in y_true.columns]
-    true, pred = _as_matrix(y_true, "y_true"), _as_matrix(y_pred, "y_pred")
-    if true.shape != pred.shape:
-        raise ValueError(f"y_true has shape {true.shape} but y_pred has {pred.shape}.")
+    true, pred = _pair(y_true, y_pred)
     n_labels = true.shape[1]
     labels = list(label_names) if label_names is not None else [str(i) for i in range(n_labels)]
     if len(labels) != n_labels:

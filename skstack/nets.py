@@ -3,40 +3,47 @@
 Each block of the stacked representation (one encoder's vector, the meta-learner's
 probabilities, ...) is projected to a common width and becomes one step of a sequence that a
 bidirectional LSTM reads; a fully connected head turns the final states into label logits.
+The net returns probabilities; the decision rule that turns them into label sets lives in
+:class:`skstack.thresholds.TunedThresholds`, which can wrap this net or any other classifier.
+
+Import rule: torch, skorch, scikit-learn and the skstack leaves (``_validation``, ``blocks``,
+``losses``, ``metrics``, ``thresholds``); never the encoder or the stack.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
 from sklearn.utils import ClassifierTags
-from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import PassthroughScoring
 from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
 
-from skstack._validation import check_features, check_label_matrix
+from skstack._validation import (
+    ARRAY_LIKE,
+    BOOLEAN,
+    CALLABLE,
+    NONE,
+    SEED,
+    Check,
+    Interval,
+    Options,
+    check_features,
+    check_label_matrix,
+    validate_params,
+)
 from skstack.blocks import block_layout, check_blocks
-from skstack.losses import COMPONENTS, HybridLoss
+from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
 from skstack.metrics import jaccard_accuracy
-from skstack.thresholds import OBJECTIVES, decide, tune_thresholds
+from skstack.thresholds import check_thresholds
 
-
-def _dataset_labels(dataset, Y: np.ndarray) -> np.ndarray:
-    """The label rows of a validation dataset: a ``Subset`` of the training data (a float
-    ``train_split``, skorch's ``ValidSplit``) or a dataset with ``y`` (``predefined_split``)."""
-    if dataset is None or len(dataset) == 0:
-        raise ValueError("threshold='tuned' needs a non-empty validation split.")
-    if isinstance(dataset, torch.utils.data.Subset):
-        return Y[np.asarray(dataset.indices)]
-    if getattr(dataset, "y", None) is not None:
-        labels, _ = check_label_matrix(dataset.y, len(dataset))
-        return labels
-    raise ValueError(f"Cannot read the labels of a validation dataset of type "
-                     f"{type(dataset).__name__}; use a float train_split or predefined_split.")
+_PART = Check(lambda v: isinstance(v, type) or isinstance(v, torch.nn.Module),
+              "a class or a torch.nn.Module instance")
 
 
 class BiLSTMModule(torch.nn.Module):
@@ -81,9 +88,10 @@ class BiLSTMClassifier(NeuralNet):
     """Multi-label Bi-LSTM classifier over stacked blocks, trained with :class:`HybridLoss`.
 
     A skorch ``NeuralNet`` with multi-label defaults: ``predict_proba`` returns (n, L) sigmoid
-    probabilities, ``predict`` the (n, L) 0/1 matrix, ``score`` the Jaccard accuracy. Module
-    and loss settings reach the parts as ``module__hidden_size``,
-    ``criterion__corr_weight`` and so on, so ``GridSearchCV`` can search them.
+    probabilities, ``predict`` the (n, L) 0/1 matrix at ``threshold``, ``score`` the Jaccard
+    accuracy. Module and loss settings reach the parts as ``module__hidden_size``,
+    ``criterion__corr_weight`` and so on, so ``GridSearchCV`` can search them. For a tuned
+    decision rule, wrap the net: ``TunedThresholds(BiLSTMClassifier(...), objective=...)``.
 
     Parameters
     ----------
@@ -92,34 +100,25 @@ class BiLSTMClassifier(NeuralNet):
         (``projection_dim``, ``hidden_size``, ``num_layers``, ``dropout``).
     criterion : default=HybridLoss
         ``criterion__pos_weight``, ``criterion__corr_weight``,
-        ``criterion__contrastive_weight``, ``criterion__temperature``. Its label statistics
-        are computed from ``y`` in :meth:`fit`.
+        ``criterion__contrastive_weight``, ``criterion__temperature``. A criterion with a
+        ``fit`` method receives the training labels' :class:`~skstack.losses.LabelStatistics`.
     optimizer : default=torch.optim.AdamW
     lr : float, default=1e-3
     max_epochs : int, default=20
     batch_size : int, default=64
     train_split : None, float or callable, default=None
         ``None`` trains on every row. A float holds out that fraction (shuffled, not
-        stratified, so label matrices work) for validation scores, early stopping callbacks
-        and ``threshold="tuned"``; a callable is used as skorch's ``train_split``.
-    threshold : float, array-like of shape (n_labels,) or "tuned", default=0.5
-        Decision threshold(s) of :meth:`predict`. ``"tuned"`` picks thresholds on the
-        validation split with :func:`skstack.thresholds.tune_thresholds`.
-    threshold_objective : {"macro_f1", "micro_f1", "jaccard"}, default="macro_f1"
-        What ``"tuned"`` thresholds maximise.
-    threshold_per_label : bool, default=True
-        Per-label thresholds (``True``) or one shared threshold.
-    threshold_shrinkage : float, default=0.0
-        Pseudo-positives pulling per-label thresholds toward the shared one.
-    min_labels : int, default=0
-        Every row gets at least this many labels (its top-scoring ones).
-    max_labels : int, default=None
-        No row gets more labels than this.
-    blocks : list of int or of (name, width), default=None
-        The block layout of X. ``None`` takes the layout carried by X (the output of
-        ``StackingEmbedder``) or treats X as one block.
+        stratified, so label matrices work) for validation scores and early stopping
+        callbacks; a callable is used as skorch's ``train_split``.
+    threshold : float or array-like of shape (n_labels,), default=0.5
+        Decision threshold(s) of :meth:`predict`, each in [0, 1].
+    blocks : "auto", "single" or list of int or of (name, width), default="auto"
+        The block layout of X, one Bi-LSTM step per block. ``"auto"`` takes the layout that
+        X carries (the output of ``StackingEmbedder``) and refuses an X without one, so that
+        a step that drops the layout (a ``StandardScaler`` between the stack and the net)
+        cannot go unnoticed. ``"single"`` reads X as one block.
     mixed_precision : bool, default=False
-        Run the module under bfloat16 autocast.
+        Run the module's forward pass (training and prediction) under bfloat16 autocast.
     random_state : int, default=None
         Seeds torch before initialisation and training: a fit is reproducible on CPU.
     device : str, default="cpu"
@@ -130,12 +129,11 @@ class BiLSTMClassifier(NeuralNet):
 
     Attributes
     ----------
-    thresholds_ : ndarray of shape (n_labels,)
-    threshold_objective_ : str or None
-        The objective the thresholds were tuned for (``None`` when given by the user).
     blocks_ : list of (name, width)
     label_names_ : list of str
         Column names of a DataFrame ``y``, else ``"0", "1", ...``.
+    label_statistics_ : LabelStatistics
+        Counts and correlations of the training labels, given to the criterion.
     classes_ : ndarray of shape (n_labels,)
         Label indices ``0 .. n_labels - 1`` (what scikit-learn's scorers expect).
     n_features_in_ : int
@@ -146,10 +144,27 @@ class BiLSTMClassifier(NeuralNet):
     >>> from skstack import BiLSTMClassifier
     >>> rng = np.random.default_rng(0)
     >>> X, Y = rng.normal(size=(64, 10)), rng.integers(0, 2, size=(64, 3))
-    >>> net = BiLSTMClassifier(max_epochs=2, random_state=0).fit(X, Y)
-    >>> net.predict(X).shape
-    (64, 3)
+    >>> net = BiLSTMClassifier(blocks=[6, 4], max_epochs=2, random_state=0).fit(X, Y)
+    >>> net.predict(X).shape, net.blocks_
+    ((64, 3), [('block0', 6), ('block1', 4)])
     """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "module": [_PART],
+        "criterion": [_PART],
+        "optimizer": [Check(lambda v: isinstance(v, type), "a torch optimizer class")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(numbers.Integral, 0, None)],
+        "batch_size": [Interval(numbers.Integral, 1, None),
+                       Check(lambda v: isinstance(v, int) and v == -1, "-1 (one batch)")],
+        "train_split": [NONE, Interval(numbers.Real, 0, 1, closed="neither"), CALLABLE],
+        "threshold": [Interval(numbers.Real, 0, 1), ARRAY_LIKE],
+        "blocks": [Options(("auto", "single")), ARRAY_LIKE],
+        "mixed_precision": [BOOLEAN],
+        "random_state": SEED,
+        "device": [NONE, Check(lambda v: isinstance(v, (str, torch.device)), "a device name")],
+        "verbose": [Interval(numbers.Integral, 0, None)],
+    }
 
     def __init__(
         self,
@@ -161,12 +176,7 @@ class BiLSTMClassifier(NeuralNet):
         batch_size: int = 64,
         train_split=None,
         threshold=0.5,
-        threshold_objective: str = "macro_f1",
-        threshold_per_label: bool = True,
-        threshold_shrinkage: float = 0.0,
-        min_labels: int = 0,
-        max_labels: int | None = None,
-        blocks=None,
+        blocks="auto",
         mixed_precision: bool = False,
         random_state: int | None = None,
         device: str = "cpu",
@@ -179,11 +189,6 @@ class BiLSTMClassifier(NeuralNet):
             **kwargs,
         )
         self.threshold = threshold
-        self.threshold_objective = threshold_objective
-        self.threshold_per_label = threshold_per_label
-        self.threshold_shrinkage = threshold_shrinkage
-        self.min_labels = min_labels
-        self.max_labels = max_labels
         self.blocks = blocks
         self.mixed_precision = mixed_precision
         self.random_state = random_state
@@ -211,52 +216,33 @@ class BiLSTMClassifier(NeuralNet):
         tags.non_deterministic = self.random_state is None
         return tags
 
-    def _check_params(self) -> None:
-        if self.threshold_objective not in OBJECTIVES:
-            raise ValueError(
-                f"threshold_objective must be one of {OBJECTIVES}, got "
-                f"{self.threshold_objective!r}."
-            )
-        if isinstance(self.threshold, str):
-            if self.threshold != "tuned":
-                raise ValueError(
-                    f"threshold must be a float, an array or 'tuned', got {self.threshold!r}."
-                )
-            if not self.train_split:
-                raise ValueError(
-                    "threshold='tuned' chooses thresholds on a validation split; set "
-                    "train_split, e.g. train_split=0.1."
-                )
-
     def _resolve_blocks(self, carried, n_features: int) -> list[tuple[str, int]]:
-        if self.blocks is not None:
-            return check_blocks(self.blocks, n_features)
-        return carried if carried is not None else [("X", n_features)]
+        if isinstance(self.blocks, str):
+            if self.blocks == "single":
+                return [("X", n_features)]
+            if carried is None:
+                raise ValueError(
+                    f"X carries no block layout: with blocks='auto' {type(self).__name__} "
+                    "reads the layout of StackingEmbedder's output, and a step between the "
+                    "two (e.g. a StandardScaler) drops it. Remove that step, pass the layout "
+                    "(blocks=stack.blocks_ or a list of widths), or blocks='single' to read "
+                    "X as one block."
+                )
+            return carried
+        return check_blocks(self.blocks, n_features)
 
-    def fit(self, X, y, **fit_params):
-        """Train on features ``X`` (n, d) and a 0/1 label matrix ``y`` (n, L).
+    def _check_layout(self, X) -> None:
+        carried = block_layout(X)
+        if carried is not None and list(carried) != list(self.blocks_):
+            raise ValueError(f"X carries the block layout {carried}, but this net was fitted "
+                             f"on {self.blocks_}.")
 
-        ``X`` may be float64 and ``y`` integer, bool or a DataFrame; both are cast here.
-        """
-        self._check_params()
-        if self.random_state is not None:
-            torch.manual_seed(self.random_state)
-        X, Y = self._setup(X, y, reset=not (self.warm_start and self.initialized_))
-        try:
-            return super().fit(X, Y, **fit_params)
-        finally:
-            self.__dict__.pop("_fit_labels_", None)
-
-    def partial_fit(self, X, y=None, classes=None, **fit_params):
-        """Train further on ``(X, y)`` without re-initialising (see skorch)."""
-        X, Y = self._setup(X, y, reset=not self.initialized_)
-        super().partial_fit(X, Y, classes, **fit_params)
-        self._fit_thresholds(Y)
-        return self
-
-    def _setup(self, X, y, reset: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Validate and cast the data; on ``reset`` also record its layout and labels."""
+    def _validate_data(self, X, y, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Check and cast the data; on ``reset`` also record its layout and label statistics
+        (the one place the loss's label statistics come from)."""
         layout = block_layout(X)
+        if not reset:
+            self._check_layout(X)
         X = check_features(X, None if reset else self.n_features_in_, type(self).__name__,
                            min_samples=1)
         Y, names = check_label_matrix(y, X.shape[0])
@@ -266,13 +252,33 @@ class BiLSTMClassifier(NeuralNet):
             self.n_labels_ = Y.shape[1]
             self.label_names_ = names or [str(i) for i in range(self.n_labels_)]
             self.classes_ = np.arange(self.n_labels_)  # label indices, as MLPClassifier has
-            # Read by initialize_criterion. Private attributes end in "_": skorch takes every
-            # other attribute for a constructor parameter.
-            self._fit_labels_ = Y
+            self.label_statistics_ = LabelStatistics.from_labels(Y)
+            check_thresholds(self.threshold, self.n_labels_, type(self).__name__)
         elif Y.shape[1] != self.n_labels_:
             raise ValueError(f"y has {Y.shape[1]} labels; this net was fitted with "
                              f"{self.n_labels_}.")
         return X, Y
+
+    def fit(self, X, y, **fit_params):
+        """Train on features ``X`` (n, d) and a 0/1 label matrix ``y`` (n, L).
+
+        ``X`` may be float64 and ``y`` integer, bool or a DataFrame; both are cast here.
+        """
+        validate_params(self)
+        if self.random_state is not None:
+            torch.manual_seed(self.random_state)
+        reset = not (self.warm_start and self.initialized_)
+        X, Y = self._validate_data(X, y, reset=reset)
+        if reset:
+            self.initialize()
+        return super().partial_fit(X, Y, **fit_params)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """Train further on ``(X, y)`` without re-initialising (see skorch)."""
+        if not self.initialized_:
+            validate_params(self)
+        X, Y = self._validate_data(X, y, reset=not self.initialized_)
+        return super().partial_fit(X, Y, classes, **fit_params)
 
     def initialize_module(self):
         kwargs = self.get_params_for("module")
@@ -283,9 +289,10 @@ class BiLSTMClassifier(NeuralNet):
 
     def initialize_criterion(self):
         super().initialize_criterion()
-        labels = getattr(self, "_fit_labels_", None)
-        if labels is not None and hasattr(self.criterion_, "fit"):
-            self.criterion_.fit(labels)
+        stats = getattr(self, "label_statistics_", None)
+        if stats is not None and hasattr(self.criterion_, "fit"):
+            # fit creates the criterion's tensors; move them where the module is
+            self.criterion_ = self.criterion_.fit(stats).to(self.device)
         return self
 
     def get_split_datasets(self, X, y=None, **fit_params):
@@ -295,25 +302,7 @@ class BiLSTMClassifier(NeuralNet):
         dataset = self.get_dataset(X, y)
         if not split:
             return dataset, None
-        train, valid = split(dataset, y, **fit_params)
-        self._valid_data_ = valid  # kept until the thresholds are tuned on it
-        return train, valid
-
-    def _fit_thresholds(self, Y: np.ndarray) -> None:
-        valid = self.__dict__.pop("_valid_data_", None)
-        self.threshold_objective_ = None
-        if isinstance(self.threshold, str):  # "tuned", checked in _check_params
-            Y_valid = _dataset_labels(valid, Y)
-            self.thresholds_ = tune_thresholds(
-                Y_valid, super().predict_proba(valid), self.threshold_objective,
-                per_label=self.threshold_per_label, min_labels=self.min_labels,
-                max_labels=self.max_labels, shrinkage=self.threshold_shrinkage,
-            )
-            self.threshold_objective_ = self.threshold_objective
-            return
-        thresholds = np.broadcast_to(np.asarray(self.threshold, dtype=np.float64),
-                                     (self.n_labels_,)).copy()
-        self.thresholds_ = thresholds
+        return split(dataset, y, **fit_params)
 
     def infer(self, x, **fit_params):
         device_type = torch.device(self.device).type
@@ -339,12 +328,15 @@ class BiLSTMClassifier(NeuralNet):
 
     def predict_proba(self, X) -> np.ndarray:
         """Label probabilities, shape (n_samples, n_labels)."""
-        check_is_fitted(self, "thresholds_")
+        self.check_is_fitted()
+        self._check_layout(X)
         return super().predict_proba(check_features(X, self.n_features_in_, type(self).__name__))
 
     def predict(self, X) -> np.ndarray:
-        """0/1 label matrix (n_samples, n_labels) from ``thresholds_`` and the label limits."""
-        return decide(self.predict_proba(X), self.thresholds_, self.min_labels, self.max_labels)
+        """0/1 label matrix (n_samples, n_labels): probabilities at or above ``threshold``."""
+        proba = self.predict_proba(X)
+        return (proba >= check_thresholds(self.threshold, self.n_labels_,
+                                          type(self).__name__)).astype(np.int64)
 
     def score(self, X, y) -> float:
         """Jaccard accuracy (SemEval-2018 E-c definition) of :meth:`predict` against ``y``."""

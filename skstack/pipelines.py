@@ -1,4 +1,7 @@
-"""Ready-made pipelines: encoders -> StackingEmbedder -> BiLSTMClassifier with HybridLoss."""
+"""Ready-made pipelines: encoders -> StackingEmbedder -> TunedThresholds(BiLSTMClassifier).
+
+Import rule: any skstack module except ``plotting`` (this is the top of the package).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from skstack._loading import resolve_device
 from skstack.encoder import EncoderEmbedder
 from skstack.nets import BiLSTMClassifier
 from skstack.stacking import StackingEmbedder
+from skstack.thresholds import TunedThresholds
 
 # The paper's encoders (Aslam et al., arXiv:2410.03979), as public hub ids.
 ARABIC_ENCODERS = {
@@ -22,17 +26,22 @@ ARABIC_ENCODERS = {
 }
 
 
-# Classifier settings of the ready-made pipelines; any of them can be overridden.
+# Settings of the ready-made pipelines; any of them can be overridden.
 RECOMMENDED_CLASSIFIER_PARAMS = {
     "max_epochs": 20,
     "batch_size": 128,
-    "train_split": 0.1,  # for thresholds and validation scores
-    "threshold": "tuned",
-    "threshold_objective": "macro_f1",
-    "threshold_shrinkage": 10.0,
-    "min_labels": 1,
     "criterion__corr_weight": 0.1,
     "criterion__contrastive_weight": 0.1,
+}
+# The decision rule (TunedThresholds): per-label F1 thresholds tuned on a 10 % hold-out that
+# the net never trains on, at least one label per text. refit=False keeps the net whose
+# probabilities the thresholds were tuned on.
+RECOMMENDED_RULE_PARAMS = {
+    "objective": "macro_f1",
+    "shrinkage": 10.0,
+    "min_labels": 1,
+    "cv": 0.1,
+    "refit": False,
 }
 
 
@@ -54,9 +63,10 @@ def make_stacked_pipeline(
     cv: int = 5,
     leak_free: bool = False,
     classifier_params: Mapping | None = None,
+    rule_params: Mapping | None = None,
     random_state: int | None = 0,
 ) -> Pipeline:
-    """Build ``Pipeline([("embed", StackingEmbedder), ("clf", BiLSTMClassifier)])``.
+    """Build ``Pipeline([("embed", StackingEmbedder), ("clf", TunedThresholds(net))])``.
 
     Parameters
     ----------
@@ -70,10 +80,14 @@ def make_stacked_pipeline(
         Passed to :class:`StackingEmbedder`.
     classifier_params : mapping
         Parameters of :class:`BiLSTMClassifier`, on top of ``RECOMMENDED_CLASSIFIER_PARAMS``
-        (20 epochs, thresholds tuned for macro-F1 on a 10 % validation split, at least one
-        label per text, hybrid-loss weights 0.1 and 0.1).
+        (20 epochs, batch 128, hybrid-loss weights 0.1 and 0.1).
+    rule_params : mapping
+        Parameters of :class:`~skstack.thresholds.TunedThresholds`, on top of
+        ``RECOMMENDED_RULE_PARAMS`` (per-label thresholds tuned for macro-F1 on a 10 %
+        hold-out, at least one label per text). Pass ``{"objective": "jaccard"}`` for
+        SemEval-style (example-based Jaccard) scoring.
     random_state : int
-        Seeds the encoders' fine-tuning, the stack's folds and the classifier.
+        Seeds the encoders' fine-tuning, the stack's folds, the classifier and the hold-out.
 
     Examples
     --------
@@ -89,8 +103,10 @@ def make_stacked_pipeline(
     members += list(extra_members)
     stack = StackingEmbedder(members, meta_learner=meta_learner, cv=cv, leak_free=leak_free,
                              random_state=random_state)
-    clf = BiLSTMClassifier(random_state=random_state,
+    net = BiLSTMClassifier(random_state=random_state,
                            **{**RECOMMENDED_CLASSIFIER_PARAMS, **dict(classifier_params or {})})
+    clf = TunedThresholds(net, random_state=random_state,
+                          **{**RECOMMENDED_RULE_PARAMS, **dict(rule_params or {})})
     return Pipeline([("embed", stack), ("clf", clf)])
 
 

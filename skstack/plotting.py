@@ -1,4 +1,7 @@
-"""Figures for multi-label results (needs matplotlib: ``pip install "skstack[plot]"``)."""
+"""Figures for multi-label results (needs matplotlib: ``pip install "skstack[plot]"``).
+
+Import rule: numpy, matplotlib (inside the functions) and ``skstack.losses`` only.
+"""
 
 from __future__ import annotations
 

@@ -4,9 +4,14 @@ Like ``FeatureUnion`` it concatenates its members' outputs; like ``StackingClass
 trains a meta-learner on them and adds its label probabilities, out-of-fold on the training
 rows so that the classifier downstream never learns from leaked meta-features. It knows
 nothing of encoders: any transformer that maps texts to a 2-D array can be a member.
+
+Import rule: scikit-learn, ``skstack._validation`` and ``skstack.blocks`` only.
 """
 
 from __future__ import annotations
+
+import numbers
+from typing import ClassVar
 
 import numpy as np
 from scipy import sparse
@@ -20,7 +25,17 @@ from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
-from skstack._validation import check_label_matrix
+from skstack._validation import (
+    BOOLEAN,
+    ESTIMATOR,
+    SEED,
+    Check,
+    Interval,
+    Options,
+    check_label_matrix,
+    check_proba,
+    validate_params,
+)
 from skstack.blocks import BlockArray
 
 
@@ -45,12 +60,8 @@ def _dense(Z) -> np.ndarray:
     return Z.astype(np.float32, copy=False)
 
 
-def _positive_proba(proba) -> np.ndarray:
-    """(n, L) positive-class probabilities from ``predict_proba`` of a multi-label model,
-    whether it returns one (n, L) array or a list of L (n, 2) arrays."""
-    if isinstance(proba, list):
-        return np.column_stack([p[:, -1] for p in proba]).astype(np.float32)
-    return np.asarray(proba, dtype=np.float32)
+def _meta_proba(proba, n_labels: int) -> np.ndarray:
+    return check_proba(proba, n_labels, name="meta-learner probabilities").astype(np.float32)
 
 
 def _take(X, rows):
@@ -102,6 +113,17 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
     ((20, 5), [('tfidf', 3), ('meta', 2)])
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "members": [Check(lambda v: isinstance(v, list) and len(v) > 0,
+                          "a non-empty list of (name, transformer) pairs")],
+        "meta_learner": [ESTIMATOR, Options(("drop",)),
+                         Check(lambda v: v is None, "None (the default meta-learner)")],
+        "cv": [Interval(numbers.Integral, 2, None),
+               Check(lambda v: hasattr(v, "split"), "a CV splitter")],
+        "leak_free": [BOOLEAN],
+        "random_state": SEED,
+    }
+
     def __init__(self, members, meta_learner=None, cv=5, leak_free: bool = False,
                  random_state: int | None = None):
         self.members = members
@@ -118,8 +140,6 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
         return self
 
     def _check_members(self) -> None:
-        if not self.members:
-            raise ValueError("members must list at least one (name, transformer) pair.")
         for item in self.members:
             if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
                 raise ValueError(f"Each member must be a (name, transformer) pair; got {item!r}.")
@@ -146,6 +166,7 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
         return fitted, Z
 
     def _fit(self, X, y):
+        validate_params(self)
         self._check_members()
         n = len(X)
         Y = None
@@ -172,8 +193,8 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
         if use_meta:
             meta = self.meta_learner if self.meta_learner is not None else \
                 default_meta_learner(self.random_state)
-            oof = _positive_proba(cross_val_predict(clone(meta), features, Y, cv=folds,
-                                                    method="predict_proba"))
+            oof = _meta_proba(cross_val_predict(clone(meta), features, Y, cv=folds,
+                                                method="predict_proba"), Y.shape[1])
             self.meta_learner_ = clone(meta).fit(features, Y)
             self.blocks_.append(("meta", Y.shape[1]))
             features = np.hstack([features, oof])
@@ -202,7 +223,7 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
         outputs = [_dense(member.transform(X)) for _, member in self.members_]
         features = np.hstack(outputs)
         if self.meta_learner_ is not None:
-            meta = _positive_proba(self.meta_learner_.predict_proba(features))
+            meta = _meta_proba(self.meta_learner_.predict_proba(features), self.n_labels_)
             features = np.hstack([features, meta])
         return BlockArray(features, self.blocks_)
 

@@ -1,19 +1,80 @@
 """Decision rules: how label probabilities become label sets.
 
 Which rule is best depends on the metric (see ``docs/decision_rules.md``): per-label
-thresholds tuned for each label's F1 maximise macro-F1, while one shared threshold tuned for
-Jaccard accuracy wins on Jaccard. ``min_labels=1`` gives every text at least its top label.
-Works on the output of any ``predict_proba``.
+thresholds tuned for each label's F1 maximise macro-F1, while thresholds tuned for Jaccard
+accuracy win on Jaccard. ``min_labels=1`` gives every text at least its top label.
+
+Two ways in: the functions :func:`tune_thresholds` and :func:`decide` work on the output of
+any ``predict_proba``; :class:`TunedThresholds` wraps any multi-label classifier and learns
+its rule in ``fit`` (held-out or out-of-fold rows), keeping the rule out of the model, as
+scikit-learn's ``TunedThresholdClassifierCV`` does for binary classifiers.
+
+Import rule: numpy, scikit-learn, ``skstack._validation`` and ``skstack.metrics`` only.
 """
 
 from __future__ import annotations
 
+import numbers
+from typing import ClassVar
+
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.model_selection import KFold, ShuffleSplit, check_cv
+from sklearn.utils import ClassifierTags, _safe_indexing, get_tags
+from sklearn.utils.validation import _num_samples, check_is_fitted
+
+from skstack._validation import (
+    BOOLEAN,
+    ESTIMATOR,
+    NONE,
+    SEED,
+    Check,
+    Interval,
+    Options,
+    check_label_matrix,
+    check_params,
+    check_proba,
+    parameter_error,
+    validate_params,
+)
+from skstack.metrics import jaccard_accuracy, jaccard_from_counts
 
 OBJECTIVES = ("macro_f1", "micro_f1", "jaccard")
 # Quantile levels of the scores tried as thresholds: even steps, then ever closer to the top,
 # where the best threshold of a rare label lies (a label with 1 % positives wants ~ the 99th).
 _LEVELS = np.concatenate([np.linspace(0.0, 0.9, 46), 1 - np.logspace(-1, -4, 40)[1:]])
+
+# The rule's parameters, shared by tune_thresholds and TunedThresholds.
+RULE_CONSTRAINTS = {
+    "objective": [Options(OBJECTIVES)],
+    "per_label": [BOOLEAN],
+    "shrinkage": [Interval(numbers.Real, 0, None)],
+    "min_labels": [Interval(numbers.Integral, 0, None)],
+    "max_labels": [Interval(numbers.Integral, 1, None), NONE],
+}
+
+
+def _check_label_limits(owner: str, min_labels: int, max_labels: int | None,
+                        n_labels: int) -> None:
+    """The checks of ``min_labels``/``max_labels`` that depend on each other and the data."""
+    if min_labels > n_labels:
+        raise parameter_error(owner, "min_labels", f"at most the number of labels ({n_labels})",
+                              min_labels)
+    if max_labels is not None and max_labels < min_labels:
+        raise parameter_error(owner, "max_labels", f"None or >= min_labels ({min_labels})",
+                              max_labels)
+
+
+def check_thresholds(thresholds, n_labels: int, owner: str = "decide") -> np.ndarray:
+    """One threshold for every label, or one per label, each a finite number in [0, 1]."""
+    t = np.asarray(thresholds, dtype=np.float64)
+    if t.ndim == 0:
+        t = np.full(n_labels, float(t))
+    if t.shape != (n_labels,) or not np.all((t >= 0) & (t <= 1)):
+        raise parameter_error(owner, "threshold",
+                              f"a number in [0, 1] or {n_labels} such numbers (one per label)",
+                              thresholds)
+    return t
 
 
 def _candidates(P: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:
@@ -34,9 +95,8 @@ def score_predictions(Y: np.ndarray, pred: np.ndarray, objective: str) -> np.nda
     Y = Y.astype(bool)
     pred = pred.astype(bool)
     if objective == "jaccard":
-        inter = (Y & pred).sum(axis=-1)
-        union = (Y | pred).sum(axis=-1)
-        return np.where(union == 0, 1.0, inter / np.maximum(union, 1)).mean(axis=-1)
+        inter, union = (Y & pred).sum(axis=-1), (Y | pred).sum(axis=-1)
+        return jaccard_from_counts(inter, union).mean(axis=-1)
     tp = (Y & pred).sum(axis=-2)
     fp = (~Y & pred).sum(axis=-2)
     fn = (Y & ~pred).sum(axis=-2)
@@ -47,17 +107,9 @@ def score_predictions(Y: np.ndarray, pred: np.ndarray, objective: str) -> np.nda
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
 
 
-def decide(
-    proba: np.ndarray, thresholds, min_labels: int = 0, max_labels: int | None = None
-) -> np.ndarray:
-    """0/1 label matrix from probabilities.
-
-    A label is predicted when its probability reaches its threshold. Rows with fewer than
-    ``min_labels`` labels also get their top-scoring labels; rows with more than
-    ``max_labels`` keep only their top-scoring predicted labels. ``thresholds`` may carry
-    leading candidate axes, e.g. shape (T, 1, L), to evaluate many rules at once.
-    """
-    proba = np.asarray(proba)
+def _decide(proba: np.ndarray, thresholds, min_labels: int, max_labels: int | None) -> np.ndarray:
+    """:func:`decide` without the checks; ``thresholds`` may carry leading candidate axes,
+    e.g. shape (T, 1, L), to evaluate many rules at once."""
     pred = proba >= np.asarray(thresholds)
     if min_labels or max_labels is not None:
         order = np.argsort(-proba, axis=-1, kind="stable")  # best label first
@@ -72,6 +124,26 @@ def decide(
             pred = np.zeros_like(pred)
             np.put_along_axis(pred, order_b, keep, axis=-1)
     return pred.astype(np.int64)
+
+
+def decide(
+    proba, thresholds=0.5, min_labels: int = 0, max_labels: int | None = None
+) -> np.ndarray:
+    """0/1 label matrix from probabilities.
+
+    A label is predicted when its probability reaches its threshold. Rows with fewer than
+    ``min_labels`` labels also get their top-scoring labels; rows with more than
+    ``max_labels`` keep only their top-scoring predicted labels.
+
+    Examples
+    --------
+    >>> decide([[0.1, 0.3], [0.8, 0.6]], 0.5, min_labels=1).tolist()
+    [[0, 1], [1, 1]]
+    """
+    P = check_proba(proba)
+    check_params("decide", RULE_CONSTRAINTS, {"min_labels": min_labels, "max_labels": max_labels})
+    _check_label_limits("decide", min_labels, max_labels, P.shape[1])
+    return _decide(P, check_thresholds(thresholds, P.shape[1]), min_labels, max_labels)
 
 
 def tune_thresholds(
@@ -121,20 +193,20 @@ def tune_thresholds(
     >>> tune_thresholds(Y, P, objective="macro_f1", grid=[0.1, 0.25, 0.5, 0.75]).tolist()
     [0.5, 0.75]
     """
-    Y = np.asarray(y_true).astype(bool)
-    P = np.asarray(proba, dtype=np.float64)
-    if Y.shape != P.shape or Y.ndim != 2:
-        raise ValueError(f"y_true {Y.shape} and proba {P.shape} must be 2-D and of one shape.")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
-    if shrinkage < 0:
-        raise ValueError(f"shrinkage must be >= 0, got {shrinkage}.")
-    shared_grid, label_grid = _candidates(P, grid)
+    check_params("tune_thresholds", RULE_CONSTRAINTS, {
+        "objective": objective, "per_label": per_label, "shrinkage": shrinkage,
+        "min_labels": min_labels, "max_labels": max_labels})
+    Y = check_label_matrix(y_true, name="y_true")[0].astype(bool)
+    P = check_proba(proba)
+    if Y.shape != P.shape:
+        raise ValueError(f"y_true {Y.shape} and proba {P.shape} must be of one shape.")
     n_labels = Y.shape[1]
+    _check_label_limits("tune_thresholds", min_labels, max_labels, n_labels)
+    shared_grid, label_grid = _candidates(P, grid)
 
     def best(candidates: np.ndarray) -> tuple[int, float]:
         """Index of the first candidate rule with the highest score, and that score."""
-        scores = score_predictions(Y, decide(P, candidates, min_labels, max_labels), objective)
+        scores = score_predictions(Y, _decide(P, candidates, min_labels, max_labels), objective)
         i = int(np.argmax(scores))
         return i, float(scores[i])
 
@@ -157,3 +229,197 @@ def tune_thresholds(
         positives = Y.sum(axis=0)
         thresholds = (positives * thresholds + shrinkage * shared) / (positives + shrinkage)
     return thresholds
+
+
+class TunedThresholds(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Wrap a multi-label classifier and learn the decision rule that turns its
+    probabilities into label sets.
+
+    The rule (per-label or shared thresholds for an objective, at least ``min_labels`` and
+    at most ``max_labels`` labels a row) is tuned on rows the model did not train on: a
+    held-out fraction, out-of-fold predictions over all rows, or, for a model fitted
+    elsewhere, the rows given to :meth:`fit`.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A multi-label classifier with ``predict_proba`` returning (n, L) probabilities (or a
+        list of L (n, 2) arrays): ``BiLSTMClassifier``,
+        ``OneVsRestClassifier(LogisticRegression())``, ``MLPClassifier``, a ``Pipeline``
+        ending in one of them, ...
+    objective : {"macro_f1", "micro_f1", "jaccard"}, default="macro_f1"
+        What the thresholds maximise. ``"jaccard"`` for SemEval-style scoring (example-based
+        Jaccard accuracy), ``"macro_f1"`` when every label's F1 counts alike.
+    per_label : bool, default=True
+        One threshold per label (``True``) or one shared by all labels.
+    shrinkage : float, default=0.0
+        Pseudo-positives pulling each per-label threshold toward the shared one.
+    min_labels : int, default=0
+        Every row gets at least this many labels (its top-scoring ones).
+    max_labels : int, default=None
+        No row gets more labels than this.
+    cv : float, int, cross-validation splitter or "prefit", default=5
+        Where the tuning rows come from. A float in (0, 1): that fraction is held out
+        (shuffled, unstratified, so label matrices work) and the rule is tuned on it. An int
+        or a splitter: out-of-fold probabilities of every row (an int means shuffled
+        ``KFold``). ``"prefit"``: ``estimator`` is already fitted and the rule is tuned on the
+        rows passed to :meth:`fit`.
+    refit : bool or "auto", default="auto"
+        Refit ``estimator`` on every row after tuning. ``"auto"``: ``True`` except with
+        ``cv="prefit"``. With a float ``cv``, ``refit=False`` keeps the model fitted on the
+        remaining rows, whose probabilities the rule was tuned on (advisable for nets, whose
+        calibration changes from one fit to the next).
+    random_state : int, default=None
+        Seeds the hold-out or fold shuffling.
+
+    Attributes
+    ----------
+    estimator_ : estimator
+        The fitted classifier used by :meth:`predict_proba`.
+    thresholds_ : ndarray of shape (n_labels,)
+    best_score_ : float
+        The objective reached on the tuning rows under the tuned rule.
+    n_tuning_rows_ : int
+        How many rows the rule was tuned on.
+    label_names_ : list of str
+        Column names of a DataFrame ``y``, else ``"0", "1", ...``.
+    classes_ : ndarray of shape (n_labels,)
+        Label indices ``0 .. n_labels - 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.multiclass import OneVsRestClassifier
+    >>> from skstack import TunedThresholds
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 5))
+    >>> Y = (X[:, :3] + rng.normal(size=(200, 3)) > 0.5).astype(int)
+    >>> clf = TunedThresholds(OneVsRestClassifier(LogisticRegression()), objective="jaccard",
+    ...                       min_labels=1, cv=3, random_state=0).fit(X, Y)
+    >>> clf.thresholds_.shape, int(clf.predict(X).sum(axis=1).min())
+    ((3,), 1)
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "estimator": [ESTIMATOR],
+        **RULE_CONSTRAINTS,
+        "cv": [Interval(numbers.Real, 0, 1, closed="neither"), Interval(numbers.Integral, 2, None),
+               Options(("prefit",)), Check(lambda v: hasattr(v, "split"), "a CV splitter")],
+        "refit": [BOOLEAN, Options(("auto",))],
+        "random_state": SEED,
+    }
+
+    def __init__(self, estimator, *, objective: str = "macro_f1", per_label: bool = True,
+                 shrinkage: float = 0.0, min_labels: int = 0, max_labels: int | None = None,
+                 cv=5, refit: bool | str = "auto", random_state: int | None = None):
+        self.estimator = estimator
+        self.objective = objective
+        self.per_label = per_label
+        self.shrinkage = shrinkage
+        self.min_labels = min_labels
+        self.max_labels = max_labels
+        self.cv = cv
+        self.refit = refit
+        self.random_state = random_state
+
+    def fit(self, X, y, **fit_params):
+        """Fit the classifier and tune the rule on rows it did not train on.
+
+        Parameters
+        ----------
+        X : array-like or sequence of str
+            Whatever ``estimator`` takes.
+        y : array-like of shape (n_samples, n_labels)
+            0/1 label matrix or DataFrame.
+        **fit_params
+            Passed to ``estimator.fit``.
+
+        Returns
+        -------
+        self : TunedThresholds
+        """
+        validate_params(self)
+        Y, names = check_label_matrix(y, _num_samples(X), name="y")
+        owner = type(self).__name__
+        _check_label_limits(owner, self.min_labels, self.max_labels, Y.shape[1])
+        is_prefit = isinstance(self.cv, str)
+        refit = not is_prefit if self.refit == "auto" else self.refit
+        if is_prefit and refit:
+            raise parameter_error(owner, "refit", "False or 'auto' with cv='prefit'", refit)
+        if is_prefit:
+            check_is_fitted(self.estimator)
+            self.estimator_ = self.estimator
+            P, Y_tune = self._proba(self.estimator_, X, Y.shape[1]), Y
+        elif isinstance(self.cv, float):
+            split = ShuffleSplit(1, test_size=self.cv, random_state=self.random_state)
+            train, valid = next(split.split(np.zeros((len(Y), 1))))
+            model = clone(self.estimator).fit(_safe_indexing(X, train), Y[train], **fit_params)
+            P = self._proba(model, _safe_indexing(X, valid), Y.shape[1])
+            Y_tune = Y[valid]
+            self.estimator_ = clone(self.estimator).fit(X, Y, **fit_params) if refit else model
+        else:
+            if not refit:
+                raise parameter_error(owner, "refit", f"True with cv={self.cv!r} (the fold "
+                                      "models are not kept)", self.refit)
+            P, Y_tune = self._out_of_fold(X, Y, fit_params), Y
+            self.estimator_ = clone(self.estimator).fit(X, Y, **fit_params)
+        if len(Y_tune) < 2:
+            raise ValueError(f"Only {len(Y_tune)} row(s) to tune the thresholds on; give more "
+                             "rows or a larger held-out fraction (cv).")
+        self.thresholds_ = tune_thresholds(
+            Y_tune, P, self.objective, per_label=self.per_label, min_labels=self.min_labels,
+            max_labels=self.max_labels, shrinkage=self.shrinkage)
+        pred = _decide(P, self.thresholds_, self.min_labels, self.max_labels)
+        self.best_score_ = float(score_predictions(Y_tune, pred, self.objective))
+        self.n_tuning_rows_ = len(Y_tune)
+        self.label_names_ = names or [str(i) for i in range(Y.shape[1])]
+        self.classes_ = np.arange(Y.shape[1])
+        return self
+
+    def _out_of_fold(self, X, Y: np.ndarray, fit_params) -> np.ndarray:
+        splitter = (KFold(self.cv, shuffle=True, random_state=self.random_state)
+                    if isinstance(self.cv, numbers.Integral) else check_cv(self.cv))
+        P = np.full(Y.shape, np.nan)
+        for train, test in splitter.split(np.zeros((len(Y), 1)), Y):
+            model = clone(self.estimator).fit(_safe_indexing(X, train), Y[train], **fit_params)
+            P[test] = self._proba(model, _safe_indexing(X, test), Y.shape[1])
+        missing = np.isnan(P[:, 0])
+        if missing.any():
+            raise ValueError(f"The cv splitter left {int(missing.sum())} row(s) out of every "
+                             "test fold; out-of-fold tuning needs a partition of the rows.")
+        return P
+
+    @staticmethod
+    def _proba(model, X, n_labels: int) -> np.ndarray:
+        return check_proba(model.predict_proba(X), n_labels, name="predict_proba output")
+
+    @property
+    def n_features_in_(self) -> int:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.n_features_in_
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Label probabilities of the wrapped classifier, shape (n_samples, n_labels)."""
+        check_is_fitted(self, "thresholds_")
+        return self._proba(self.estimator_, X, len(self.thresholds_))
+
+    def predict(self, X) -> np.ndarray:
+        """0/1 label matrix (n_samples, n_labels) under the tuned rule."""
+        return _decide(self.predict_proba(X), self.thresholds_, self.min_labels,
+                       self.max_labels)
+
+    def score(self, X, y) -> float:
+        """Jaccard accuracy (SemEval-2018 E-c definition) of :meth:`predict` against ``y``."""
+        return jaccard_accuracy(y, self.predict(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "classifier"
+        tags.classifier_tags = ClassifierTags(multi_class=False, multi_label=True)
+        tags.target_tags.required = True
+        tags.target_tags.two_d_labels = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        tags.input_tags = get_tags(self.estimator).input_tags
+        return tags

@@ -1,5 +1,6 @@
 import multiprocessing as mp
 import sqlite3
+from typing import ClassVar
 
 import joblib
 import numpy as np
@@ -8,7 +9,15 @@ from sklearn.base import clone
 
 from conftest import FIXTURE_TEXTS
 from skstack import EncoderEmbedder
-from skstack.cache import _DB_NAME, _checksum, clear_memory_cache
+from skstack.cache import (
+    _DB_NAME,
+    EmbeddingStore,
+    Lookup,
+    MemoryStore,
+    _checksum,
+    clear_memory_cache,
+    text_key,
+)
 
 
 class ForwardCounter:
@@ -130,3 +139,61 @@ def test_two_processes_writing_one_disk_cache_leave_no_corrupt_entry(tiny_bert, 
     clear_memory_cache()
     cached = EncoderEmbedder(tiny_bert, cache=tmp_path).fit(texts).transform(texts)
     np.testing.assert_allclose(cached, reference, atol=1e-5)
+
+
+def test_memory_store_is_bounded_and_drops_the_least_recently_used():
+    store = MemoryStore(max_bytes=3 * 16)  # room for three 4-float vectors
+    vectors = {bytes([i]): np.full(4, i, dtype=np.float32) for i in range(3)}
+    store.put_many("fp", vectors)
+    assert store.get_many("fp", [b"\x00"])  # key 0 is now the most recently used
+    store.put_many("fp", {b"\x03": np.full(4, 3, dtype=np.float32)})
+    assert sorted(store.get_many("fp", [bytes([i]) for i in range(4)])) == [
+        b"\x00", b"\x02", b"\x03"]
+    assert store.nbytes == 48 and len(store) == 3
+    store.clear("fp")
+    assert store.nbytes == 0 and len(store) == 0
+
+
+class DictStore(EmbeddingStore):
+    """A backend written the way a user adds one: a subclass with a scheme, nothing else."""
+
+    scheme = "dict-test"
+    shared: ClassVar[dict] = {}
+
+    def __init__(self, location):
+        self.items = self.shared.setdefault(location, {})
+
+    def get_many(self, fingerprint, keys):
+        return {k: self.items[(fingerprint, k)] for k in keys if (fingerprint, k) in self.items}
+
+    def put_many(self, fingerprint, items):
+        self.items.update({(fingerprint, k): v for k, v in items.items()})
+
+    def clear(self, fingerprint=None):
+        self.items.clear()
+
+
+def test_a_new_backend_is_one_subclass_selected_by_its_scheme(tiny_bert):
+    emb = EncoderEmbedder(tiny_bert, cache="dict-test://here").fit(FIXTURE_TEXTS)
+    first = emb.transform(FIXTURE_TEXTS)
+    assert len(DictStore.shared["here"]) == len(set(FIXTURE_TEXTS))
+    clear_memory_cache()
+    counter = ForwardCounter(emb.model_)
+    np.testing.assert_array_equal(emb.transform(FIXTURE_TEXTS), first)  # from the new store
+    assert counter.calls == 0
+    counter.remove()
+    with pytest.raises(ValueError, match=r"No cache store is registered for 'nope://'"):
+        EncoderEmbedder(tiny_bert, cache="nope://x").fit(FIXTURE_TEXTS).transform(["a"])
+
+
+def test_lookup_fills_faster_stores_from_slower_ones():
+    fast, slow = MemoryStore(), MemoryStore()
+    slow.put_many("fp", {text_key("b"): np.ones(2, dtype=np.float32)})
+    lookup = Lookup(["a", "b", "a"], "fp", 2, [fast, slow])
+    assert lookup.missing == ["a"]
+    assert fast.get_many("fp", [text_key("b")])  # promoted
+    out = lookup.complete(np.array([[5.0, 6.0]]))
+    np.testing.assert_array_equal(out, [[5, 6], [1, 1], [5, 6]])
+    assert slow.get_many("fp", [text_key("a")]) and fast.get_many("fp", [text_key("a")])
+    with pytest.raises(ValueError, match="2 vectors for 1 missing texts"):
+        Lookup(["c"], "fp", 2, [fast]).complete(np.zeros((2, 2)))

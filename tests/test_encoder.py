@@ -138,12 +138,27 @@ def test_truncation_warns_once_with_the_count(tiny_bert, cache):
 def test_unfitted_and_bad_parameters(tiny_bert):
     with pytest.raises(NotFittedError):
         EncoderEmbedder(tiny_bert).transform(TEXTS)
-    with pytest.raises(ValueError, match="pooling must be one of"):
-        EncoderEmbedder(tiny_bert, pooling="median").fit(TEXTS)
     with pytest.raises(ValueError, match="Layer 5 does not exist"):
         EncoderEmbedder(tiny_bert, layers="5").fit(TEXTS)
-    with pytest.raises(ValueError, match="dtype must be one of"):
-        EncoderEmbedder(tiny_bert, dtype="int8").fit(TEXTS)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"pooling": "median"}, r"'pooling' parameter of EncoderEmbedder must be one of 'cls', "
+                            r"'mean', 'max'; got 'median'"),
+    ({"dtype": "int8"}, r"'dtype' .* one of 'float32', 'float16', 'bfloat16'; got 'int8'"),
+    ({"batch_size": 0}, r"'batch_size' .* an integer >= 1; got 0"),
+    ({"max_length": 1}, r"'max_length' .* an integer >= 2 or None; got 1"),
+    ({"finetune_learning_rate": -1e-5}, r"'finetune_learning_rate' .* a number > 0"),
+    ({"finetune_warmup_ratio": 1.5}, r"'finetune_warmup_ratio' .* in \[0, 1\]; got 1.5"),
+    ({"prefix": None}, r"'prefix' .* a str; got None"),
+    ({"normalize": "yes"}, r"'normalize' .* a bool; got 'yes'"),
+    ({"cache": 3}, r"'cache' .* a path or None; got 3"),
+    ({"layers": []}, r"'layers' .* a non-empty list of ints; got \[\]"),
+    ({"random_state": -1}, r"'random_state' .* an integer in \[0, 4294967295\] or None"),
+])
+def test_bad_parameters_are_named_before_loading(params, message):
+    with pytest.raises(ValueError, match=message):
+        EncoderEmbedder("not/loaded-because-the-check-comes-first", **params).fit(TEXTS)
 
 
 def test_init_only_stores_parameters_and_clone_round_trips():

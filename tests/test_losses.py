@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from skstack.losses import HybridLoss, balanced_pos_weight, label_correlation
+from skstack.losses import HybridLoss, LabelStatistics, label_correlation, positive_weight
 
 Y_TRAIN = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1], [0, 1, 1]])
 LOGITS = [[0.5, -1.0, 2.0], [1.0, 0.0, -0.5], [-2.0, 1.0, 0.0]]
@@ -56,7 +56,7 @@ def test_correlation_term_against_hand_computation():
     value = loss(logits, targets, hidden)
     assert loss.last_components["corr"] == pytest.approx(expected, rel=1e-5)
     assert value.item() == pytest.approx(loss.last_components["bce"] + expected, rel=1e-5)
-    loss.correlation_term(torch.sigmoid(logits)).backward()
+    loss.corr_term(logits).backward()
     assert logits.grad.abs().sum() > 0
 
 
@@ -79,7 +79,7 @@ def test_contrastive_term_against_hand_computation():
                       temperature=tau).fit(Y_TRAIN)
     logits, targets, hidden = tensors()
     value = loss(logits, targets, hidden)
-    assert loss.last_components["con"] == pytest.approx(expected, rel=1e-5)
+    assert loss.last_components["contrastive"] == pytest.approx(expected, rel=1e-5)
     assert value.item() == pytest.approx(loss.last_components["bce"] + 2 * expected, rel=1e-5)
     value.backward()
     assert hidden.grad.abs().sum() > 0
@@ -88,7 +88,7 @@ def test_contrastive_term_against_hand_computation():
 def test_label_without_positives_gets_a_bounded_weight_and_a_warning():
     Y = np.array([[1, 0], [1, 0], [0, 0]])
     with pytest.warns(UserWarning, match=r"Labels \[1\] have no positive example"):
-        weights = balanced_pos_weight(Y, max_weight=50.0)
+        weights = positive_weight(LabelStatistics.from_labels(Y), "balanced", max_weight=50.0)
     np.testing.assert_allclose(weights, [0.5, 50.0])
     with pytest.warns(UserWarning):
         loss = HybridLoss(max_pos_weight=50.0).fit(Y)
@@ -102,12 +102,30 @@ def test_constant_label_has_zero_correlation():
     assert C[0, 2] == pytest.approx(-1.0)
 
 
+def test_label_without_negatives_is_not_silently_zero_weighted():
+    Y = np.array([[1, 1], [1, 0], [1, 0]])
+    with pytest.warns(UserWarning, match=r"Labels \[0\] have no negative example.*set to 1"):
+        weights = positive_weight(LabelStatistics.from_labels(Y), "balanced")
+    np.testing.assert_allclose(weights, [1.0, 2.0])
+
+
+def test_sqrt_weighting_and_statistics_instead_of_labels():
+    stats = LabelStatistics.from_labels(Y_TRAIN)
+    assert stats.n_samples == 4 and stats.positives.tolist() == [2, 2, 3]
+    loss = HybridLoss(pos_weight="sqrt").fit(stats)
+    np.testing.assert_allclose(loss.pos_weight_.numpy(), [1.0, 1.0, np.sqrt(1 / 3)], rtol=1e-6)
+    np.testing.assert_allclose(loss.correlation_.numpy(), label_correlation(Y_TRAIN))
+
+
 def test_user_pos_weight_is_checked():
     HybridLoss(pos_weight=[1.0, 2.0, 3.0]).fit(Y_TRAIN)
-    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"finite, non-negative and of shape \(3,\)"):
         HybridLoss(pos_weight=[1.0, 2.0]).fit(Y_TRAIN)
-    with pytest.raises(ValueError, match="'balanced', an array or None"):
-        HybridLoss(pos_weight="auto").fit(Y_TRAIN)
+    with pytest.raises(ValueError, match=r"'pos_weight' parameter of HybridLoss must be one of "
+                                         r"'balanced', 'sqrt' or an array-like or None"):
+        HybridLoss(pos_weight="auto")
+    with pytest.raises(ValueError, match=r"'temperature' .* a number > 0; got 0"):
+        HybridLoss(temperature=0)
 
 
 def test_correlation_term_needs_fit_and_contrastive_needs_hidden():

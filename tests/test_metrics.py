@@ -52,8 +52,25 @@ def test_shape_errors():
         multilabel_report(Y_TRUE, Y_PRED[:, :2])
     with pytest.raises(ValueError, match="2 label names given for 3 labels"):
         multilabel_report(Y_TRUE, Y_PRED, ["a", "b"])
-    with pytest.raises(ValueError, match="2-D 0/1 label matrix"):
+    with pytest.raises(ValueError, match=r"y_true must be a 2-D label matrix .* shape \(2,\)"):
         jaccard_accuracy([1, 0], [1, 0])
+
+
+@pytest.mark.parametrize(("y_pred", "message"), [
+    ([[2, 0], [0, 1]], r"y_pred must contain only 0 and 1; found 2 at row 0, column 0"),
+    ([[1, np.nan], [0, 1]], r"y_pred must contain only 0 and 1; found nan at row 0, column 1"),
+    (np.zeros((2, 0)), r"y_pred has 0 label columns"),
+])
+def test_metrics_refuse_what_is_not_a_label_matrix(y_pred, message):
+    with pytest.raises(ValueError, match=message):
+        jaccard_accuracy([[1, 0], [0, 1]], y_pred)
+
+
+def test_sparse_label_matrices_are_scored_like_dense_ones():
+    from scipy import sparse
+
+    assert jaccard_accuracy(sparse.csr_matrix(Y_TRUE), sparse.csr_matrix(Y_PRED)) == \
+        pytest.approx(jaccard_accuracy(Y_TRUE, Y_PRED))
 
 
 def test_scorers_score_predictions():

@@ -1,3 +1,5 @@
+import pickle
+
 import joblib
 import numpy as np
 import pandas as pd
@@ -12,25 +14,25 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skstack import BiLSTMClassifier, BlockArray, get_scorers, jaccard_accuracy
 
-SMALL = {"module__hidden_size": 8, "module__projection_dim": 8, "max_epochs": 3}
+SMALL = {"module__hidden_size": 8, "module__projection_dim": 8, "max_epochs": 3,
+         "blocks": "single"}
 
 # Checks that assume a 1-D (binary or multiclass) or continuous y, or skorch internals.
-_Y_1D = "BiLSTMClassifier is multi-label only: y must be a 2-D 0/1 label matrix"
+_Y_1D = "multi-label only: y must be a 2-D 0/1 label matrix"
+Y_1D_CHECKS = {
+    name: _Y_1D for name in (
+        "check_estimators_dtypes", "check_dtype_object", "check_classifier_data_not_an_array",
+        "check_classifiers_one_label", "check_classifiers_one_label_sample_weights",
+        "check_classifiers_classes", "check_classifiers_train",
+        "check_classifiers_regression_target", "check_classifier_not_supporting_multiclass",
+        "check_fit2d_1feature")
+}
 EXPECTED_FAILURES = {
     "check_no_attributes_set_in_init": "skorch's NeuralNet.__init__ sets history_, "
     "initialized_ and virtual_params_ and stores dunder params (skorch design)",
     "check_set_params": "skorch's set_params re-initialises components and rejects the "
     "arbitrary values this check sets",
-    "check_estimators_dtypes": _Y_1D,
-    "check_dtype_object": _Y_1D,
-    "check_classifier_data_not_an_array": _Y_1D,
-    "check_classifiers_one_label": _Y_1D,
-    "check_classifiers_one_label_sample_weights": _Y_1D,
-    "check_classifiers_classes": _Y_1D,
-    "check_classifiers_train": _Y_1D,
-    "check_classifiers_regression_target": _Y_1D,
-    "check_classifier_not_supporting_multiclass": _Y_1D,
-    "check_fit2d_1feature": _Y_1D,
+    **Y_1D_CHECKS,
 }
 
 
@@ -65,7 +67,7 @@ def test_predict_shapes_and_values(data):
 
 def test_learns_a_separable_problem(data):
     X, Y = data
-    net = BiLSTMClassifier(random_state=0, max_epochs=40, lr=3e-3).fit(X, Y)
+    net = BiLSTMClassifier(random_state=0, max_epochs=40, lr=3e-3, blocks="single").fit(X, Y)
     assert net.score(X, Y) > 0.7
 
 
@@ -81,12 +83,12 @@ def test_history_holds_every_loss_component(data):
     net = BiLSTMClassifier(random_state=0, train_split=0.25, criterion__corr_weight=0.5,
                            criterion__contrastive_weight=0.5, **SMALL).fit(X, Y)
     for prefix in ("train", "valid"):
-        for name in ("bce", "corr", "con", "loss"):
+        for name in ("bce", "corr", "contrastive", "loss"):
             values = net.history[:, f"{prefix}_{name}"]
             assert len(values) == 3 and np.isfinite(values).all() and values[0] > 0
     last = net.history[-1]
     assert last["train_loss"] == pytest.approx(
-        last["train_bce"] + 0.5 * last["train_corr"] + 0.5 * last["train_con"], rel=1e-4)
+        last["train_bce"] + 0.5 * last["train_corr"] + 0.5 * last["train_contrastive"], rel=1e-4)
 
 
 def test_default_trains_on_every_row(data):
@@ -96,23 +98,32 @@ def test_default_trains_on_every_row(data):
     assert net.history[-1, "train_batch_count"] == 2  # 120 rows in batches of 64
 
 
-def test_tuned_thresholds(data):
-    X, Y = data
-    net = BiLSTMClassifier(random_state=0, train_split=0.3, threshold="tuned",
-                           threshold_objective="jaccard", min_labels=1, **SMALL).fit(X, Y)
-    assert net.thresholds_.shape == (4,)
-    assert net.threshold_objective_ == "jaccard"
-    assert net.predict(X).sum(axis=1).min() >= 1
-    with pytest.raises(ValueError, match="threshold='tuned' chooses thresholds on a validation"):
-        BiLSTMClassifier(threshold="tuned").fit(X, Y)
-
-
 def test_fixed_thresholds(data):
     X, Y = data
     net = BiLSTMClassifier(random_state=0, threshold=[0.1, 0.9, 0.5, 0.5], **SMALL).fit(X, Y)
     proba = net.predict_proba(X)
     np.testing.assert_array_equal(net.predict(X)[:, 0], proba[:, 0] >= 0.1)
-    assert net.threshold_objective_ is None
+    np.testing.assert_array_equal(net.predict(X)[:, 1], proba[:, 1] >= 0.9)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"threshold": 1.5}, r"'threshold' parameter of BiLSTMClassifier must be a number in "
+                         r"\[0, 1\] or an array-like; got 1.5"),
+    ({"threshold": [0.5, 0.5]}, r"'threshold' .* 4 such numbers \(one per label\); got "
+                                r"\[0.5, 0.5\]"),
+    ({"threshold": [0.5, np.nan, 0.5, 0.5]}, r"'threshold' .* 4 such numbers"),
+    ({"lr": 0}, r"'lr' parameter of BiLSTMClassifier must be a number > 0; got 0"),
+    ({"max_epochs": 2.5}, r"'max_epochs' .* must be an integer >= 0; got 2.5"),
+    ({"train_split": 1.0}, r"'train_split' .* None or a number in \(0, 1\) or a callable"),
+    ({"blocks": "stacked"}, r"'blocks' .* one of 'auto', 'single' or an array-like"),
+    ({"criterion__temperature": 0.0}, r"'temperature' parameter of HybridLoss must be a "
+                                      r"number > 0; got 0.0"),
+    ({"criterion__corr_weight": -1}, r"'corr_weight' parameter of HybridLoss"),
+])
+def test_bad_parameters_are_named_at_fit(data, params, message):
+    X, Y = data
+    with pytest.raises(ValueError, match=message):
+        BiLSTMClassifier(**{**SMALL, **params}).fit(X, Y)
 
 
 def test_dataframe_labels_name_the_labels(data):
@@ -124,13 +135,53 @@ def test_dataframe_labels_name_the_labels(data):
 
 def test_block_layout_from_blockarray_and_explicit(data):
     X, Y = data
-    net = BiLSTMClassifier(random_state=0, **SMALL).fit(BlockArray(X, [("a", 5), ("b", 7)]), Y)
+    net = BiLSTMClassifier(random_state=0, **{**SMALL, "blocks": "auto"})
+    net.fit(BlockArray(X, [("a", 5), ("b", 7)]), Y)
     assert net.blocks_ == [("a", 5), ("b", 7)]
     assert [p.in_features for p in net.module_.projections] == [5, 7]
-    assert BiLSTMClassifier(blocks=[4, 8], **SMALL).fit(X, Y).blocks_ == [
+    assert BiLSTMClassifier(**{**SMALL, "blocks": [4, 8]}).fit(X, Y).blocks_ == [
         ("block0", 4), ("block1", 8)]
     with pytest.raises(ValueError, match=r"adds up to 10 columns, but X has 12"):
-        BiLSTMClassifier(blocks=[4, 6], **SMALL).fit(X, Y)
+        BiLSTMClassifier(**{**SMALL, "blocks": [4, 6]}).fit(X, Y)
+
+
+def test_a_dropped_block_layout_is_an_error_not_a_single_block(data):
+    X, Y = data
+    Z = BlockArray(X, [("a", 5), ("b", 7)])
+    pipe = make_pipeline(StandardScaler(), BiLSTMClassifier(max_epochs=1))  # drops the layout
+    with pytest.raises(ValueError, match=r"X carries no block layout.*StandardScaler"):
+        pipe.fit(Z, Y)
+    pipe.set_params(bilstmclassifier__blocks=[5, 7]).fit(Z, Y)  # explicit layout: fine
+    assert pipe[-1].blocks_ == [("block0", 5), ("block1", 7)]
+
+
+def test_predicting_on_another_layout_of_the_same_width_is_refused(data):
+    X, Y = data
+    net = BiLSTMClassifier(**{**SMALL, "blocks": "auto"}).fit(
+        BlockArray(X, [("a", 5), ("b", 7)]), Y)
+    assert net.predict(X).shape == (120, 4)  # a plain array of the right width is fine
+    with pytest.raises(ValueError, match=r"carries the block layout \[\('a', 7\), \('b', 5\)\]"):
+        net.predict(BlockArray(X, [("a", 7), ("b", 5)]))
+
+
+def test_block_layout_survives_pickling():
+    Z = BlockArray(np.ones((3, 4)), [("a", 1), ("b", 3)])
+    again = pickle.loads(pickle.dumps(Z))
+    assert again.blocks == [("a", 1), ("b", 3)]
+    np.testing.assert_array_equal(again, Z)
+
+
+def test_label_statistics_reach_a_re_created_criterion(data):
+    X, Y = data
+    net = BiLSTMClassifier(random_state=0, **SMALL).fit(X, Y)
+    np.testing.assert_allclose(net.label_statistics_.positives, Y.sum(axis=0))
+    expected = (len(Y) - Y.sum(axis=0)) / Y.sum(axis=0)
+    np.testing.assert_allclose(net.criterion_.pos_weight_.numpy(), expected, rtol=1e-6)
+    net.set_params(criterion__corr_weight=0.7)  # skorch re-creates the criterion
+    assert net.criterion_.corr_weight == 0.7
+    np.testing.assert_allclose(net.criterion_.pos_weight_.numpy(), expected, rtol=1e-6)
+    net.partial_fit(X, Y)  # trains on with the new weight; the statistics are still there
+    assert np.isfinite(net.history[-1, "train_corr"]) and net.history[-1, "train_corr"] > 0
 
 
 @pytest.mark.parametrize(
@@ -203,6 +254,7 @@ def test_cuda_training_and_cpu_unpickling(data, tmp_path):
                            **SMALL).fit(X, Y)
     assert next(net.module_.parameters()).is_cuda
     assert net.criterion_.correlation_.is_cuda
+    assert net.criterion_.pos_weight_.is_cuda
     joblib.dump(net, tmp_path / "net.joblib")
     loaded = joblib.load(tmp_path / "net.joblib")
     np.testing.assert_allclose(loaded.predict_proba(X), net.predict_proba(X), atol=1e-5)
@@ -215,46 +267,3 @@ def test_mixed_precision_runs_on_cpu(data):
     assert torch.isfinite(torch.as_tensor(net.history[-1, "train_loss"]))
 
 
-def test_tuned_thresholds_on_a_predefined_validation_set(data):
-    from skorch.dataset import Dataset
-    from skorch.helper import predefined_split
-
-    X, Y = data
-    valid = Dataset(X[:40].astype(np.float32), Y[:40].astype(np.float32))
-    net = BiLSTMClassifier(random_state=0, train_split=predefined_split(valid),
-                           threshold="tuned", **SMALL).fit(X[40:], Y[40:])
-    assert net.thresholds_.shape == (4,)
-    assert "valid_loss" in net.history[-1]
-
-
-def test_a_fitted_net_clones_to_its_parameters(data):
-    X, Y = data
-    net = BiLSTMClassifier(random_state=0, train_split=0.2, threshold="tuned", **SMALL)
-    net.fit(X, Y)
-    params = clone(net).get_params()
-    assert not [k for k in params if k.startswith("_") and k != "_params_to_validate"]
-    assert params["threshold"] == "tuned"
-
-
-def test_tuned_thresholds_are_fitted_state_that_survives_joblib(data, tmp_path):
-    X, Y = data
-    net = BiLSTMClassifier(random_state=0, train_split=0.3, threshold="tuned",
-                           threshold_objective="micro_f1", **SMALL).fit(X, Y)
-    joblib.dump(net, tmp_path / "net.joblib")
-    loaded = joblib.load(tmp_path / "net.joblib")
-    np.testing.assert_array_equal(loaded.thresholds_, net.thresholds_)
-    assert loaded.threshold_objective_ == "micro_f1"
-    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
-    twin = clone(net)  # the rule is a parameter: the clone tunes again when fitted
-    assert twin.get_params()["threshold_objective"] == "micro_f1"
-    assert not hasattr(twin, "thresholds_")
-
-
-def test_the_decision_rule_is_grid_searchable(data):
-    X, Y = data
-    net = BiLSTMClassifier(random_state=0, train_split=0.3, threshold="tuned", **SMALL)
-    grid = {"threshold_objective": ["macro_f1", "jaccard"], "min_labels": [0, 1]}
-    search = GridSearchCV(net, grid, cv=2, scoring=get_scorers(), refit="jaccard").fit(X, Y)
-    assert len(search.cv_results_["params"]) == 4
-    assert search.best_estimator_.threshold_objective_ == search.best_params_[
-        "threshold_objective"]

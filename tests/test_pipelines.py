@@ -21,14 +21,14 @@ def test_stacked_pipeline_grid_search_and_joblib_round_trip(tiny_bert, tiny_bert
         classifier_params=NET,
     )
     pipe.set_params(embed__a__finetune_epochs=1, embed__a__finetune_learning_rate=1e-3)
-    grid = {"clf__criterion__corr_weight": [0.0, 0.5],
-            "clf__criterion__contrastive_weight": [0.0, 0.5]}
+    grid = {"clf__estimator__criterion__corr_weight": [0.0, 0.5],
+            "clf__objective": ["macro_f1", "jaccard"]}
     search = GridSearchCV(pipe, grid, cv=3, scoring=get_scorers(), refit="jaccard")
     search.fit(texts, Y)
     assert np.isfinite(search.cv_results_["mean_test_macro_f1"]).all()
 
     best = search.best_estimator_
-    stack, net = best.named_steps["embed"], best.named_steps["clf"]
+    stack, net = best.named_steps["embed"], best.named_steps["clf"].estimator_
     assert stack.blocks_ == [("a", 32), ("b", 48), ("chars", 6), ("meta", 4)]
     assert net.blocks_ == stack.blocks_  # the layout reached the classifier
     assert [p.in_features for p in net.module_.projections] == [32, 48, 6, 4]
@@ -50,11 +50,12 @@ def test_arabic_pipeline_with_tiny_arabic_encoders(tiny_bert, tiny_bert_b):
     pipe = arabic_emotion_pipeline(
         {"arabicbert": tiny_bert, "marbert": tiny_bert_b, "arabert": tiny_bert},
         finetune_epochs=1, max_length=16, device="cpu", cv=2,
-        classifier_params={**NET, "train_split": 0.25},
+        classifier_params=NET, rule_params={"objective": "jaccard", "cv": 0.25},
     )
     pipe.fit(texts, Y)
-    net = pipe.named_steps["clf"]
-    assert net.threshold_objective_ == "macro_f1"
-    assert net.get_params()["criterion__contrastive_weight"] > 0
+    clf = pipe.named_steps["clf"]
+    assert clf.objective == "jaccard" and clf.min_labels == 1
+    assert clf.n_tuning_rows_ == 10
+    assert clf.estimator_.get_params()["criterion__contrastive_weight"] > 0
     assert pipe.predict(texts).shape == (40, 3)
     assert sorted(ARABIC_ENCODERS) == ["arabert", "arabicbert", "marbert"]

@@ -31,8 +31,10 @@ def test_cooccurrence_is_conditional_probability():
 def test_loss_component_curves_from_history():
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(40, 6)), rng.integers(0, 2, (40, 3))
-    net = BiLSTMClassifier(max_epochs=2, train_split=0.25, random_state=0).fit(X, Y)
+    net = BiLSTMClassifier(max_epochs=2, train_split=0.25, blocks="single",
+                           random_state=0).fit(X, Y)
     ax = plot_loss_components(net.history)
     assert {line.get_label() for line in ax.lines} == {
-        "train_bce", "train_corr", "train_con", "valid_bce", "valid_corr", "valid_con"}
+        "train_bce", "train_corr", "train_contrastive", "valid_bce", "valid_corr",
+        "valid_contrastive"}
     assert len(ax.lines[0].get_xdata()) == 2

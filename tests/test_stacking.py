@@ -91,7 +91,10 @@ def test_member_errors(emotion_data):
         StackingEmbedder([("meta", tfidf())]).fit(texts, Y)
     with pytest.raises(ValueError, match=r"must be a \(name, transformer\) pair"):
         StackingEmbedder([tfidf()]).fit(texts, Y)
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ValueError, match=r"'members' parameter of StackingEmbedder must be a "
+                                         r"non-empty list of \(name, transformer\) pairs"):
         StackingEmbedder([]).fit(texts, Y)
+    with pytest.raises(ValueError, match=r"'cv' .* an integer >= 2 or a CV splitter; got 1"):
+        StackingEmbedder([("chars", tfidf())], cv=1).fit(texts, Y)
     with pytest.raises(ValueError, match="meta-learner needs the label matrix"):
         StackingEmbedder([("chars", tfidf())]).fit(texts)

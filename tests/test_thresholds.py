@@ -1,8 +1,18 @@
 import itertools
 
+import joblib
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from skstack import BiLSTMClassifier, BlockArray, TunedThresholds, get_scorers
 from skstack.thresholds import decide, score_predictions, tune_thresholds
 
 GRID = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
@@ -75,11 +85,27 @@ def test_shrinkage_pulls_rare_labels_toward_the_shared_threshold(scores):
     np.testing.assert_allclose(shrunk, (n * raw + 10 * shared) / (n + 10))
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="objective must be one of"):
-        tune_thresholds([[1]], [[0.5]], "accuracy")
-    with pytest.raises(ValueError, match="must be 2-D and of one shape"):
-        tune_thresholds([[1, 0]], [[0.5]])
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: tune_thresholds([[1]], [[0.5]], "accuracy"),
+     r"'objective' parameter of tune_thresholds must be one of 'macro_f1', 'micro_f1', "
+     r"'jaccard'; got 'accuracy'"),
+    (lambda: tune_thresholds([[1, 0]], [[0.5]]), "must be of one shape"),
+    (lambda: tune_thresholds([[1, 0]], [[0.5, 0.2]], min_labels=1.5),
+     r"'min_labels' .* an integer >= 0; got 1.5"),
+    (lambda: tune_thresholds([[1, 0]], [[0.5, 0.2]], min_labels=3),
+     r"'min_labels' .* at most the number of labels \(2\); got 3"),
+    (lambda: decide([[0.5, 0.2]], 0.5, max_labels=-1), r"'max_labels' .* >= 1 or None; got -1"),
+    (lambda: decide([[0.5, 0.2]], 0.5, min_labels=2, max_labels=1),
+     r"'max_labels' .* None or >= min_labels \(2\); got 1"),
+    (lambda: decide([[0.5, 0.2]], [0.5, np.nan]), r"'threshold' .* in \[0, 1\]"),
+    (lambda: decide([[0.5, 0.2]], 1.5), r"'threshold' .* in \[0, 1\]"),
+    (lambda: decide([[0.5, 0.2]], [0.5, 0.5, 0.5]), r"or 2 such numbers \(one per label\)"),
+    (lambda: decide([[0.5, np.nan]]), r"probabilities in \[0, 1\]; found nan at row 0, col"),
+    (lambda: tune_thresholds([[2, 0]], [[0.5, 0.2]]), r"only 0 and 1; found 2 at row 0"),
+])
+def test_bad_arguments_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
 
 
 def test_default_candidates_follow_the_scores_up_to_the_top():
@@ -91,3 +117,153 @@ def test_default_candidates_follow_the_scores_up_to_the_top():
     t = tune_thresholds(Y, P, "macro_f1")
     assert (t > 0.99).all()
     assert score_predictions(Y, decide(P, t), "macro_f1") > 0.9
+
+
+# ------------------------------------------------------------------------ TunedThresholds
+
+
+@pytest.fixture
+def features():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 6))
+    Y = (X[:, :3] + 0.8 * rng.normal(size=(150, 3)) > 0.6).astype(int)
+    return X, Y
+
+
+def logreg():
+    return OneVsRestClassifier(LogisticRegression())
+
+
+_1D = "multi-label only: y must be a 2-D 0/1 label matrix"
+
+
+CHECKS_WITH_1D_Y = ("check_estimators_dtypes", "check_dtype_object",
+                    "check_classifier_data_not_an_array", "check_classifiers_one_label",
+                    "check_classifiers_one_label_sample_weights", "check_classifiers_classes",
+                    "check_classifiers_train", "check_classifiers_regression_target",
+                    "check_classifier_not_supporting_multiclass", "check_fit2d_1feature",
+                    "check_supervised_y_2d", "check_complex_data",
+                    "check_estimator_sparse_array", "check_estimator_sparse_matrix")
+
+
+@parametrize_with_checks(
+    [TunedThresholds(logreg(), cv=3)],
+    expected_failed_checks=lambda est: {
+        **dict.fromkeys(CHECKS_WITH_1D_Y, _1D),
+        "check_classifier_multioutput": "predict applies the tuned thresholds, not 0.5",
+    })
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_prefit_tunes_on_the_given_rows_exactly_as_the_function_does(features):
+    X, Y = features
+    model = logreg().fit(X, Y)
+    clf = TunedThresholds(model, cv="prefit", objective="jaccard", min_labels=1).fit(X, Y)
+    expected = tune_thresholds(Y, model.predict_proba(X), "jaccard", min_labels=1)
+    np.testing.assert_array_equal(clf.thresholds_, expected)
+    assert clf.estimator_ is model
+    np.testing.assert_array_equal(clf.predict(X),
+                                  decide(model.predict_proba(X), expected, min_labels=1))
+    assert clf.n_tuning_rows_ == 150
+
+
+def test_a_float_cv_tunes_on_the_held_out_rows(features):
+    X, Y = features
+    clf = TunedThresholds(logreg(), cv=0.3, refit=False, random_state=0).fit(X, Y)
+    train, valid = next(ShuffleSplit(1, test_size=0.3, random_state=0).split(X))
+    model = logreg().fit(X[train], Y[train])
+    expected = tune_thresholds(Y[valid], model.predict_proba(X[valid]))
+    np.testing.assert_array_equal(clf.thresholds_, expected)
+    np.testing.assert_allclose(clf.predict_proba(X), model.predict_proba(X))  # not refitted
+    assert clf.n_tuning_rows_ == len(valid) == 45
+    refitted = TunedThresholds(logreg(), cv=0.3, random_state=0).fit(X, Y)
+    np.testing.assert_array_equal(refitted.thresholds_, expected)
+    np.testing.assert_allclose(refitted.predict_proba(X), logreg().fit(X, Y).predict_proba(X))
+
+
+def test_an_int_cv_tunes_on_out_of_fold_probabilities_of_every_row(features):
+    X, Y = features
+    clf = TunedThresholds(logreg(), cv=3, objective="micro_f1", random_state=1).fit(X, Y)
+    oof = np.empty(Y.shape)
+    for train, test in KFold(3, shuffle=True, random_state=1).split(X):
+        oof[test] = logreg().fit(X[train], Y[train]).predict_proba(X[test])
+    np.testing.assert_array_equal(clf.thresholds_, tune_thresholds(Y, oof, "micro_f1"))
+    assert clf.n_tuning_rows_ == 150
+    assert clf.best_score_ == pytest.approx(
+        score_predictions(Y, decide(oof, clf.thresholds_), "micro_f1"))
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier(max_iter=300, random_state=0),
+                                       RandomForestClassifier(20, random_state=0)])
+def test_wraps_other_multilabel_classifiers(features, estimator):
+    X, Y = features  # the forest's predict_proba is a list of (n, 2) arrays, one per label
+    clf = TunedThresholds(estimator, cv=3, min_labels=1, random_state=0).fit(X, Y)
+    assert clf.predict_proba(X).shape == (150, 3)
+    assert clf.predict(X).sum(axis=1).min() >= 1
+
+
+def test_clone_joblib_and_names(features, tmp_path):
+    import pandas as pd
+
+    X, Y = features
+    frame = pd.DataFrame(Y, columns=["joy", "anger", "fear"])
+    clf = TunedThresholds(logreg(), objective="jaccard", min_labels=1, cv=3).fit(X, frame)
+    assert clf.label_names_ == ["joy", "anger", "fear"]
+    assert clf.n_features_in_ == 6
+    joblib.dump(clf, tmp_path / "clf.joblib")
+    loaded = joblib.load(tmp_path / "clf.joblib")
+    np.testing.assert_array_equal(loaded.thresholds_, clf.thresholds_)
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+    twin = clone(clf)
+    assert twin.get_params()["objective"] == "jaccard"
+    assert not hasattr(twin, "thresholds_")
+    with pytest.raises(NotFittedError):
+        twin.predict(X)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"objective": "f1"}, r"'objective' parameter of TunedThresholds must be one of"),
+    ({"min_labels": 1.5}, r"'min_labels' parameter of TunedThresholds must be an integer"),
+    ({"min_labels": 4}, r"at most the number of labels \(3\); got 4"),
+    ({"max_labels": 0}, r"'max_labels' .* >= 1 or None; got 0"),
+    ({"cv": 1}, r"'cv' parameter of TunedThresholds must be a number in \(0, 1\) or an "
+                r"integer >= 2 or one of 'prefit' or a CV splitter; got 1"),
+    ({"cv": "prefit", "refit": True}, r"'refit' .* False or 'auto' with cv='prefit'"),
+    ({"cv": 3, "refit": False}, r"'refit' .* True with cv=3"),
+    ({"shrinkage": -1.0}, r"'shrinkage' .* a number >= 0; got -1.0"),
+    ({"estimator": "logreg"}, r"'estimator' .* an estimator; got 'logreg'"),
+    ({"cv": 0.005}, r"Only 1 row\(s\) to tune the thresholds on"),
+])
+def test_bad_parameters_are_named(features, params, message):
+    X, Y = features
+    with pytest.raises(ValueError, match=message):
+        TunedThresholds(**{"estimator": logreg(), **params}).fit(X, Y)
+
+
+def test_prefit_needs_a_fitted_estimator(features):
+    X, Y = features
+    with pytest.raises(NotFittedError):
+        TunedThresholds(logreg(), cv="prefit").fit(X, Y)
+
+
+NET = {"max_epochs": 3, "module__hidden_size": 8, "module__projection_dim": 8}
+
+
+def test_wraps_the_net_and_searches_loss_and_rule_together(features, tmp_path):
+    X, Y = features
+    Z = BlockArray(X, [("a", 2), ("b", 4)])  # the layout reaches the net through the folds
+    clf = TunedThresholds(BiLSTMClassifier(random_state=0, **NET), cv=0.3, refit=False,
+                          random_state=0)
+    grid = {"estimator__criterion__corr_weight": [0.0, 0.5],
+            "objective": ["macro_f1", "jaccard"], "min_labels": [0, 1]}
+    search = GridSearchCV(clf, grid, cv=2, scoring=get_scorers(), refit="jaccard").fit(Z, Y)
+    assert len(search.cv_results_["params"]) == 8
+    best = search.best_estimator_
+    assert best.estimator_.blocks_ == [("a", 2), ("b", 4)]
+    assert best.estimator_.criterion_.corr_weight == search.best_params_[
+        "estimator__criterion__corr_weight"]
+    assert best.objective == search.best_params_["objective"]
+    joblib.dump(search, tmp_path / "search.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "search.joblib").predict(Z),
+                                  search.predict(Z))

@@ -3,6 +3,8 @@
 The paper fine-tunes each encoder on the emotion task before extracting embeddings. Here a
 linear head on the pooled last layer is trained with binary cross-entropy together with the
 encoder; the head is thrown away afterwards and only the encoder's new weights are kept.
+
+Import rule: torch, transformers, ``skstack._batching`` and ``skstack._pooling`` only.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from skstack._batching import pad_batch
-from skstack.pooling import pool
+from skstack._pooling import pool
 
 
 def fine_tune_encoder(

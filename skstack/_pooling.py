@@ -1,4 +1,10 @@
-"""Pooling of token vectors into one vector per text, with padding masked out."""
+"""Pooling of token vectors into one vector per text, with padding masked out.
+
+A new pooling mode is one entry in ``POOLING_MODES`` and one branch in :func:`pool`; the
+encoder's parameter check and fine-tuning read both from here.
+
+Import rule: a leaf (torch only).
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,59 @@
+"""The import rules the module docstrings state, checked on the source."""
+
+import ast
+from pathlib import Path
+
+import skstack
+
+PACKAGE = Path(skstack.__file__).parent
+
+# Which skstack modules each module may import (its docstring says the same in words).
+ALLOWED = {
+    "_validation": set(),
+    "_batching": set(),
+    "_loading": set(),
+    "_pooling": set(),
+    "_version": set(),
+    "blocks": set(),
+    "cache": set(),
+    "datasets": set(),
+    "metrics": {"_validation"},
+    "thresholds": {"_validation", "metrics"},
+    "losses": {"_validation", "metrics"},
+    "plotting": {"losses"},
+    "_finetune": {"_batching", "_pooling"},
+    "stacking": {"_validation", "blocks"},
+    "nets": {"_validation", "blocks", "losses", "metrics", "thresholds"},
+    "encoder": {"_validation", "_batching", "_loading", "_pooling", "_finetune", "cache"},
+    "pipelines": {"_loading", "encoder", "nets", "stacking", "thresholds"},
+}
+
+
+def skstack_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("skstack."):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("skstack."))
+    return names
+
+
+def test_every_module_keeps_its_import_rule():
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert modules == set(ALLOWED), "a new module needs its import rule here and in its docstring"
+    for name in modules:
+        extra = skstack_imports(PACKAGE / f"{name}.py") - ALLOWED[name]
+        assert not extra, f"skstack.{name} imports {sorted(extra)}, outside its rule"
+
+
+def test_every_module_states_its_import_rule():
+    for path in PACKAGE.glob("*.py"):
+        if path.stem in ("__init__", "_version"):
+            continue
+        assert "Import rule:" in ast.get_docstring(ast.parse(path.read_text())), path.name
+
+
+def test_the_public_surface_is_all_and_private_modules_stay_private():
+    exported = [n for n in dir(skstack) if not n.startswith("_") and n not in ALLOWED]
+    assert sorted(skstack.__all__) == sorted([*exported, "__version__"])
