@@ -4,11 +4,11 @@
     python benchmarks/gpu_check.py --model path/to/folder  # any local MiniLM-size folder
 
 1. Fine-tunes all-MiniLM-L6-v2 (PyPI copy) for one epoch on 2,000 GoEmotions sample texts
-   with ``device="cuda"`` and ``mixed_precision=True``, and the same on the CPU (200 texts,
-   scaled), and embeds the sample on both.
+   with ``device="cuda"`` and ``finetune_mixed_precision=True``, and the same on the CPU (200
+   texts, scaled), and embeds the sample on both.
 2. Trains ``BiLSTMClassifier`` with ``device="cuda"`` and ``mixed_precision=True`` and the
    same on the CPU, and asserts that the module, the criterion's tensors and every batch were
-   on the GPU.
+   on the GPU; fits ``TunedThresholds`` around a CUDA net (3 folds).
 3. Pickles the CUDA-trained net and loads it with CUDA hidden, as a CPU-only machine would.
 
 Prints texts/s or rows/s for each step on GPU and CPU.

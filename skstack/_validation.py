@@ -103,7 +103,6 @@ STRING = Check(lambda v: isinstance(v, str), "a str")
 PATH = Check(lambda v: isinstance(v, (str, os.PathLike)), "a path")
 ARRAY_LIKE = Check(_is_array_like, "an array-like")
 CALLABLE = Check(callable, "a callable")
-CLASS = Check(lambda v: isinstance(v, type), "a class")
 ESTIMATOR = Check(lambda v: hasattr(v, "fit") and not isinstance(v, type), "an estimator")
 SEED = [Interval(numbers.Integral, 0, 2**32 - 1), NONE]
 

@@ -79,6 +79,7 @@ class BiLSTMModule(torch.nn.Module):
         parts = torch.split(X, self.block_widths, dim=1)
         steps = torch.stack([proj(p) for proj, p in zip(self.projections, parts,
                                                          strict=True)], dim=1)
+        self.lstm.flatten_parameters()  # weights unpickled onto a GPU are not one cuDNN chunk
         _, (h_n, _) = self.lstm(self.norm(steps))
         hidden = torch.cat([h_n[-2], h_n[-1]], dim=1)  # top layer, both directions
         return self.head(self.dropout(hidden)), hidden
