@@ -38,6 +38,27 @@ def length_sorted_batches(
         yield (positions, *pad_batch([ids[p] for p in positions], pad_id))
 
 
+def bucketed_batches(
+    lengths: list[int], batch_size: int, generator: torch.Generator | None = None,
+    pool: int = 50,
+) -> list[np.ndarray]:
+    """Shuffled training batches of similar length: shuffle, sort each run of
+    ``pool * batch_size`` rows by length, cut it into batches, shuffle the batches.
+
+    Padding (and so compute) falls to little more than the texts' own tokens, while every
+    epoch still sees the rows in a new random order.
+    """
+    order = torch.randperm(len(lengths), generator=generator).numpy()
+    lengths_arr = np.asarray(lengths)
+    batches = []
+    for start in range(0, len(order), pool * batch_size):
+        chunk = order[start : start + pool * batch_size]
+        chunk = chunk[np.argsort(lengths_arr[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    shuffled = torch.randperm(len(batches), generator=generator).numpy()
+    return [batches[i] for i in shuffled]
+
+
 def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token id lists to one width: (input_ids, attention_mask)."""
     width = max(len(seq) for seq in seqs)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from skstack._batching import pad_batch
+from skstack._batching import bucketed_batches, pad_batch
 from skstack._pooling import pool
 
 
@@ -58,11 +58,10 @@ def fine_tune_encoder(
     history = []
     bar = tqdm(total=total, desc="fine-tuning", disable=not show_progress_bar)
     try:
+        lengths = [len(ids) for ids in token_ids]
         for _ in range(epochs):
-            order = torch.randperm(len(token_ids), generator=generator).numpy()
             epoch_loss = 0.0
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
+            for rows in bucketed_batches(lengths, batch_size, generator):
                 input_ids, mask = pad_batch([token_ids[r] for r in rows], pad_id)
                 input_ids, mask = input_ids.to(device), mask.to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision):
@@ -76,7 +75,7 @@ def fine_tune_encoder(
                 scheduler.step()
                 epoch_loss += loss.item() * len(rows)
                 bar.update()
-            history.append(epoch_loss / len(order))
+            history.append(epoch_loss / len(token_ids))
     finally:
         bar.close()
         model.eval()

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# The name of the block of meta-learner probabilities that StackingEmbedder appends last.
+META_BLOCK = "meta"
+
 
 class BlockArray(np.ndarray):
     """A 2-D ndarray with a ``blocks`` attribute: a list of ``(name, width)`` pairs.

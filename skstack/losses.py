@@ -1,4 +1,5 @@
-"""HybridLoss: class-weighted BCE + a label-correlation term + a supervised contrastive term.
+"""HybridLoss: a weighted sum of terms: class-weighted BCE, the ZLPR loss, a label-correlation
+term and a supervised contrastive term.
 
 The paper names the three components but its full text is not available to us; the exact
 formulas below are our definitions (see ``docs/method.md``). Each term has one name used
@@ -32,8 +33,9 @@ from skstack._validation import (
 )
 from skstack.metrics import jaccard_from_counts
 
-COMPONENTS = ("bce", "corr", "contrastive")
+COMPONENTS = ("bce", "zlpr", "corr", "contrastive")
 POS_WEIGHTS = ("balanced", "sqrt")
+CORR_FORMS = ("pearson", "pairwise")
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,8 @@ def label_jaccard(targets: torch.Tensor) -> torch.Tensor:
 
 
 class HybridLoss(torch.nn.Module):
-    """``L = BCE_w + corr_weight * L_corr + contrastive_weight * L_contrastive``.
+    """``L = bce_weight * BCE_w + zlpr_weight * L_zlpr + corr_weight * L_corr
+    + contrastive_weight * L_contrastive``.
 
     Parameters
     ----------
@@ -109,12 +112,23 @@ class HybridLoss(torch.nn.Module):
         square root, ``None`` no weighting.
     corr_weight : float, default=0.1
         Weight of the label-correlation term.
+    corr_form : {"pearson", "pairwise"}, default="pearson"
+        ``"pearson"``: probabilities of labels that co-occur in the training data are pulled
+        together, those of labels that exclude each other kept from firing together.
+        ``"pairwise"`` (after SpanEmo, Alhuzali & Ananiadou, EACL 2021): every negative label
+        scoring above a positive label of the same text is penalised.
     contrastive_weight : float, default=0.1
         Weight of the supervised contrastive term.
     temperature : float, default=0.1
         Temperature of the contrastive term (> 0).
     max_pos_weight : float, default=100.0
         Upper bound of a computed positive weight (rare or absent labels).
+    bce_weight : float, default=1.0
+        Weight of the (class-weighted) binary cross-entropy.
+    zlpr_weight : float, default=0.0
+        Weight of the ZLPR loss (Su et al., arXiv:2208.02955), a multi-label softmax whose
+        natural threshold is logit 0 (probability 0.5). ``bce_weight=0, zlpr_weight=1`` uses
+        it instead of BCE.
 
     Notes
     -----
@@ -122,10 +136,14 @@ class HybridLoss(torch.nn.Module):
     vectors ``h`` (n, d):
 
     - ``BCE_w = mean_{i,l} -[w_l y_il log p_il + (1 - y_il) log(1 - p_il)]``
-    - ``L_corr = mean_i sum_{j<k} (C+_jk (p_ij - p_ik)^2 + C-_jk p_ij p_ik) / sum_{j<k} |C_jk|``
-      with ``C`` the Pearson correlation of the training labels, ``C+ = max(C, 0)`` and
-      ``C- = max(-C, 0)``: labels that co-occur are pushed to similar probabilities, labels
-      that exclude each other are kept from firing together.
+    - ``L_zlpr = mean_i [log(1 + sum_{l: y_il=0} exp(z_il)) + log(1 + sum_{l: y_il=1}
+      exp(-z_il))]``
+    - ``pearson``: ``L_corr = mean_i sum_{j<k} (C+_jk (p_ij - p_ik)^2 + C-_jk p_ij p_ik) /
+      sum_{j<k} |C_jk|`` with ``C`` the Pearson correlation of the training labels,
+      ``C+ = max(C, 0)`` and ``C- = max(-C, 0)``: labels that co-occur are pushed to similar
+      probabilities, labels that exclude each other are kept from firing together.
+    - ``pairwise``: ``L_corr = mean_{i in B} mean_{p in P_i, q in N_i} exp(p_iq - p_ip)`` with
+      ``P_i``/``N_i`` the positive/negative labels of text ``i`` and ``B`` the texts with both.
     - ``L_contrastive = mean_{i in A} [-sum_{j!=i} a_ij log softmax_{k!=i}(s_ik)_j /
       sum_{j!=i} a_ij]`` with ``s_ij = cos(h_i, h_j) / temperature``, ``a_ij`` the Jaccard
       similarity of the label sets of ``i`` and ``j``, and ``A`` the anchors with some
@@ -142,7 +160,7 @@ class HybridLoss(torch.nn.Module):
     >>> loss = HybridLoss(corr_weight=0.5, contrastive_weight=0.5).fit(Y)
     >>> value = loss(torch.zeros(4, 3), torch.tensor(Y, dtype=torch.float32), torch.randn(4, 8))
     >>> sorted(loss.last_components)
-    ['bce', 'contrastive', 'corr']
+    ['bce', 'contrastive', 'corr', 'zlpr']
     """
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
@@ -151,6 +169,9 @@ class HybridLoss(torch.nn.Module):
         "contrastive_weight": [Interval(numbers.Real, 0, None)],
         "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_pos_weight": [Interval(numbers.Real, 0, None, closed="neither")],
+        "bce_weight": [Interval(numbers.Real, 0, None)],
+        "zlpr_weight": [Interval(numbers.Real, 0, None)],
+        "corr_form": [Options(CORR_FORMS)],
     }
 
     def __init__(
@@ -160,19 +181,29 @@ class HybridLoss(torch.nn.Module):
         contrastive_weight: float = 0.1,
         temperature: float = 0.1,
         max_pos_weight: float = 100.0,
+        bce_weight: float = 1.0,
+        zlpr_weight: float = 0.0,
+        corr_form: str = "pearson",
     ):
         super().__init__()
         # A torch module is built by skorch inside BiLSTMClassifier.fit, so checking here
         # reports a bad ``criterion__*`` value when the net is fitted.
-        check_params(type(self).__name__, self._parameter_constraints, {
-            "pos_weight": pos_weight, "corr_weight": corr_weight,
-            "contrastive_weight": contrastive_weight, "temperature": temperature,
-            "max_pos_weight": max_pos_weight})
+        params = {"pos_weight": pos_weight, "corr_weight": corr_weight,
+                  "contrastive_weight": contrastive_weight, "temperature": temperature,
+                  "max_pos_weight": max_pos_weight, "bce_weight": bce_weight,
+                  "zlpr_weight": zlpr_weight, "corr_form": corr_form}
+        check_params(type(self).__name__, self._parameter_constraints, params)
+        if not any(params[f"{name}_weight"] for name in COMPONENTS):
+            raise parameter_error(type(self).__name__, "bce_weight",
+                                  "> 0 when every other term's weight is 0", bce_weight)
         self.pos_weight = pos_weight
         self.corr_weight = corr_weight
         self.contrastive_weight = contrastive_weight
         self.temperature = temperature
         self.max_pos_weight = max_pos_weight
+        self.bce_weight = bce_weight
+        self.zlpr_weight = zlpr_weight
+        self.corr_form = corr_form
         self.register_buffer("pos_weight_", None)
         self.register_buffer("correlation_", None)
         self.last_components: dict[str, float] = {}
@@ -212,9 +243,9 @@ class HybridLoss(torch.nn.Module):
         self, logits: torch.Tensor, targets: torch.Tensor, hidden: torch.Tensor | None = None
     ) -> torch.Tensor:
         targets = targets.to(logits.dtype)
-        total = self.bce_term(logits, targets, hidden)
-        components = {"bce": total.item()}
-        for name in COMPONENTS[1:]:
+        total = torch.zeros((), device=logits.device)
+        components = {}
+        for name in COMPONENTS:
             weight = getattr(self, f"{name}_weight")
             value = torch.zeros((), device=logits.device)
             if weight:
@@ -227,7 +258,16 @@ class HybridLoss(torch.nn.Module):
     def bce_term(self, logits: torch.Tensor, targets: torch.Tensor, hidden=None) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight_)
 
-    def corr_term(self, logits: torch.Tensor, targets=None, hidden=None) -> torch.Tensor:
+    def zlpr_term(self, logits: torch.Tensor, targets: torch.Tensor, hidden=None) -> torch.Tensor:
+        zero = torch.zeros_like(logits[:, :1])
+        negatives = logits.masked_fill(targets > 0, float("-inf"))
+        positives = (-logits).masked_fill(targets <= 0, float("-inf"))
+        return (torch.logsumexp(torch.cat([zero, negatives], dim=1), dim=1)
+                + torch.logsumexp(torch.cat([zero, positives], dim=1), dim=1)).mean()
+
+    def corr_term(self, logits: torch.Tensor, targets: torch.Tensor, hidden=None) -> torch.Tensor:
+        if self.corr_form == "pairwise":
+            return self._pairwise_corr(torch.sigmoid(logits), targets)
         if self.correlation_ is None:
             raise RuntimeError("Call HybridLoss.fit(Y) before using the correlation term.")
         probs = torch.sigmoid(logits)
@@ -241,6 +281,18 @@ class HybridLoss(torch.nn.Module):
         joint = probs[:, :, None] * probs[:, None, :]
         per_example = (positive * diff + negative * joint).sum(dim=(1, 2))
         return per_example.mean() / scale
+
+    @staticmethod
+    def _pairwise_corr(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        pos, neg = targets > 0, targets <= 0
+        # (n, q, p): exp(p_q - p_p) for every negative q and positive p of a text
+        gaps = torch.exp(probs[:, :, None] - probs[:, None, :])
+        pairs = (neg[:, :, None] & pos[:, None, :]).to(probs.dtype)
+        n_pairs = pairs.sum(dim=(1, 2))
+        both = n_pairs > 0
+        if not both.any():
+            return torch.zeros((), device=probs.device, dtype=probs.dtype)
+        return ((gaps * pairs).sum(dim=(1, 2))[both] / n_pairs[both]).mean()
 
     def contrastive_term(self, logits, targets: torch.Tensor,
                          hidden: torch.Tensor | None) -> torch.Tensor:

@@ -37,7 +37,7 @@ from skstack._validation import (
     check_label_matrix,
     validate_params,
 )
-from skstack.blocks import block_layout, check_blocks
+from skstack.blocks import META_BLOCK, block_layout, check_blocks
 from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
 from skstack.metrics import jaccard_accuracy
 from skstack.thresholds import check_thresholds
@@ -51,12 +51,31 @@ class BiLSTMModule(torch.nn.Module):
 
     ``forward`` returns ``(logits, hidden)``: the label logits and the Bi-LSTM's final
     forward and backward states (the representation the contrastive loss works on).
+
+    With a residual block (the meta-learner's probabilities), the logits are
+    ``gain * logit(p_meta) + head(hidden)``: the head starts at zero, so an untrained net
+    predicts exactly what the meta-learner predicts, and training learns a per-label
+    recalibration (``gain``, from 1) and a correction on top of it. A head that starts from
+    the model it sits on cannot lose what that model knows unless training moves it away.
+
+    Parameters
+    ----------
+    block_widths : list of int
+    n_labels : int
+    block_names : list of str, default=None
+    residual : "auto", str or None, default="auto"
+        Name of the block of probabilities to add as logits. ``"auto"``: the ``"meta"`` block
+        when there is one of width ``n_labels``, else none. ``None``: no residual path.
+    projection_dim, hidden_size, num_layers, dropout
+        Sizes of the projection, the Bi-LSTM and the dropout before the head.
     """
 
     def __init__(
         self,
         block_widths: Sequence[int],
         n_labels: int,
+        block_names: Sequence[str] | None = None,
+        residual: str | None = "auto",
         projection_dim: int = 128,
         hidden_size: int = 128,
         num_layers: int = 1,
@@ -64,6 +83,9 @@ class BiLSTMModule(torch.nn.Module):
     ):
         super().__init__()
         self.block_widths = list(block_widths)
+        names = list(block_names) if block_names is not None else [
+            f"block{i}" for i in range(len(self.block_widths))]
+        self.residual_index = _residual_index(residual, names, self.block_widths, n_labels)
         self.projections = torch.nn.ModuleList(
             torch.nn.Linear(w, projection_dim) for w in self.block_widths
         )
@@ -74,6 +96,10 @@ class BiLSTMModule(torch.nn.Module):
         )
         self.dropout = torch.nn.Dropout(dropout)
         self.head = torch.nn.Linear(2 * hidden_size, n_labels)
+        if self.residual_index is not None:
+            torch.nn.init.zeros_(self.head.weight)
+            torch.nn.init.zeros_(self.head.bias)
+            self.gain = torch.nn.Parameter(torch.ones(n_labels))
 
     def forward(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         parts = torch.split(X, self.block_widths, dim=1)
@@ -82,7 +108,25 @@ class BiLSTMModule(torch.nn.Module):
         self.lstm.flatten_parameters()  # weights unpickled onto a GPU are not one cuDNN chunk
         _, (h_n, _) = self.lstm(self.norm(steps))
         hidden = torch.cat([h_n[-2], h_n[-1]], dim=1)  # top layer, both directions
-        return self.head(self.dropout(hidden)), hidden
+        logits = self.head(self.dropout(hidden))
+        if self.residual_index is not None:
+            p = parts[self.residual_index].float().clamp(1e-6, 1 - 1e-6)
+            logits = logits + self.gain * torch.logit(p)
+        return logits, hidden
+
+
+def _residual_index(residual, names: list[str], widths: list[int], n_labels: int) -> int | None:
+    if residual is None:
+        return None
+    if residual == "auto":
+        if META_BLOCK in names and widths[names.index(META_BLOCK)] == n_labels:
+            return names.index(META_BLOCK)
+        return None
+    if residual not in names or widths[names.index(residual)] != n_labels:
+        blocks = list(zip(names, widths, strict=True))
+        raise ValueError(f"residual={residual!r} must name a block of {n_labels} probabilities "
+                         f"(one per label); the blocks are {blocks}.")
+    return names.index(residual)
 
 
 class BiLSTMClassifier(NeuralNet):
@@ -97,8 +141,10 @@ class BiLSTMClassifier(NeuralNet):
     Parameters
     ----------
     module : torch.nn.Module class, default=BiLSTMModule
-        Built with ``block_widths`` and ``n_labels`` from the data plus ``module__*`` params
-        (``projection_dim``, ``hidden_size``, ``num_layers``, ``dropout``).
+        Built with ``block_widths``, ``block_names`` and ``n_labels`` from the data plus
+        ``module__*`` params (``residual``, ``projection_dim``, ``hidden_size``,
+        ``num_layers``, ``dropout``). By default the meta-learner's block, when X has one,
+        is a residual path to the output (see :class:`BiLSTMModule`).
     criterion : default=HybridLoss
         ``criterion__pos_weight``, ``criterion__corr_weight``,
         ``criterion__contrastive_weight``, ``criterion__temperature``. A criterion with a
@@ -284,7 +330,8 @@ class BiLSTMClassifier(NeuralNet):
     def initialize_module(self):
         kwargs = self.get_params_for("module")
         self.module_ = self.module(
-            block_widths=[w for _, w in self.blocks_], n_labels=self.n_labels_, **kwargs
+            block_widths=[w for _, w in self.blocks_], n_labels=self.n_labels_,
+            block_names=[name for name, _ in self.blocks_], **kwargs
         )
         return self
 

@@ -64,7 +64,8 @@ def plot_label_cooccurrence(Y, labels: Sequence[str], normalize: bool = True, ax
 
 def plot_loss_components(history, ax=None):
     """Training curves of each hybrid-loss component from a ``BiLSTMClassifier`` history
-    (train, and valid when recorded). Returns the Axes."""
+    (train, and valid when recorded); terms switched off (zero throughout) are left out.
+    Returns the Axes."""
     plt = _pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
@@ -72,7 +73,7 @@ def plot_loss_components(history, ax=None):
     for prefix, style in (("train", "-"), ("valid", "--")):
         for name in COMPONENTS:
             key = f"{prefix}_{name}"
-            if key in history[-1]:
+            if key in history[-1] and any(history[:, key]):
                 ax.plot(epochs, history[:, key], style, label=key)
     ax.set_xlabel("epoch")
     ax.set_ylabel("unweighted term")

@@ -36,7 +36,7 @@ from skstack._validation import (
     check_proba,
     validate_params,
 )
-from skstack.blocks import BlockArray
+from skstack.blocks import META_BLOCK, BlockArray
 
 
 def default_meta_learner(random_state: int | None = None):
@@ -146,8 +146,9 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
             if not hasattr(item[1], "transform"):
                 raise TypeError(f"Member {item[0]!r} has no transform method.")
         names = [name for name, _ in self.members]
-        if "meta" in names:
-            raise ValueError("'meta' names the meta-learner's block; choose another member name.")
+        if META_BLOCK in names:
+            raise ValueError(f"{META_BLOCK!r} names the meta-learner's block; choose another "
+                             "member name.")
         self._validate_names(names)
 
     def _splitter(self):
@@ -196,7 +197,7 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
             oof = _meta_proba(cross_val_predict(clone(meta), features, Y, cv=folds,
                                                 method="predict_proba"), Y.shape[1])
             self.meta_learner_ = clone(meta).fit(features, Y)
-            self.blocks_.append(("meta", Y.shape[1]))
+            self.blocks_.append((META_BLOCK, Y.shape[1]))
             features = np.hstack([features, oof])
         return BlockArray(features, self.blocks_)
 
@@ -238,7 +239,7 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
                 inner = [str(i) for i in range(width)]
             names += [f"{name}__{f}" for f in inner]
         if self.meta_learner_ is not None:
-            names += [f"meta__{label}" for label in self.label_names_]
+            names += [f"{META_BLOCK}__{label}" for label in self.label_names_]
         return np.asarray(names, dtype=object)
 
     def __sklearn_tags__(self):

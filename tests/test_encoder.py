@@ -202,3 +202,19 @@ def test_lower_precision_copies_the_shared_model(tiny_bert):
     assert Z.dtype == np.float32
     np.testing.assert_allclose(Z, full.transform(TEXTS), atol=0.05)
     assert half.fingerprint_ != full.fingerprint_
+
+
+def test_fine_tuning_batches_group_similar_lengths_and_cover_every_row_once():
+    from skstack._batching import bucketed_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 120, size=1000).tolist()
+    gen = torch.Generator().manual_seed(0)
+    batches = bucketed_batches(lengths, 16, gen, pool=10)
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(1000))
+    assert max(len(b) for b in batches) == 16 and len(batches) == 63  # ceil(1000 / 16)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded < 1.15 * sum(lengths)  # random batches of 16 would pad to ~1.9x
+    again = bucketed_batches(lengths, 16, torch.Generator().manual_seed(1), pool=10)
+    assert [b.tolist() for b in again] != [b.tolist() for b in batches]  # reshuffled per seed

@@ -56,7 +56,7 @@ def test_correlation_term_against_hand_computation():
     value = loss(logits, targets, hidden)
     assert loss.last_components["corr"] == pytest.approx(expected, rel=1e-5)
     assert value.item() == pytest.approx(loss.last_components["bce"] + expected, rel=1e-5)
-    loss.corr_term(logits).backward()
+    loss.corr_term(logits, targets).backward()
     assert logits.grad.abs().sum() > 0
 
 
@@ -134,3 +134,41 @@ def test_correlation_term_needs_fit_and_contrastive_needs_hidden():
         HybridLoss(pos_weight=None, contrastive_weight=0)(logits, targets)
     with pytest.raises(ValueError, match="hidden representation"):
         HybridLoss(pos_weight=None, corr_weight=0)(logits, targets)
+
+
+def test_zlpr_term_against_hand_computation():
+    total = 0.0
+    for z, t in zip(LOGITS, TARGETS, strict=True):
+        neg = sum(math.exp(v) for v, y in zip(z, t, strict=True) if y == 0)
+        pos = sum(math.exp(-v) for v, y in zip(z, t, strict=True) if y == 1)
+        total += math.log(1 + neg) + math.log(1 + pos)
+    loss = HybridLoss(bce_weight=0, zlpr_weight=1.0, corr_weight=0, contrastive_weight=0)
+    logits, targets, hidden = tensors()
+    value = loss.fit(Y_TRAIN)(logits, targets, hidden)
+    assert value.item() == pytest.approx(total / 3, rel=1e-6)
+    assert loss.last_components["bce"] == 0.0
+    value.backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_pairwise_correlation_term_against_hand_computation():
+    total, texts = 0.0, 0
+    for z, t in zip(LOGITS, TARGETS, strict=True):
+        p = [sig(v) for v in z]
+        pos = [p[i] for i in range(3) if t[i] == 1]
+        neg = [p[i] for i in range(3) if t[i] == 0]
+        if pos and neg:
+            total += sum(math.exp(q - r) for q in neg for r in pos) / (len(pos) * len(neg))
+            texts += 1
+    loss = HybridLoss(pos_weight=None, corr_weight=1.0, corr_form="pairwise",
+                      contrastive_weight=0).fit(Y_TRAIN)
+    logits, targets, hidden = tensors()
+    loss(logits, targets, hidden)
+    assert loss.last_components["corr"] == pytest.approx(total / texts, rel=1e-6)
+
+
+def test_a_loss_needs_some_term():
+    with pytest.raises(ValueError, match=r"'bce_weight' .* > 0 when every other term's weight"):
+        HybridLoss(bce_weight=0, corr_weight=0, contrastive_weight=0)
+    with pytest.raises(ValueError, match=r"'corr_form' .* one of 'pearson', 'pairwise'"):
+        HybridLoss(corr_form="spanemo")

@@ -1,0 +1,133 @@
+"""Does the Bi-LSTM head earn its place over its own meta-learner? (run by hand)
+
+    python benchmarks/bench_head.py                        # frozen members, ~20 min warm
+    python benchmarks/bench_head.py --finetune-epochs 2    # MiniLM fine-tuned (bf16 autocast)
+    python benchmarks/bench_head.py --quick                # 3,000 / 1,000 / 1,000 rows
+
+GoEmotions, full splits. One stack is fitted on train: MiniLM (frozen, or fine-tuned on train
+for ``--finetune-epochs``), sre-embedding-model (frozen) and character TF-IDF, plus the
+out-of-fold meta-learner. On that stack, for seeds 0, 1, 2: the meta-learner alone, and the
+Bi-LSTM head with and without the residual path from the meta-learner's logits, under each
+loss option. Nets stop early on dev; every decision rule is tuned on dev with
+``TunedThresholds(model, cv="prefit")`` and scored on test, for two objectives: per-label F1
+thresholds (macro-F1) and per-label Jaccard thresholds with ``min_labels=1`` (Jaccard).
+Test rows are used for nothing but the scores. Writes runs/bench_head[-ftN].json and prints a
+Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from bench_quality import CACHE, DATA, SEEDS, encoders, net, scores, summarise
+
+from skstack import (
+    EncoderEmbedder,
+    StackingEmbedder,
+    char_tfidf_member,
+    decide,
+    load_goemotions,
+    tune_thresholds,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = {"macro_f1": {"objective": "macro_f1"},
+         "jaccard": {"objective": "jaccard", "min_labels": 1}}
+NO_EXTRAS = {"criterion__corr_weight": 0.0, "criterion__contrastive_weight": 0.0}
+CONFIGS = {
+    "head, no residual, hybrid loss (0.1 default)": {"module__residual": None},
+    "head + residual, plain BCE": {"criterion__pos_weight": None, **NO_EXTRAS},
+    "head + residual, sqrt-weighted BCE": {"criterion__pos_weight": "sqrt", **NO_EXTRAS},
+    "head + residual, hybrid loss (balanced BCE + corr + contrastive)": {},
+    "head + residual, BCE + Pearson corr + contrastive": {"criterion__pos_weight": None},
+    "head + residual, BCE + pairwise corr": {
+        "criterion__pos_weight": None, "criterion__corr_form": "pairwise",
+        "criterion__contrastive_weight": 0.0},
+    "head + residual, ZLPR": {"criterion__bce_weight": 0.0, "criterion__zlpr_weight": 1.0,
+                              **NO_EXTRAS},
+}
+
+
+def rule_scores(Y, labels, P_dev, P_test) -> dict[str, dict]:
+    """Test scores under each rule tuned on dev."""
+    out = {}
+    for name, rule in RULES.items():
+        t = tune_thresholds(Y["dev"], P_dev, **rule)
+        out[name] = scores(Y["test"], decide(P_test, t, rule.get("min_labels", 0)), labels)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--finetune-epochs", type=int, default=0)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    splits = {s: load_goemotions(DATA, s) for s in ("train", "dev", "test")}
+    if args.quick:
+        sizes = {"train": 3000, "dev": 1000, "test": 1000}
+        splits = {s: d._replace(texts=d.texts[: sizes[s]], Y=d.Y[: sizes[s]])
+                  for s, d in splits.items()}
+    labels = splits["train"].label_names
+    texts = {s: d.texts for s, d in splits.items()}
+    Y = {s: d.Y for s, d in splits.items()}
+    log: dict = {"finetune_epochs": args.finetune_epochs, "quick": args.quick, "configs": {}}
+
+    paths = encoders()
+    tuned = {"finetune_epochs": args.finetune_epochs, "finetune_mixed_precision": True,
+             "max_length": 64, "finetune_batch_size": 32, "random_state": 0,
+             "show_progress_bar": True} if args.finetune_epochs else {"max_length": 128}
+    members = [
+        ("minilm", EncoderEmbedder(paths["minilm"], batch_size=64, cache=CACHE, device="cpu",
+                                   **tuned)),
+        ("sre", EncoderEmbedder(paths["sre"], max_length=128, batch_size=64, cache=CACHE,
+                                device="cpu")),
+        ("chars", char_tfidf_member(128)),
+    ]
+    start = time.perf_counter()
+    stack = StackingEmbedder(members, cv=3, random_state=0)
+    S = {"train": stack.fit_transform(texts["train"], Y["train"])}
+    S.update({s: stack.transform(texts[s]) for s in ("dev", "test")})
+    log["stack_seconds"] = time.perf_counter() - start
+    print(f"stack: {log['stack_seconds']:.0f} s, blocks {stack.blocks_}", flush=True)
+
+    L = len(labels)
+    log["configs"]["meta-learner alone"] = {
+        "runs": [rule_scores(Y, labels, S["dev"][:, -L:], S["test"][:, -L:])], "seconds": 0.0}
+    for name, params in CONFIGS.items():
+        start, runs = time.perf_counter(), []
+        for seed in SEEDS:
+            model = net(seed, (S["dev"], Y["dev"]), **params).fit(S["train"], Y["train"])
+            runs.append(rule_scores(Y, labels, model.predict_proba(S["dev"]),
+                                    model.predict_proba(S["test"])))
+        log["configs"][name] = {"runs": runs, "params": params,
+                                "seconds": (time.perf_counter() - start) / len(SEEDS)}
+        print(name, {r: round(float(np.mean([run[r][r] for run in runs])), 4) for r in RULES},
+              flush=True)
+
+    suffix = f"-ft{args.finetune_epochs}" if args.finetune_epochs else ""
+    suffix += "-quick" if args.quick else ""
+    (ROOT / "runs").mkdir(exist_ok=True)
+    (ROOT / "runs" / f"bench_head{suffix}.json").write_text(json.dumps(log, indent=1))
+    print(table(log))
+
+
+def table(log: dict) -> str:
+    lines = ["| configuration | macro-F1 (F1 rule) | Jaccard (F1 rule) | macro-F1 (Jaccard rule) "
+             "| Jaccard (Jaccard rule) | s / seed |", "|---|---|---|---|---|---|"]
+    for name, cfg in log["configs"].items():
+        cells = []
+        for rule in RULES:
+            s = summarise([run[rule] for run in cfg["runs"]])
+            cells += [f"{s[k][0]:.3f} ± {s[k][1]:.3f}" for k in ("macro_f1", "jaccard")]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {cfg['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
