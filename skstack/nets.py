@@ -18,7 +18,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from sklearn.utils import ClassifierTags
 from skorch import NeuralNet
 from skorch.callbacks import PassthroughScoring
 from skorch.dataset import ValidSplit
@@ -40,7 +39,7 @@ from skstack._validation import (
 from skstack.blocks import META_BLOCK, block_layout, check_blocks
 from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
 from skstack.metrics import jaccard_accuracy
-from skstack.thresholds import check_thresholds
+from skstack.thresholds import check_thresholds, multilabel_classifier_tags
 
 _PART = Check(lambda v: isinstance(v, type) or isinstance(v, torch.nn.Module),
               "a class or a torch.nn.Module instance")
@@ -252,13 +251,7 @@ class BiLSTMClassifier(NeuralNet):
         return defaults[:-1] + components + defaults[-1:]  # print_log stays last
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.estimator_type = "classifier"
-        tags.classifier_tags = ClassifierTags(multi_class=False, multi_label=True)
-        tags.target_tags.required = True
-        tags.target_tags.two_d_labels = True
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = False
+        tags = multilabel_classifier_tags(super().__sklearn_tags__())
         tags.input_tags.allow_nan = False
         tags.non_deterministic = self.random_state is None
         return tags

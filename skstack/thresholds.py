@@ -231,6 +231,17 @@ def tune_thresholds(
     return thresholds
 
 
+def multilabel_classifier_tags(tags):
+    """scikit-learn tags of a classifier whose target is a 2-D 0/1 label matrix."""
+    tags.estimator_type = "classifier"
+    tags.classifier_tags = ClassifierTags(multi_class=False, multi_label=True)
+    tags.target_tags.required = True
+    tags.target_tags.two_d_labels = True
+    tags.target_tags.multi_output = True
+    tags.target_tags.single_output = False
+    return tags
+
+
 class TunedThresholds(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Wrap a multi-label classifier and learn the decision rule that turns its
     probabilities into label sets.
@@ -414,12 +425,6 @@ class TunedThresholds(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return jaccard_accuracy(y, self.predict(X))
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.estimator_type = "classifier"
-        tags.classifier_tags = ClassifierTags(multi_class=False, multi_label=True)
-        tags.target_tags.required = True
-        tags.target_tags.two_d_labels = True
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = False
+        tags = multilabel_classifier_tags(super().__sklearn_tags__())
         tags.input_tags = get_tags(self.estimator).input_tags
         return tags

@@ -12,27 +12,19 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from conftest import CHECKS_WITH_1D_Y, Y_1D_REASON
 from skstack import BiLSTMClassifier, BlockArray, get_scorers, jaccard_accuracy
 
 SMALL = {"module__hidden_size": 8, "module__projection_dim": 8, "max_epochs": 3,
          "blocks": "single"}
 
 # Checks that assume a 1-D (binary or multiclass) or continuous y, or skorch internals.
-_Y_1D = "multi-label only: y must be a 2-D 0/1 label matrix"
-Y_1D_CHECKS = {
-    name: _Y_1D for name in (
-        "check_estimators_dtypes", "check_dtype_object", "check_classifier_data_not_an_array",
-        "check_classifiers_one_label", "check_classifiers_one_label_sample_weights",
-        "check_classifiers_classes", "check_classifiers_train",
-        "check_classifiers_regression_target", "check_classifier_not_supporting_multiclass",
-        "check_fit2d_1feature")
-}
 EXPECTED_FAILURES = {
     "check_no_attributes_set_in_init": "skorch's NeuralNet.__init__ sets history_, "
     "initialized_ and virtual_params_ and stores dunder params (skorch design)",
     "check_set_params": "skorch's set_params re-initialises components and rejects the "
     "arbitrary values this check sets",
-    **Y_1D_CHECKS,
+    **dict.fromkeys(CHECKS_WITH_1D_Y, Y_1D_REASON),
 }
 
 
