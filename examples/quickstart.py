@@ -48,6 +48,7 @@ def main() -> None:
 
     pipe = make_stacked_pipeline(
         {"minilm": args.model},
+        objective="macro_f1",
         extra_members=[("chars", char_tfidf_member(128))],
         encoder_params={"max_length": 128, "batch_size": 64},
         cv=3,

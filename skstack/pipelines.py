@@ -33,11 +33,10 @@ RECOMMENDED_CLASSIFIER_PARAMS = {
     "criterion__corr_weight": 0.1,
     "criterion__contrastive_weight": 0.1,
 }
-# The decision rule (TunedThresholds): per-label F1 thresholds tuned on a 10 % hold-out that
-# the net never trains on, at least one label per text. refit=False keeps the net whose
-# probabilities the thresholds were tuned on.
+# The decision rule (TunedThresholds), besides the objective, which the caller chooses:
+# per-label thresholds tuned on a 10 % hold-out that the net never trains on, at least one
+# label per text. refit=False keeps the net whose probabilities the thresholds were tuned on.
 RECOMMENDED_RULE_PARAMS = {
-    "objective": "macro_f1",
     "shrinkage": 10.0,
     "min_labels": 1,
     "cv": 0.1,
@@ -57,6 +56,7 @@ def char_tfidf_member(n_components: int = 128, random_state: int | None = 0) -> 
 def make_stacked_pipeline(
     encoders: Mapping[str, str | os.PathLike] | Sequence[tuple[str, str | os.PathLike]],
     *,
+    objective: str,
     extra_members: Sequence[tuple[str, object]] = (),
     encoder_params: Mapping | None = None,
     meta_learner=None,
@@ -72,6 +72,11 @@ def make_stacked_pipeline(
     ----------
     encoders : mapping or list of (name, model)
         Hub ids or local folders, one :class:`EncoderEmbedder` member each.
+    objective : {"jaccard", "macro_f1", "micro_f1"}
+        What the decision rule maximises. There is no default: the best rule for one metric
+        costs on the other (see ``docs/decision_rules.md``). ``"jaccard"`` for SemEval-2018
+        E-c style scoring (example-based Jaccard accuracy), ``"macro_f1"`` when every label's
+        F1 counts alike, ``"micro_f1"`` for pooled F1.
     extra_members : list of (name, transformer)
         Further members, e.g. ``("chars", char_tfidf_member())``.
     encoder_params : mapping
@@ -83,17 +88,17 @@ def make_stacked_pipeline(
         (20 epochs, batch 128, hybrid-loss weights 0.1 and 0.1).
     rule_params : mapping
         Parameters of :class:`~skstack.thresholds.TunedThresholds`, on top of
-        ``RECOMMENDED_RULE_PARAMS`` (per-label thresholds tuned for macro-F1 on a 10 %
-        hold-out, at least one label per text). Pass ``{"objective": "jaccard"}`` for
-        SemEval-style (example-based Jaccard) scoring.
+        ``RECOMMENDED_RULE_PARAMS`` (per-label thresholds tuned on a 10 % hold-out, at least
+        one label per text).
     random_state : int
         Seeds the encoders' fine-tuning, the stack's folds, the classifier and the hold-out.
 
     Examples
     --------
-    >>> pipe = make_stacked_pipeline({"minilm": "sentence-transformers/all-MiniLM-L6-v2"})
-    >>> [name for name, _ in pipe.steps]
-    ['embed', 'clf']
+    >>> pipe = make_stacked_pipeline({"minilm": "sentence-transformers/all-MiniLM-L6-v2"},
+    ...                              objective="jaccard")
+    >>> [name for name, _ in pipe.steps], pipe.named_steps["clf"].objective
+    (['embed', 'clf'], 'jaccard')
     """
     pairs = list(encoders.items()) if isinstance(encoders, Mapping) else list(encoders)
     members = [
@@ -105,14 +110,15 @@ def make_stacked_pipeline(
                              random_state=random_state)
     net = BiLSTMClassifier(random_state=random_state,
                            **{**RECOMMENDED_CLASSIFIER_PARAMS, **dict(classifier_params or {})})
-    clf = TunedThresholds(net, random_state=random_state,
-                          **{**RECOMMENDED_RULE_PARAMS, **dict(rule_params or {})})
+    rule = {**RECOMMENDED_RULE_PARAMS, "objective": objective, **dict(rule_params or {})}
+    clf = TunedThresholds(net, random_state=random_state, **rule)
     return Pipeline([("embed", stack), ("clf", clf)])
 
 
 def arabic_emotion_pipeline(
     encoders: Mapping[str, str | os.PathLike] = ARABIC_ENCODERS,
     *,
+    objective: str,
     finetune_epochs: int = 2,
     max_length: int = 128,
     device: str = "auto",
@@ -127,9 +133,22 @@ def arabic_emotion_pipeline(
     ``RECOMMENDED_CLASSIFIER_PARAMS``. Our choices where the paper is silent are listed in
     ``docs/method.md``.
 
+    Parameters
+    ----------
+    encoders : mapping of name to hub id or folder, default=ARABIC_ENCODERS
+    objective : {"jaccard", "macro_f1", "micro_f1"}
+        What the decision rule maximises (see :func:`make_stacked_pipeline`); SemEval-2018
+        E-c, the paper's data, is scored with ``"jaccard"``.
+    finetune_epochs, max_length, device
+        Applied to every encoder.
+    classifier_params : mapping
+        Parameters of :class:`BiLSTMClassifier` on top of 30 epochs and ``device``.
+    **kwargs
+        Passed to :func:`make_stacked_pipeline`.
+
     Examples
     --------
-    >>> pipe = arabic_emotion_pipeline()
+    >>> pipe = arabic_emotion_pipeline(objective="jaccard")  # SemEval-2018 E-c's metric
     >>> sorted(name for name, _ in pipe.named_steps["embed"].members)
     ['arabert', 'arabicbert', 'marbert']
     """
@@ -137,8 +156,10 @@ def arabic_emotion_pipeline(
            **dict(classifier_params or {})}
     return make_stacked_pipeline(
         encoders,
+        objective=objective,
         encoder_params={"finetune_epochs": finetune_epochs, "max_length": max_length,
                         "device": device},
         classifier_params=clf,
         **kwargs,
     )
+

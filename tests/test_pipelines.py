@@ -16,6 +16,7 @@ def test_stacked_pipeline_grid_search_and_joblib_round_trip(tiny_bert, tiny_bert
     texts, Y = emotion_data
     pipe = make_stacked_pipeline(
         [("a", tiny_bert), ("b", tiny_bert_b)],
+        objective="macro_f1",
         extra_members=[("chars", char_tfidf_member(6))],
         cv=3,
         classifier_params=NET,
@@ -50,7 +51,7 @@ def test_arabic_pipeline_with_tiny_arabic_encoders(tiny_bert, tiny_bert_b):
     pipe = arabic_emotion_pipeline(
         {"arabicbert": tiny_bert, "marbert": tiny_bert_b, "arabert": tiny_bert},
         finetune_epochs=1, max_length=16, device="cpu", cv=2,
-        classifier_params=NET, rule_params={"objective": "jaccard", "cv": 0.25},
+        objective="jaccard", classifier_params=NET, rule_params={"cv": 0.25},
     )
     pipe.fit(texts, Y)
     clf = pipe.named_steps["clf"]
