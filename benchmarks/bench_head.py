@@ -3,6 +3,7 @@
     python benchmarks/bench_head.py                        # frozen members, ~20 min warm
     python benchmarks/bench_head.py --finetune-epochs 2    # MiniLM fine-tuned (bf16 autocast)
     python benchmarks/bench_head.py --quick                # 3,000 / 1,000 / 1,000 rows
+    python benchmarks/bench_head.py --only "plain BCE" "pairwise"   # some configurations
 
 GoEmotions, full splits. One stack is fitted on train: MiniLM (frozen, or fine-tuned on train
 for ``--finetune-epochs``), sre-embedding-model (frozen) and character TF-IDF, plus the
@@ -65,6 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--finetune-epochs", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="run only the configurations whose names contain one of these")
     args = parser.parse_args()
     torch.set_num_threads(2)
     texts, Y, labels = load_splits(args.quick)
@@ -91,7 +94,9 @@ def main() -> None:
     L = len(labels)
     log["configs"]["meta-learner alone"] = {
         "runs": [rule_scores(Y, labels, S["dev"][:, -L:], S["test"][:, -L:])], "seconds": 0.0}
-    for name, params in CONFIGS.items():
+    chosen = {n: p for n, p in CONFIGS.items()
+              if args.only is None or any(part in n for part in args.only)}
+    for name, params in chosen.items():
         start, runs = time.perf_counter(), []
         for seed in SEEDS:
             model = net(seed, (S["dev"], Y["dev"]), **params).fit(S["train"], Y["train"])

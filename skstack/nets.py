@@ -145,7 +145,8 @@ class BiLSTMClassifier(NeuralNet):
         ``num_layers``, ``dropout``). By default the meta-learner's block, when X has one,
         is a residual path to the output (see :class:`BiLSTMModule`).
     criterion : default=HybridLoss
-        ``criterion__pos_weight``, ``criterion__corr_weight``,
+        ``criterion__bce_weight``, ``criterion__pos_weight``, ``criterion__zlpr_weight``,
+        ``criterion__corr_weight``, ``criterion__corr_form``,
         ``criterion__contrastive_weight``, ``criterion__temperature``. A criterion with a
         ``fit`` method receives the training labels' :class:`~skstack.losses.LabelStatistics`.
     optimizer : default=torch.optim.AdamW
@@ -273,7 +274,7 @@ class BiLSTMClassifier(NeuralNet):
 
     def _check_layout(self, X) -> None:
         carried = block_layout(X)
-        if carried is not None and list(carried) != list(self.blocks_):
+        if carried is not None and [w for _, w in carried] != [w for _, w in self.blocks_]:
             raise ValueError(f"X carries the block layout {carried}, but this net was fitted "
                              f"on {self.blocks_}.")
 

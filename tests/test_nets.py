@@ -145,6 +145,7 @@ def test_a_dropped_block_layout_is_an_error_not_a_single_block(data):
         pipe.fit(Z, Y)
     pipe.set_params(bilstmclassifier__blocks=[5, 7]).fit(Z, Y)  # explicit layout: fine
     assert pipe[-1].blocks_ == [("block0", 5), ("block1", 7)]
+    assert pipe[-1].predict(Z).shape == (120, 4)  # same widths under other names: fine
 
 
 def test_predicting_on_another_layout_of_the_same_width_is_refused(data):

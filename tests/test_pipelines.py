@@ -57,6 +57,9 @@ def test_arabic_pipeline_with_tiny_arabic_encoders(tiny_bert, tiny_bert_b):
     clf = pipe.named_steps["clf"]
     assert clf.objective == "jaccard" and clf.min_labels == 1
     assert clf.n_tuning_rows_ == 10
-    assert clf.estimator_.get_params()["criterion__contrastive_weight"] > 0
+    net = clf.estimator_
+    assert net.get_params()["criterion__corr_form"] == "pairwise"
+    assert net.criterion_.pos_weight_ is None
+    assert net.module_.residual_index == 3  # the meta block, after the three encoders
     assert pipe.predict(texts).shape == (40, 3)
     assert sorted(ARABIC_ENCODERS) == ["arabert", "arabicbert", "marbert"]
