@@ -56,7 +56,7 @@ def test_arabic_pipeline_with_tiny_arabic_encoders(tiny_bert, tiny_bert_b):
     pipe.fit(texts, Y)
     clf = pipe.named_steps["clf"]
     assert clf.objective == "jaccard" and clf.min_labels == 1
-    assert clf.n_tuning_rows_ == 10
+    assert clf.n_tuning_rows_ == 10  # rule_params overrode the out-of-fold default
     net = clf.estimator_
     assert net.get_params()["criterion__corr_form"] == "pairwise"
     assert net.criterion_.pos_weight_ is None
