@@ -62,9 +62,11 @@ class BiLSTMModule(torch.nn.Module):
     block_widths : list of int
     n_labels : int
     block_names : list of str, default=None
-    residual : "auto", str or None, default="auto"
+    residual : "auto", str or None, default=None
         Name of the block of probabilities to add as logits. ``"auto"``: the ``"meta"`` block
-        when there is one of width ``n_labels``, else none. ``None``: no residual path.
+        when there is one of width ``n_labels``, else none. ``None``: no residual path. Off
+        by default: it helped on 43k GoEmotions training texts and hurt on 3k (see
+        ``docs/benchmarks.md``).
     projection_dim, hidden_size, num_layers, dropout
         Sizes of the projection, the Bi-LSTM and the dropout before the head.
     """
@@ -74,7 +76,7 @@ class BiLSTMModule(torch.nn.Module):
         block_widths: Sequence[int],
         n_labels: int,
         block_names: Sequence[str] | None = None,
-        residual: str | None = "auto",
+        residual: str | None = None,
         projection_dim: int = 128,
         hidden_size: int = 128,
         num_layers: int = 1,
@@ -142,8 +144,8 @@ class BiLSTMClassifier(NeuralNet):
     module : torch.nn.Module class, default=BiLSTMModule
         Built with ``block_widths``, ``block_names`` and ``n_labels`` from the data plus
         ``module__*`` params (``residual``, ``projection_dim``, ``hidden_size``,
-        ``num_layers``, ``dropout``). By default the meta-learner's block, when X has one,
-        is a residual path to the output (see :class:`BiLSTMModule`).
+        ``num_layers``, ``dropout``). ``module__residual="auto"`` makes the meta-learner's
+        block a residual path to the output (see :class:`BiLSTMModule`).
     criterion : default=HybridLoss
         ``criterion__bce_weight``, ``criterion__pos_weight``, ``criterion__zlpr_weight``,
         ``criterion__corr_weight``, ``criterion__corr_form``,

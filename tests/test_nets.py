@@ -266,19 +266,21 @@ def test_residual_path_starts_from_the_meta_learner(data):
     X, Y = data
     meta = np.random.default_rng(1).uniform(0.05, 0.95, size=(120, 4))
     Z = BlockArray(np.hstack([X, meta]), [("x", 12), ("meta", 4)])
-    untrained = BiLSTMClassifier(**{**SMALL, "blocks": "auto", "max_epochs": 0}).fit(Z, Y)
+    untrained = BiLSTMClassifier(**{**SMALL, "blocks": "auto", "max_epochs": 0},
+                                 module__residual="auto").fit(Z, Y)
     np.testing.assert_allclose(untrained.predict_proba(Z), meta, rtol=1e-5, atol=1e-6)
-    trained = BiLSTMClassifier(**{**SMALL, "blocks": "auto"}, random_state=0).fit(Z, Y)
+    trained = BiLSTMClassifier(**{**SMALL, "blocks": "auto"}, module__residual="auto",
+                               random_state=0).fit(Z, Y)
     assert not np.allclose(trained.predict_proba(Z), meta, atol=1e-3)  # it learned a correction
-    plain = BiLSTMClassifier(**{**SMALL, "blocks": "auto", "max_epochs": 0},
-                             module__residual=None).fit(Z, Y)
+    plain = BiLSTMClassifier(**{**SMALL, "blocks": "auto", "max_epochs": 0}).fit(Z, Y)
     assert not np.allclose(plain.predict_proba(Z), meta, atol=0.05)
 
 
 def test_residual_path_needs_a_block_of_label_probabilities(data):
     X, Y = data
     Z = BlockArray(X, [("a", 8), ("b", 4)])
-    net = BiLSTMClassifier(**{**SMALL, "blocks": "auto", "max_epochs": 0})
+    net = BiLSTMClassifier(**{**SMALL, "blocks": "auto", "max_epochs": 0},
+                           module__residual="auto")
     assert net.fit(Z, Y).module_.residual_index is None  # "auto" without a meta block: none
     assert net.set_params(module__residual="b").fit(Z, Y).module_.residual_index == 1
     with pytest.raises(ValueError, match=r"residual='a' must name a block of 4 probabilities"):

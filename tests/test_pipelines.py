@@ -56,10 +56,9 @@ def test_arabic_pipeline_with_tiny_arabic_encoders(tiny_bert, tiny_bert_b):
     pipe.fit(texts, Y)
     clf = pipe.named_steps["clf"]
     assert clf.objective == "jaccard" and clf.min_labels == 1
-    assert clf.n_tuning_rows_ == 10  # rule_params overrode the out-of-fold default
+    assert clf.n_tuning_rows_ == 10
     net = clf.estimator_
-    assert net.get_params()["criterion__corr_form"] == "pairwise"
-    assert net.criterion_.pos_weight_ is None
-    assert net.module_.residual_index == 3  # the meta block, after the three encoders
+    assert net.get_params()["criterion__contrastive_weight"] > 0
+    assert net.module_.residual_index is None  # off unless module__residual="auto"
     assert pipe.predict(texts).shape == (40, 3)
     assert sorted(ARABIC_ENCODERS) == ["arabert", "arabicbert", "marbert"]
