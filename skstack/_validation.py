@@ -93,7 +93,7 @@ class Check:
 
 
 def _is_array_like(value) -> bool:
-    return isinstance(value, (list, tuple, np.ndarray)) and not isinstance(value, str)
+    return isinstance(value, (list, tuple, np.ndarray))
 
 
 # The constraint vocabulary: besides Interval, Options and Check, a table may use these.
@@ -230,7 +230,7 @@ def check_proba(proba, n_labels: int | None = None, name: str = "proba") -> np.n
     if isinstance(proba, list) and proba and all(
         isinstance(p, np.ndarray) and p.ndim == 2 for p in proba
     ):
-        proba = np.column_stack([np.asarray(p)[:, -1] for p in proba])
+        proba = np.column_stack([p[:, -1] for p in proba])
     P = np.asarray(proba, dtype=np.float64)
     if P.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_labels), got shape {P.shape}.")

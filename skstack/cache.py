@@ -245,8 +245,9 @@ class Lookup:
             found = store.get_many(fingerprint, pending)
             for key, vector in found.items():
                 self.out[rows[key]] = vector
-            for faster in self.stores[:level]:
-                faster.put_many(fingerprint, found)
+            if found:
+                for faster in self.stores[:level]:
+                    faster.put_many(fingerprint, found)
             pending = [key for key in pending if key not in found]
         self._rows = rows
         self._pending = pending
@@ -260,8 +261,8 @@ class Lookup:
         new = dict(zip(self._pending, vectors, strict=True))
         for key, vector in new.items():
             self.out[self._rows[key]] = vector
-        for store in self.stores:
-            if new:
+        if new:  # an empty put would still open a write transaction in SQLite
+            for store in self.stores:
                 store.put_many(self.fingerprint, new)
         return self.out
 
