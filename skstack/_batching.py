@@ -11,17 +11,21 @@ import numpy as np
 import torch
 
 
-def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
-    """Token ids of each text, cut at ``max_length``, and how many texts were cut."""
-    ids = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True,
-                    return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+def tokenize(tokenizer, texts: list[str], max_length: int, offsets: bool = False
+             ) -> tuple[list[list[int]], int, list | None]:
+    """Token ids of each text cut at ``max_length``, how many texts were cut, and (with
+    ``offsets``, fast tokenizers only) each token's character ``(start, end)``."""
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True,
+                        return_attention_mask=False, return_token_type_ids=False,
+                        return_offsets_mapping=offsets)
+    ids = encoded["input_ids"]
     at_limit = [i for i, seq in enumerate(ids) if len(seq) >= max_length]
     n_cut = 0
     if at_limit:  # only texts that reached the limit can have been cut
         full = tokenizer([texts[i] for i in at_limit], add_special_tokens=True,
                          return_attention_mask=False, return_token_type_ids=False)["input_ids"]
         n_cut = sum(len(seq) > max_length for seq in full)
-    return ids, n_cut
+    return ids, n_cut, encoded["offset_mapping"] if offsets else None
 
 
 def length_sorted_batches(

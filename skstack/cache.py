@@ -1,7 +1,8 @@
 """Per-text embedding cache: stores behind one interface, and the lookup an encoder uses.
 
-Vectors are keyed by a *fingerprint* (everything that changes a vector: the encoder's
-weights, layers, pooling, ...) and a digest of the text. Estimators keep only their ``cache``
+Arrays (a text's vector, or its per-word states in word mode) are keyed by a *fingerprint*
+(everything that changes them: the encoder's weights, layers, pooling, ...) and a digest of
+the text. Estimators keep only their ``cache``
 parameter and fingerprint, never a store, so the cache survives ``clone`` and pickling: every
 embedder in one process shares the memory store, and processes that name the same folder
 share one SQLite file.
@@ -9,7 +10,8 @@ share one SQLite file.
 A store is an :class:`EmbeddingStore`: ``get_many``, ``put_many`` and ``clear``. Two ship
 here: :class:`MemoryStore` (bounded by bytes, least recently used first out) and
 :class:`SQLiteStore` (a file per folder; SQLite serialises concurrent writers, each row
-carries a checksum so that a damaged entry is recomputed, never returned). A new backend is
+carries a checksum over its key and its data, so that a damaged or misplaced entry is
+recomputed, never returned). A new backend is
 one subclass with a ``scheme``: ``cache="<scheme>://<location>"`` then selects it
 (:func:`open_stores`).
 
@@ -40,12 +42,18 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
-def _checksum(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
+def _checksum(fingerprint: str, key: bytes, dtype: str, shape: str, data: bytes) -> bytes:
+    """Binds the data to its key: a row whose payload moved to another key fails it."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (fingerprint.encode(), key, dtype.encode(), shape.encode(), data):
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return digest.digest()
 
 
 class EmbeddingStore(ABC):
-    """Where vectors are kept: a mapping ``(fingerprint, text key) -> float32 vector``.
+    """Where arrays are kept: a mapping ``(fingerprint, text key) -> ndarray`` (float32 or
+    float16, any shape); what is put is what is got back.
 
     Subclasses with a ``scheme`` are selected by ``cache="<scheme>://<location>"`` and are
     built as ``cls(location)``.
@@ -61,19 +69,19 @@ class EmbeddingStore(ABC):
 
     @abstractmethod
     def get_many(self, fingerprint: str, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
-        """The stored vectors among ``keys`` (missing keys are left out)."""
+        """The stored arrays among ``keys`` (missing keys are left out)."""
 
     @abstractmethod
     def put_many(self, fingerprint: str, items: Mapping[bytes, np.ndarray]) -> None:
-        """Store vectors, replacing any under the same key."""
+        """Store arrays, replacing any under the same key."""
 
     @abstractmethod
     def clear(self, fingerprint: str | None = None) -> None:
-        """Drop the vectors of one fingerprint, or all of them."""
+        """Drop the arrays of one fingerprint, or all of them."""
 
 
 class MemoryStore(EmbeddingStore):
-    """Vectors in this process, at most ``max_bytes`` of them; the least recently used go
+    """Arrays in this process, at most ``max_bytes`` of them; the least recently used go
     first when a put would exceed the bound."""
 
     def __init__(self, max_bytes: int = 2 * 1024**3):
@@ -95,7 +103,7 @@ class MemoryStore(EmbeddingStore):
     def put_many(self, fingerprint: str, items: Mapping[bytes, np.ndarray]) -> None:
         with self._lock:
             for key, vector in items.items():
-                vector = np.array(vector, dtype=np.float32)  # a copy: callers may reuse theirs
+                vector = np.array(vector)  # a copy: callers may reuse theirs
                 vector.flags.writeable = False
                 old = self._items.pop((fingerprint, key), None)
                 self.nbytes += vector.nbytes - (0 if old is None else old.nbytes)
@@ -140,9 +148,10 @@ class SQLiteStore(EmbeddingStore):
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(
-                "CREATE TABLE IF NOT EXISTS vectors (fingerprint TEXT NOT NULL, "
-                "text_key BLOB NOT NULL, dim INTEGER NOT NULL, checksum BLOB NOT NULL, "
-                "data BLOB NOT NULL, PRIMARY KEY (fingerprint, text_key))"
+                "CREATE TABLE IF NOT EXISTS arrays (fingerprint TEXT NOT NULL, "
+                "text_key BLOB NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL, "
+                "checksum BLOB NOT NULL, data BLOB NOT NULL, "
+                "PRIMARY KEY (fingerprint, text_key))"
             )
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -166,24 +175,27 @@ class SQLiteStore(EmbeddingStore):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(
-                f"SELECT text_key, dim, checksum, data FROM vectors "
+                f"SELECT text_key, dtype, shape, checksum, data FROM arrays "
                 f"WHERE fingerprint = ? AND text_key IN ({marks})",
                 [fingerprint, *chunk],
             )
-            for key, dim, checksum, data in rows:
-                if len(data) == 4 * dim and _checksum(data) == checksum:
-                    found[key] = np.frombuffer(data, dtype=np.float32)
+            for key, dtype, shape, checksum, data in rows:
+                if _checksum(fingerprint, key, dtype, shape, data) == checksum:
+                    dims = tuple(int(d) for d in shape.split(",") if d)
+                    found[key] = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(dims)
         return found
 
     def put_many(self, fingerprint: str, items: Mapping[bytes, np.ndarray]) -> None:
         rows = []
-        for key, vector in items.items():
-            data = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-            rows.append((fingerprint, key, len(data) // 4, _checksum(data), data))
+        for key, array in items.items():
+            array = np.ascontiguousarray(array)
+            dtype, shape, data = array.dtype.str, ",".join(map(str, array.shape)), array.tobytes()
+            rows.append((fingerprint, key, dtype, shape,
+                         _checksum(fingerprint, key, dtype, shape, data), data))
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?, ?, ?)", rows)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -192,9 +204,9 @@ class SQLiteStore(EmbeddingStore):
     def clear(self, fingerprint: str | None = None) -> None:
         conn = self._connect()
         if fingerprint is None:
-            conn.execute("DELETE FROM vectors")
+            conn.execute("DELETE FROM arrays")
         else:
-            conn.execute("DELETE FROM vectors WHERE fingerprint = ?", (fingerprint,))
+            conn.execute("DELETE FROM arrays WHERE fingerprint = ?", (fingerprint,))
 
 
 MEMORY = MemoryStore()  # shared by every embedder of this process
@@ -221,52 +233,45 @@ def open_stores(cache) -> list[EmbeddingStore]:
 
 
 class Lookup:
-    """The cached part of one batch of texts; the caller embeds :attr:`missing` and passes
-    the vectors to :meth:`complete`.
+    """The cached part of one batch of texts; the caller computes the arrays of
+    :attr:`missing` and passes them to :meth:`complete`.
 
-    Duplicated texts are looked up and embedded once. A vector found in a slower store is
-    copied into the faster ones; new vectors go to every store.
+    Duplicated texts are looked up and computed once. An array found in a slower store is
+    copied into the faster ones; new arrays go to every store.
     """
 
-    def __init__(self, texts: Sequence[str], fingerprint: str, dim: int,
+    def __init__(self, texts: Sequence[str], fingerprint: str,
                  stores: Sequence[EmbeddingStore]):
         self.fingerprint, self.stores = fingerprint, list(stores)
-        self.out = np.empty((len(texts), dim), dtype=np.float32)
-        rows: dict[bytes, list[int]] = {}
-        texts_by_key: dict[bytes, str] = {}
-        for i, text in enumerate(texts):
-            key = text_key(text)
-            rows.setdefault(key, []).append(i)
-            texts_by_key[key] = text
-        pending = list(rows)
+        self._keys = [text_key(text) for text in texts]
+        texts_by_key = dict(zip(self._keys, texts, strict=True))
+        self._found: dict[bytes, np.ndarray] = {}
+        pending = list(texts_by_key)
         for level, store in enumerate(self.stores):
             if not pending:
                 break
             found = store.get_many(fingerprint, pending)
-            for key, vector in found.items():
-                self.out[rows[key]] = vector
+            self._found.update(found)
             if found:
                 for faster in self.stores[:level]:
                     faster.put_many(fingerprint, found)
             pending = [key for key in pending if key not in found]
-        self._rows = rows
         self._pending = pending
         self.missing = [texts_by_key[key] for key in pending]
 
-    def complete(self, vectors: np.ndarray) -> np.ndarray:
-        """All rows, with ``vectors`` (one per text in :attr:`missing`) filled in and stored."""
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if len(vectors) != len(self._pending):
-            raise ValueError(f"{len(vectors)} vectors for {len(self._pending)} missing texts.")
-        new = dict(zip(self._pending, vectors, strict=True))
-        for key, vector in new.items():
-            self.out[self._rows[key]] = vector
+    def complete(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One array per text, with ``arrays`` (one per text in :attr:`missing`) filled in and
+        stored."""
+        if len(arrays) != len(self._pending):
+            raise ValueError(f"{len(arrays)} arrays for {len(self._pending)} missing texts.")
+        new = dict(zip(self._pending, arrays, strict=True))
         if new:  # an empty put would still open a write transaction in SQLite
             for store in self.stores:
                 store.put_many(self.fingerprint, new)
-        return self.out
+        self._found.update(new)
+        return [self._found[key] for key in self._keys]
 
 
 def clear_memory_cache(fingerprint: str | None = None) -> None:
-    """Drop in-memory vectors: of one fingerprint, or all of them."""
+    """Drop in-memory arrays: of one fingerprint, or all of them."""
     MEMORY.clear(fingerprint)

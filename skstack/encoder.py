@@ -1,7 +1,8 @@
 """EncoderEmbedder: one Hugging Face encoder as a scikit-learn transformer (text -> vectors).
 
 Import rule: torch, transformers, scikit-learn, the private helpers (``_loading``,
-``_batching``, ``_pooling``, ``_finetune``, ``_validation``) and ``skstack.cache``.
+``_batching``, ``_pooling``, ``_finetune``, ``_validation``), ``skstack.cache`` and
+``skstack.sequences``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from skstack._loading import (
     resolve_device,
     weights_hash,
 )
-from skstack._pooling import POOLING_MODES, pool
+from skstack._pooling import POOLING_MODES, WORD_POOLING_MODES, pool, pool_words
 from skstack._validation import (
     BOOLEAN,
     NONE,
@@ -45,6 +46,7 @@ from skstack._validation import (
     validate_params,
 )
 from skstack.cache import Lookup, open_stores
+from skstack.sequences import WordSequences, token_words, word_spans
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _LAYER_COMBINE = ("mean", "concat")
@@ -94,8 +96,19 @@ def parse_layers(layers, n_hidden_states: int) -> list[int]:
     return indices
 
 
+def _check_finite(vectors: torch.Tensor, positions: np.ndarray, texts: list[str]) -> None:
+    """Refuse NaN or infinite outputs (damaged weights, an overflowing dtype) before they
+    reach the cache, naming the first text."""
+    bad = ~torch.isfinite(vectors).flatten(1).all(dim=1)
+    if bad.any():
+        first = texts[int(positions[int(bad.nonzero()[0, 0])])]
+        raise ValueError(f"The encoder returned NaN or infinite values for {int(bad.sum())} "
+                         f"texts of a batch (first: {first[:60]!r}). Its weights may be "
+                         "damaged, or dtype may overflow; nothing was cached.")
+
+
 class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Embed texts with a Hugging Face encoder: one float32 vector per text.
+    """Embed texts with a Hugging Face encoder: one float32 vector per text (or per word).
 
     The encoder loads in :meth:`fit` (never in ``__init__``), optionally fine-tunes on
     ``(X, Y)``, and :meth:`transform` embeds in batches of similar token length. Vectors are
@@ -112,7 +125,15 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     layer_combine : {"mean", "concat"}, default="mean"
         How several layers are combined (after pooling each).
     pooling : {"mean", "cls", "max"}, default="mean"
-        How token vectors become one vector; padding never counts.
+        How token vectors become one vector; padding never counts. Fine-tuning pools this
+        way in word mode too.
+    word_pooling : {None, "first", "mean"}, default=None
+        Word mode: return one vector per word instead of per text, a
+        :class:`~skstack.sequences.WordSequences`. Words come from one splitter shared by
+        every encoder (:func:`~skstack.sequences.word_spans`), so a ``StackingEmbedder``
+        aligns several encoders word by word; a word's vector is its first subword's state
+        or the mean of its subwords' states. Needs a fast tokenizer. The per-word states are
+        cached as float16.
     max_length : int, default=None
         Tokens per text; longer texts are cut (one warning with their count). ``None`` uses
         the sentence-transformers ``max_seq_length`` of the folder, else the tokenizer's
@@ -182,6 +203,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                          "a non-empty list of ints")],
         "layer_combine": [Options(_LAYER_COMBINE)],
         "pooling": [Options(POOLING_MODES)],
+        "word_pooling": [Options(WORD_POOLING_MODES), NONE],
         "max_length": [Interval(numbers.Integral, 2, None), NONE],
         "prefix": [STRING],
         "normalize": [BOOLEAN],
@@ -207,6 +229,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         layers: int | str | list[int] = -1,
         layer_combine: str = "mean",
         pooling: str = "mean",
+        word_pooling: str | None = None,
         max_length: int | None = None,
         prefix: str = "",
         normalize: bool = False,
@@ -228,6 +251,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.layers = layers
         self.layer_combine = layer_combine
         self.pooling = pooling
+        self.word_pooling = word_pooling
         self.max_length = max_length
         self.prefix = prefix
         self.normalize = normalize
@@ -271,6 +295,10 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.device_ = resolve_device(self.device)
         loaded = load_encoder(self.model, self.trust_remote_code)
         self.tokenizer_ = loaded.tokenizer
+        if self.word_pooling is not None and not self.tokenizer_.is_fast:
+            raise ValueError(f"word_pooling={self.word_pooling!r} maps tokens to words with a "
+                             f"fast tokenizer's offsets; {self.model!r} has only a slow "
+                             f"{type(self.tokenizer_).__name__}.")
         limit = loaded.default_max_length or min(self.tokenizer_.model_max_length, 512)
         self.max_length_ = self.max_length or limit
         model, weights = loaded.model, loaded.weights_hash
@@ -280,7 +308,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 raise ValueError("finetune_epochs > 0 needs the label matrix y in fit(X, y).")
             Y, _ = check_label_matrix(y, len(texts))
             model = copy.deepcopy(model)  # the loaded encoder is shared with other embedders
-            ids, _ = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
+            ids, _, _ = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
             self.finetune_loss_ = fine_tune_encoder(
                 model, ids, Y, pad_id=self._pad_id(), pooling=self.pooling,
                 epochs=self.finetune_epochs, learning_rate=self.finetune_learning_rate,
@@ -321,6 +349,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             "layers": self.layer_indices_,
             "layer_combine": self.layer_combine,
             "pooling": self.pooling,
+            "word_pooling": self.word_pooling,
             "max_length": self.max_length_,
             "prefix": self.prefix,
             "dtype": self.dtype,
@@ -329,7 +358,7 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
-    def transform(self, X) -> np.ndarray:
+    def transform(self, X) -> np.ndarray | WordSequences:
         """Embed texts.
 
         Parameters
@@ -340,12 +369,14 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Returns
         -------
         ndarray of shape (n_samples, embedding_dim_), float32
+            One vector per text; in word mode a :class:`~skstack.sequences.WordSequences`
+            holding each text's (n_words, embedding_dim_) states.
         """
         check_is_fitted(self, "model_")
         texts = check_texts(X)
-        lookup = Lookup(texts, self.fingerprint_, self.embedding_dim_, open_stores(self.cache))
-        vectors, n_cut = self._embed(lookup.missing)
-        out = lookup.complete(vectors)
+        lookup = Lookup(texts, self.fingerprint_, open_stores(self.cache))
+        arrays, n_cut = self._embed(lookup.missing)
+        rows = lookup.complete(arrays)
         if n_cut:
             warnings.warn(
                 f"{n_cut} of {len(texts)} texts are longer than "
@@ -353,18 +384,32 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 UserWarning,
                 stacklevel=_outside_caller_level(),
             )
-        return out
+        if self.word_pooling is not None:
+            return WordSequences.from_rows(rows, "words", self.embedding_dim_)
+        if not rows:
+            return np.empty((0, self.embedding_dim_), dtype=np.float32)
+        return np.stack(rows)
 
-    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
+    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray | WordSequences:
         return self.fit(X, y).transform(X)
 
+    def _word_index(self, texts: list[str], offsets: list) -> list[list[int]]:
+        """Each token's word index (-1 outside words), words as the shared splitter cuts them."""
+        return [token_words(o, word_spans(t), len(self.prefix))
+                for o, t in zip(offsets, texts, strict=True)]
+
     @torch.inference_mode()
-    def _embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
-        """Vectors of ``texts`` and how many of them were cut at ``max_length_``."""
-        out = np.empty((len(texts), self.embedding_dim_), dtype=np.float32)
+    def _embed(self, texts: list[str]) -> tuple[np.ndarray | list[np.ndarray], int]:
+        """The arrays of ``texts`` and how many texts were cut at ``max_length_``: (n, dim)
+        float32 vectors, or in word mode one (n_words, dim) float16 array per text."""
+        words = self.word_pooling is not None
+        out = [None] * len(texts) if words else np.empty((len(texts), self.embedding_dim_),
+                                                         dtype=np.float32)
         if not texts:
             return out, 0
-        ids, n_cut = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
+        ids, n_cut, offsets = tokenize(self.tokenizer_, self._with_prefix(texts),
+                                       self.max_length_, offsets=words)
+        word_index = self._word_index(texts, offsets) if words else None
         all_states = self.layer_indices_ != [self.model_.config.num_hidden_layers]
         batches = length_sorted_batches(ids, self.batch_size, self._pad_id())
         n_batches = -(-len(ids) // self.batch_size)
@@ -379,15 +424,30 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 states = [output.hidden_states[i] for i in self.layer_indices_]
             else:
                 states = [output.last_hidden_state]
-            pooled = [pool(s.float(), mask, self.pooling) for s in states]
+            if words:
+                index = torch.full(mask.shape, -1, dtype=torch.long)
+                for row, p in enumerate(positions):
+                    index[row, : len(word_index[p])] = torch.as_tensor(word_index[p])
+                n_words = (index.max(dim=1).values + 1).tolist()
+                index = index.to(self.device_)
+                pooled = [pool_words(s.float(), index, max(n_words), self.word_pooling)
+                          for s in states]
+            else:
+                pooled = [pool(s.float(), mask, self.pooling) for s in states]
             if self.layer_combine == "mean":
                 vectors = torch.stack(pooled).mean(dim=0)
             else:
                 vectors = torch.cat(pooled, dim=-1)
-            vectors = vectors[:, : self.embedding_dim_]
+            vectors = vectors[..., : self.embedding_dim_]
             if self.normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
-            out[positions] = vectors.cpu().numpy()
+            _check_finite(vectors, positions, texts)
+            if words:
+                half = vectors.to(torch.float16).cpu().numpy()
+                for row, p in enumerate(positions):
+                    out[p] = half[row, : n_words[row]]
+            else:
+                out[positions] = vectors.cpu().numpy()
         return out, n_cut
 
     @property

@@ -1,13 +1,16 @@
-"""BiLSTMClassifier: a skorch net for multi-label targets over stacked embedding blocks.
+"""BiLSTMClassifier: a skorch net for multi-label targets over stacked embeddings.
 
-Each block of the stacked representation (one encoder's vector, the meta-learner's
-probabilities, ...) is projected to a common width and becomes one step of a sequence that a
-bidirectional LSTM reads; a fully connected head turns the final states into label logits.
+Block mode: each block of the stacked representation (one encoder's vector, the
+meta-learner's probabilities, ...) is projected to a common width and becomes one step of a
+sequence that a bidirectional LSTM reads. Word mode (a
+:class:`~skstack.sequences.WordSequences` input): the Bi-LSTM reads the text word by word,
+each word's stacked states re-projected first, and the sentence-level blocks join its final
+states at the head. A fully connected head turns them into label logits.
 The net returns probabilities; the decision rule that turns them into label sets lives in
 :class:`skstack.thresholds.TunedThresholds`, which can wrap this net or any other classifier.
 
 Import rule: torch, skorch, scikit-learn and the skstack leaves (``_validation``, ``blocks``,
-``losses``, ``metrics``, ``thresholds``); never the encoder or the stack.
+``sequences``, ``losses``, ``metrics``, ``thresholds``); never the encoder or the stack.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from skorch import NeuralNet
 from skorch.callbacks import PassthroughScoring
 from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
+from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
+from torch.utils.data import default_collate
 
 from skstack._validation import (
     ARRAY_LIKE,
@@ -39,6 +44,7 @@ from skstack._validation import (
 from skstack.blocks import META_BLOCK, block_layout, check_blocks
 from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
 from skstack.metrics import jaccard_accuracy
+from skstack.sequences import WordSequences
 from skstack.thresholds import check_thresholds, multilabel_classifier_tags
 
 _PART = Check(lambda v: isinstance(v, type) or isinstance(v, torch.nn.Module),
@@ -46,13 +52,19 @@ _PART = Check(lambda v: isinstance(v, type) or isinstance(v, torch.nn.Module),
 
 
 class BiLSTMModule(torch.nn.Module):
-    """Blocks -> per-block projection -> Bi-LSTM -> dropout -> linear head.
+    """Steps -> Bi-LSTM -> dropout -> linear head.
 
-    ``forward`` returns ``(logits, hidden)``: the label logits and the Bi-LSTM's final
-    forward and backward states (the representation the contrastive loss works on).
+    Block mode (``word_width=None``): each block of ``X`` is projected to
+    ``projection_dim`` and becomes one step. Word mode: the steps are the words (each word's
+    stacked states projected, as flair re-projects before its RNN), packed so that padding
+    is never read, and the blocks of ``X`` (sentence-level) are projected and join the
+    Bi-LSTM's final states at the head.
+
+    ``forward`` returns ``(logits, features)``: the label logits and what the head read
+    (the representation the contrastive loss works on).
 
     With a residual block (the meta-learner's probabilities), the logits are
-    ``gain * logit(p_meta) + head(hidden)``: the head starts at zero, so an untrained net
+    ``gain * logit(p_meta) + head(features)``: the head starts at zero, so an untrained net
     predicts exactly what the meta-learner predicts, and training learns a per-label
     recalibration (``gain``, from 1) and a correction on top of it. A head that starts from
     the model it sits on cannot lose what that model knows unless training moves it away.
@@ -67,6 +79,8 @@ class BiLSTMModule(torch.nn.Module):
         when there is one of width ``n_labels``, else none. ``None``: no residual path. Off
         by default: it helped on 43k GoEmotions training texts and hurt on 3k (see
         ``docs/benchmarks.md``).
+    word_width : int, default=None
+        Width of one word's stacked states (word mode); ``None`` for block mode.
     projection_dim, hidden_size, num_layers, dropout
         Sizes of the projection, the Bi-LSTM and the dropout before the head.
     """
@@ -77,6 +91,7 @@ class BiLSTMModule(torch.nn.Module):
         n_labels: int,
         block_names: Sequence[str] | None = None,
         residual: str | None = None,
+        word_width: int | None = None,
         projection_dim: int = 128,
         hidden_size: int = 128,
         num_layers: int = 1,
@@ -90,30 +105,70 @@ class BiLSTMModule(torch.nn.Module):
         self.projections = torch.nn.ModuleList(
             torch.nn.Linear(w, projection_dim) for w in self.block_widths
         )
+        self.word_projection = None if word_width is None else torch.nn.Linear(
+            word_width, projection_dim)
         self.norm = torch.nn.LayerNorm(projection_dim)
         self.lstm = torch.nn.LSTM(
             projection_dim, hidden_size, num_layers=num_layers, batch_first=True,
             bidirectional=True, dropout=dropout if num_layers > 1 else 0.0,
         )
         self.dropout = torch.nn.Dropout(dropout)
-        self.head = torch.nn.Linear(2 * hidden_size, n_labels)
+        at_head = 0 if word_width is None else projection_dim * len(self.block_widths)
+        self.head = torch.nn.Linear(2 * hidden_size + at_head, n_labels)
         if self.residual_index is not None:
             torch.nn.init.zeros_(self.head.weight)
             torch.nn.init.zeros_(self.head.bias)
             self.gain = torch.nn.Parameter(torch.ones(n_labels))
 
-    def forward(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        parts = torch.split(X, self.block_widths, dim=1)
-        steps = torch.stack([proj(p) for proj, p in zip(self.projections, parts,
-                                                         strict=True)], dim=1)
+    def forward(self, X: torch.Tensor, words: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = torch.split(X, self.block_widths, dim=1) if self.block_widths else ()
+        projected = [self.norm(proj(p)) for proj, p in zip(self.projections, parts,
+                                                            strict=True)]
         self.lstm.flatten_parameters()  # weights unpickled onto a GPU are not one cuDNN chunk
-        _, (h_n, _) = self.lstm(self.norm(steps))
-        hidden = torch.cat([h_n[-2], h_n[-1]], dim=1)  # top layer, both directions
-        logits = self.head(self.dropout(hidden))
+        if self.word_projection is None:
+            _, (h_n, _) = self.lstm(torch.stack(projected, dim=1))
+            features = torch.cat([h_n[-2], h_n[-1]], dim=1)  # top layer, both directions
+        else:
+            steps = self.norm(self.word_projection(words))
+            packed = pack_padded_sequence(steps, lengths.cpu(), batch_first=True,
+                                          enforce_sorted=False)
+            _, (h_n, _) = self.lstm(packed)
+            features = torch.cat([h_n[-2], h_n[-1], *projected], dim=1)
+        logits = self.head(self.dropout(features))
         if self.residual_index is not None:
             p = parts[self.residual_index].float().clamp(1e-6, 1 - 1e-6)
             logits = logits + self.gain * torch.logit(p)
-        return logits, hidden
+        return logits, features
+
+
+class _WordDataset(torch.utils.data.Dataset):
+    """Items of a :class:`WordSequences`: ``({"X": sentence row, "words": states}, y row)``."""
+
+    def __init__(self, X: WordSequences, y=None):
+        self.X = X
+        self.y = None if y is None else torch.as_tensor(np.asarray(y, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, i):
+        words = torch.from_numpy(self.X.words(i).astype(np.float32))
+        x = {"X": torch.from_numpy(self.X.sentence[i]), "words": words}
+        return x, (torch.zeros(0) if self.y is None else self.y[i])
+
+
+def collate_words(batch):
+    """Batch word-mode items: words right-padded to the longest text, their ``lengths``
+    (at least 1: a text without words reads one zero step); other items as torch does."""
+    if not isinstance(batch[0][0], dict) or "words" not in batch[0][0]:
+        return default_collate(batch)
+    words = [x["words"] for x, _ in batch]
+    lengths = torch.tensor([max(len(w), 1) for w in words])
+    padded = pad_sequence([w if len(w) else w.new_zeros(1, w.shape[1]) for w in words],
+                          batch_first=True)
+    X = torch.stack([x["X"] for x, _ in batch])
+    return {"X": X, "words": padded, "lengths": lengths}, default_collate([y for _, y in batch])
 
 
 def _residual_index(residual, names: list[str], widths: list[int], n_labels: int) -> int | None:
@@ -131,7 +186,11 @@ def _residual_index(residual, names: list[str], widths: list[int], n_labels: int
 
 
 class BiLSTMClassifier(NeuralNet):
-    """Multi-label Bi-LSTM classifier over stacked blocks, trained with :class:`HybridLoss`.
+    """Multi-label Bi-LSTM classifier over stacked embeddings, trained with :class:`HybridLoss`.
+
+    X is a 2-D array of stacked blocks (block mode: one Bi-LSTM step per block) or a
+    :class:`~skstack.sequences.WordSequences` (word mode: one step per word, the
+    sentence-level blocks at the head); ``StackingEmbedder`` makes either.
 
     A skorch ``NeuralNet`` with multi-label defaults: ``predict_proba`` returns (n, L) sigmoid
     probabilities, ``predict`` the (n, L) 0/1 matrix at ``threshold``, ``score`` the Jaccard
@@ -162,10 +221,11 @@ class BiLSTMClassifier(NeuralNet):
     threshold : float or array-like of shape (n_labels,), default=0.5
         Decision threshold(s) of :meth:`predict`, each in [0, 1].
     blocks : "auto", "single" or list of int or of (name, width), default="auto"
-        The block layout of X, one Bi-LSTM step per block. ``"auto"`` takes the layout that
-        X carries (the output of ``StackingEmbedder``) and refuses an X without one, so that
-        a step that drops the layout (a ``StandardScaler`` between the stack and the net)
-        cannot go unnoticed. ``"single"`` reads X as one block.
+        The block layout of X, one Bi-LSTM step per block (word mode: the sentence-level
+        blocks). ``"auto"`` takes the layout that X carries (the output of
+        ``StackingEmbedder``) and refuses an X without one, so that a step that drops the
+        layout (a ``StandardScaler`` between the stack and the net) cannot go unnoticed.
+        ``"single"`` reads X as one block.
     mixed_precision : bool, default=False
         Run the module's forward pass (training and prediction) under bfloat16 autocast.
     random_state : int, default=None
@@ -179,6 +239,8 @@ class BiLSTMClassifier(NeuralNet):
     Attributes
     ----------
     blocks_ : list of (name, width)
+    word_blocks_ : list of (name, width)
+        The word-level layout in word mode; empty in block mode.
     label_names_ : list of str
         Column names of a DataFrame ``y``, else ``"0", "1", ...``.
     label_statistics_ : LabelStatistics
@@ -262,7 +324,7 @@ class BiLSTMClassifier(NeuralNet):
     def _resolve_blocks(self, carried, n_features: int) -> list[tuple[str, int]]:
         if isinstance(self.blocks, str):
             if self.blocks == "single":
-                return [("X", n_features)]
+                return [("X", n_features)] if n_features else []
             if carried is None:
                 raise ValueError(
                     f"X carries no block layout: with blocks='auto' {type(self).__name__} "
@@ -279,18 +341,33 @@ class BiLSTMClassifier(NeuralNet):
         if carried is not None and [w for _, w in carried] != [w for _, w in self.blocks_]:
             raise ValueError(f"X carries the block layout {carried}, but this net was fitted "
                              f"on {self.blocks_}.")
+        words = getattr(X, "word_blocks", [])
+        if [w for _, w in words] != [w for _, w in self.word_blocks_]:
+            raise ValueError(f"X carries the word-level layout {words}, but this net was "
+                             f"fitted on {self.word_blocks_} (empty: block mode).")
 
-    def _validate_data(self, X, y, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _checked(self, X, n_features: int | None, min_samples: int = 0):
+        if isinstance(X, WordSequences):
+            if len(X) < min_samples:
+                raise ValueError(f"Found {len(X)} texts while a minimum of {min_samples} is "
+                                 "required.")
+            return X.check_finite()
+        return check_features(X, n_features, type(self).__name__, min_samples=min_samples)
+
+    def _validate_data(self, X, y, reset: bool) -> tuple[np.ndarray | WordSequences,
+                                                          np.ndarray]:
         """Check and cast the data; on ``reset`` also record its layout and label statistics
         (the one place the loss's label statistics come from)."""
         layout = block_layout(X)
         if not reset:
             self._check_layout(X)
-        X = check_features(X, None if reset else self.n_features_in_, type(self).__name__,
-                           min_samples=1)
+        X = self._checked(X, None if reset else self.n_features_in_, min_samples=1)
         Y, names = check_label_matrix(y, X.shape[0])
         if reset:
-            self.blocks_ = self._resolve_blocks(layout, X.shape[1])
+            words = isinstance(X, WordSequences)
+            self.word_blocks_ = X.word_blocks if words else []
+            sentence_width = X.sentence.shape[1] if words else X.shape[1]
+            self.blocks_ = self._resolve_blocks(layout, sentence_width)
             self.n_features_in_ = X.shape[1]
             self.n_labels_ = Y.shape[1]
             self.label_names_ = names or [str(i) for i in range(self.n_labels_)]
@@ -325,11 +402,24 @@ class BiLSTMClassifier(NeuralNet):
 
     def initialize_module(self):
         kwargs = self.get_params_for("module")
+        if self.word_blocks_:
+            kwargs.setdefault("word_width", sum(w for _, w in self.word_blocks_))
         self.module_ = self.module(
             block_widths=[w for _, w in self.blocks_], n_labels=self.n_labels_,
             block_names=[name for name, _ in self.blocks_], **kwargs
         )
         return self
+
+    def get_dataset(self, X, y=None):
+        if isinstance(X, WordSequences):
+            return _WordDataset(X, y)
+        return super().get_dataset(X, y)
+
+    def get_params_for(self, prefix: str) -> dict:
+        params = super().get_params_for(prefix)
+        if prefix in ("iterator_train", "iterator_valid"):
+            params.setdefault("collate_fn", collate_words)  # word mode pads its batches
+        return params
 
     def initialize_criterion(self):
         super().initialize_criterion()
@@ -374,7 +464,7 @@ class BiLSTMClassifier(NeuralNet):
         """Label probabilities, shape (n_samples, n_labels)."""
         self.check_is_fitted()
         self._check_layout(X)
-        return super().predict_proba(check_features(X, self.n_features_in_, type(self).__name__))
+        return super().predict_proba(self._checked(X, self.n_features_in_))
 
     def predict(self, X) -> np.ndarray:
         """0/1 label matrix (n_samples, n_labels): probabilities at or above ``threshold``."""

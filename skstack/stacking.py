@@ -5,7 +5,12 @@ trains a meta-learner on them and adds its label probabilities, out-of-fold on t
 rows so that the classifier downstream never learns from leaked meta-features. It knows
 nothing of encoders: any transformer that maps texts to a 2-D array can be a member.
 
-Import rule: scikit-learn, ``skstack._validation`` and ``skstack.blocks`` only.
+Members that return :class:`~skstack.sequences.WordSequences` (encoders in word mode) are
+aligned word by word; the output is then a ``WordSequences`` whose sentence-level blocks are
+the other members and the meta-learner.
+
+Import rule: scikit-learn, ``skstack._validation``, ``skstack.blocks`` and
+``skstack.sequences`` only.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from skstack._validation import (
     validate_params,
 )
 from skstack.blocks import META_BLOCK, BlockArray
+from skstack.sequences import WordSequences
 
 
 def default_meta_learner(random_state: int | None = None):
@@ -53,7 +59,9 @@ def default_meta_learner(random_state: int | None = None):
     )
 
 
-def _dense(Z) -> np.ndarray:
+def _dense(Z) -> np.ndarray | WordSequences:
+    if isinstance(Z, WordSequences):
+        return Z
     Z = Z.toarray() if sparse.issparse(Z) else np.asarray(Z)
     if Z.ndim != 2:
         raise ValueError(f"A stack member returned an array of shape {Z.shape}; expected 2-D.")
@@ -68,11 +76,28 @@ def _take(X, rows):
     return X.iloc[rows] if hasattr(X, "iloc") else [X[i] for i in rows]
 
 
+def _in_order(parts: list, rows: np.ndarray):
+    """The rows of ``parts`` (fold outputs, one per fold's ``rows``) in the original order."""
+    order = np.argsort(rows)
+    if isinstance(parts[0], WordSequences):
+        return WordSequences.concatenate(parts)[order]
+    return np.vstack(parts)[order]
+
+
+def _sentence(Z) -> np.ndarray:
+    """What the meta-learner reads of a member: its vectors, or its mean word state."""
+    return Z.mean_words() if isinstance(Z, WordSequences) else Z
+
+
 class StackingEmbedder(TransformerMixin, _BaseComposition):
     """Concatenate member embeddings and a meta-learner's label probabilities.
 
     Output: a float32 :class:`~skstack.blocks.BlockArray` ``[member 1 | ... | meta]`` whose
     layout (``blocks_``) reaches :class:`~skstack.nets.BiLSTMClassifier` in a ``Pipeline``.
+    When members work in word mode (``EncoderEmbedder(word_pooling=...)``), the output is a
+    :class:`~skstack.sequences.WordSequences`: their states concatenated word by word
+    (``word_blocks_``), with the other members and the meta block as sentence-level blocks
+    (``blocks_``). The meta-learner reads a word-level member as its mean word state.
 
     Parameters
     ----------
@@ -84,10 +109,12 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
         outputs. ``None`` uses :func:`default_meta_learner`; ``"drop"`` adds no meta block.
     cv : int or cross-validation splitter, default=5
         Folds for the out-of-fold meta-features (an int means shuffled ``KFold``).
-    leak_free : bool, default=False
+    leak_free : bool or int, default=False
         Also compute the training-row outputs of *supervised* members (fine-tuned
         encoders) out of fold: each fold's rows are embedded by a member fitted on the other
-        folds. Costs ``cv`` extra fits of every supervised member.
+        folds. ``True`` uses the ``cv`` folds (``cv`` extra fits of every supervised member);
+        an int ``k >= 2`` cross-fits on ``k`` folds of its own: ``leak_free=2`` costs two
+        fits on half the rows, about one extra full fit.
     random_state : int, default=None
         Seeds the fold shuffling and the default meta-learner.
 
@@ -96,7 +123,9 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
     members_ : list of (str, fitted transformer)
     meta_learner_ : fitted estimator or None
     blocks_ : list of (str, int)
-        Name and width of each output block.
+        Name and width of each output block (in word mode: each sentence-level block).
+    word_blocks_ : list of (str, int)
+        Name and width of each word-level member's states (empty in block mode).
     n_labels_ : int or None
 
     Examples
@@ -120,11 +149,11 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
                          Check(lambda v: v is None, "None (the default meta-learner)")],
         "cv": [Interval(numbers.Integral, 2, None),
                Check(lambda v: hasattr(v, "split"), "a CV splitter")],
-        "leak_free": [BOOLEAN],
+        "leak_free": [BOOLEAN, Interval(numbers.Integral, 2, None)],
         "random_state": SEED,
     }
 
-    def __init__(self, members, meta_learner=None, cv=5, leak_free: bool = False,
+    def __init__(self, members, meta_learner=None, cv=5, leak_free: bool | int = False,
                  random_state: int | None = None):
         self.members = members
         self.meta_learner = meta_learner
@@ -151,20 +180,39 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
                              "member name.")
         self._validate_names(names)
 
-    def _splitter(self):
-        if isinstance(self.cv, int):
-            return KFold(self.cv, shuffle=True, random_state=self.random_state)
-        return check_cv(self.cv)
+    def _splitter(self, cv):
+        if isinstance(cv, int):
+            return KFold(cv, shuffle=True, random_state=self.random_state)
+        return check_cv(cv)
 
-    def _member_output(self, member, X, Y, folds) -> tuple[object, np.ndarray]:
+    def _member_output(self, member, X, Y, folds):
         fitted = clone(member)
         Z = _dense(fitted.fit_transform(X, Y))
         supervised = get_tags(fitted).target_tags.required
-        if self.leak_free and supervised and Y is not None:
-            for train, test in folds:
-                fold_model = clone(member).fit(_take(X, train), Y[train])
-                Z[test] = _dense(fold_model.transform(_take(X, test)))
+        if self.leak_free is not False and supervised and Y is not None:
+            if self.leak_free is not True:  # an int: cross-fitting folds of its own
+                folds = list(self._splitter(self.leak_free).split(np.zeros((len(Y), 1)), Y))
+            parts = [_dense(clone(member).fit(_take(X, train), Y[train]).transform(_take(X, test)))
+                     for train, test in folds]
+            Z = _in_order(parts, np.concatenate([test for _, test in folds]))
         return fitted, Z
+
+    def _stacked(self, outputs: list, meta) -> BlockArray | WordSequences:
+        """The output: block mode ``[members | meta]``, or word-level members aligned word by
+        word with the rest as sentence blocks."""
+        names = [name for name, _ in self.members_]
+        words = [(n, Z) for n, Z in zip(names, outputs, strict=True)
+                 if isinstance(Z, WordSequences)]
+        rest = [(n, Z) for n, Z in zip(names, outputs, strict=True)
+                if not isinstance(Z, WordSequences)]
+        if meta is not None:
+            rest.append((META_BLOCK, meta))
+        n = len(outputs[0])
+        sentence = np.hstack([Z for _, Z in rest]) if rest else np.zeros((n, 0), np.float32)
+        blocks = [(name, Z.shape[1]) for name, Z in rest]
+        if words:
+            return WordSequences.align(words, sentence, blocks)
+        return BlockArray(sentence, blocks)
 
     def _fit(self, X, y):
         validate_params(self)
@@ -179,7 +227,7 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
         if use_meta and Y is None:
             raise ValueError("The meta-learner needs the label matrix y in fit(X, y); pass y or "
                              "set meta_learner='drop'.")
-        folds = list(self._splitter().split(np.zeros((n, 1)), Y))
+        folds = list(self._splitter(self.cv).split(np.zeros((n, 1)), Y))
         self.members_, outputs = [], []
         for name, member in self.members:
             fitted, Z = self._member_output(member, X, Y, folds)
@@ -187,19 +235,19 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
                 raise ValueError(f"Member {name!r} returned {Z.shape[0]} rows for {n} texts.")
             self.members_.append((name, fitted))
             outputs.append(Z)
-        self.blocks_ = [(name, Z.shape[1]) for (name, _), Z in zip(self.members, outputs,
-                                                                    strict=True)]
-        features = np.hstack(outputs)
         self.meta_learner_, self.n_labels_ = None, None if Y is None else Y.shape[1]
+        oof = None
         if use_meta:
             meta = self.meta_learner if self.meta_learner is not None else \
                 default_meta_learner(self.random_state)
+            features = np.hstack([_sentence(Z) for Z in outputs])
             oof = _meta_proba(cross_val_predict(clone(meta), features, Y, cv=folds,
                                                 method="predict_proba"), Y.shape[1])
             self.meta_learner_ = clone(meta).fit(features, Y)
-            self.blocks_.append((META_BLOCK, Y.shape[1]))
-            features = np.hstack([features, oof])
-        return BlockArray(features, self.blocks_)
+        stacked = self._stacked(outputs, oof)
+        self.blocks_ = stacked.blocks
+        self.word_blocks_ = getattr(stacked, "word_blocks", [])
+        return stacked
 
     def fit(self, X, y=None):
         """Fit every member and the meta-learner.
@@ -213,28 +261,32 @@ class StackingEmbedder(TransformerMixin, _BaseComposition):
         self._fit(X, y)
         return self
 
-    def fit_transform(self, X, y=None, **fit_params) -> BlockArray:
+    def fit_transform(self, X, y=None, **fit_params) -> BlockArray | WordSequences:
         """Fit, and return the training rows' representation with out-of-fold meta-features
         (and out-of-fold supervised members when ``leak_free``)."""
         return self._fit(X, y)
 
-    def transform(self, X) -> BlockArray:
+    def transform(self, X) -> BlockArray | WordSequences:
         """Stack the fitted members' outputs and the meta-learner's probabilities."""
         check_is_fitted(self, "members_")
         outputs = [_dense(member.transform(X)) for _, member in self.members_]
-        features = np.hstack(outputs)
+        meta = None
         if self.meta_learner_ is not None:
+            features = np.hstack([_sentence(Z) for Z in outputs])
             meta = _meta_proba(self.meta_learner_.predict_proba(features), self.n_labels_)
-            features = np.hstack([features, meta])
-        return BlockArray(features, self.blocks_)
+        return self._stacked(outputs, meta)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Output column names, prefixed by the member's name (``meta__<label>`` last)."""
+        """Output column names, prefixed by the member's name (``meta__<label>`` last); in
+        word mode the word-level columns come first, as in ``shape[1]``."""
         check_is_fitted(self, "members_")
         names = []
-        for (name, member), (_, width) in zip(self.members_, self.blocks_, strict=False):
+        members = dict(self.members_)
+        for name, width in self.word_blocks_ + self.blocks_:
+            if name == META_BLOCK:  # named by label below
+                continue
             try:
-                inner = list(member.get_feature_names_out())
+                inner = list(members[name].get_feature_names_out())
             except (AttributeError, ValueError, TypeError):
                 inner = [str(i) for i in range(width)]
             names += [f"{name}__{f}" for f in inner]

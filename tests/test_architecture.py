@@ -15,6 +15,7 @@ ALLOWED = {
     "_pooling": set(),
     "_version": set(),
     "blocks": set(),
+    "sequences": set(),
     "cache": set(),
     "datasets": set(),
     "metrics": {"_validation"},
@@ -22,9 +23,10 @@ ALLOWED = {
     "losses": {"_validation", "metrics"},
     "plotting": {"losses"},
     "_finetune": {"_batching", "_pooling"},
-    "stacking": {"_validation", "blocks"},
-    "nets": {"_validation", "blocks", "losses", "metrics", "thresholds"},
-    "encoder": {"_validation", "_batching", "_loading", "_pooling", "_finetune", "cache"},
+    "stacking": {"_validation", "blocks", "sequences"},
+    "nets": {"_validation", "blocks", "sequences", "losses", "metrics", "thresholds"},
+    "encoder": {"_validation", "_batching", "_loading", "_pooling", "_finetune", "cache",
+                "sequences"},
     "pipelines": {"_loading", "encoder", "nets", "stacking", "thresholds"},
 }
 

@@ -90,14 +90,30 @@ def test_corrupt_entry_is_detected_and_recomputed(tiny_bert, tmp_path):
     emb = EncoderEmbedder(tiny_bert, cache=tmp_path, batch_size=64).fit(FIXTURE_TEXTS)
     expected = emb.transform(FIXTURE_TEXTS)
     with sqlite3.connect(tmp_path / _DB_NAME) as conn:
-        rows = conn.execute("SELECT rowid, data FROM vectors LIMIT 2").fetchall()
-        conn.execute("UPDATE vectors SET data = ? WHERE rowid = ?", (rows[0][1][:-8], rows[0][0]))
+        rows = conn.execute("SELECT rowid, data FROM arrays LIMIT 2").fetchall()
+        conn.execute("UPDATE arrays SET data = ? WHERE rowid = ?", (rows[0][1][:-8], rows[0][0]))
         flipped = bytes([rows[1][1][0] ^ 0xFF]) + rows[1][1][1:]
-        conn.execute("UPDATE vectors SET data = ? WHERE rowid = ?", (flipped, rows[1][0]))
+        conn.execute("UPDATE arrays SET data = ? WHERE rowid = ?", (flipped, rows[1][0]))
     clear_memory_cache()
     counter = ForwardCounter(emb.model_)
     np.testing.assert_array_equal(emb.transform(FIXTURE_TEXTS), expected)
     assert counter.calls == 1  # the two damaged entries, recomputed in one batch
+    counter.remove()
+
+
+def test_swapped_payloads_are_not_served_under_the_wrong_text(tiny_bert, tmp_path):
+    emb = EncoderEmbedder(tiny_bert, cache=tmp_path).fit(FIXTURE_TEXTS)
+    expected = emb.transform(FIXTURE_TEXTS)
+    with sqlite3.connect(tmp_path / _DB_NAME) as conn:
+        (a, data_a, sum_a), (b, data_b, sum_b) = conn.execute(
+            "SELECT rowid, data, checksum FROM arrays LIMIT 2").fetchall()
+        # each row gets the other's payload together with its valid checksum
+        conn.execute("UPDATE arrays SET data = ?, checksum = ? WHERE rowid = ?", (data_b, sum_b, a))
+        conn.execute("UPDATE arrays SET data = ?, checksum = ? WHERE rowid = ?", (data_a, sum_a, b))
+    clear_memory_cache()
+    counter = ForwardCounter(emb.model_)
+    np.testing.assert_array_equal(emb.transform(FIXTURE_TEXTS), expected)
+    assert counter.calls == 1  # both rows failed their checksum and were recomputed
     counter.remove()
 
 
@@ -131,10 +147,10 @@ def test_two_processes_writing_one_disk_cache_leave_no_corrupt_entry(tiny_bert, 
     fingerprints = {queue.get(timeout=5), queue.get(timeout=5)}
     assert len(fingerprints) == 1
     with sqlite3.connect(tmp_path / _DB_NAME) as conn:
-        rows = conn.execute("SELECT dim, checksum, data FROM vectors").fetchall()
+        rows = conn.execute("SELECT * FROM arrays").fetchall()
     assert len(rows) == len(texts)
-    assert all(len(data) == 4 * dim and _checksum(data) == checksum
-               for dim, checksum, data in rows)
+    assert all(_checksum(fp, key, dtype, shape, data) == checksum
+               for fp, key, dtype, shape, checksum, data in rows)
     reference = EncoderEmbedder(tiny_bert, cache=None).fit(texts).transform(texts)
     clear_memory_cache()
     cached = EncoderEmbedder(tiny_bert, cache=tmp_path).fit(texts).transform(texts)
@@ -189,11 +205,11 @@ def test_a_new_backend_is_one_subclass_selected_by_its_scheme(tiny_bert):
 def test_lookup_fills_faster_stores_from_slower_ones():
     fast, slow = MemoryStore(), MemoryStore()
     slow.put_many("fp", {text_key("b"): np.ones(2, dtype=np.float32)})
-    lookup = Lookup(["a", "b", "a"], "fp", 2, [fast, slow])
+    lookup = Lookup(["a", "b", "a"], "fp", [fast, slow])
     assert lookup.missing == ["a"]
     assert fast.get_many("fp", [text_key("b")])  # promoted
     out = lookup.complete(np.array([[5.0, 6.0]]))
-    np.testing.assert_array_equal(out, [[5, 6], [1, 1], [5, 6]])
+    np.testing.assert_array_equal(np.stack(out), [[5, 6], [1, 1], [5, 6]])
     assert slow.get_many("fp", [text_key("a")]) and fast.get_many("fp", [text_key("a")])
-    with pytest.raises(ValueError, match="2 vectors for 1 missing texts"):
-        Lookup(["c"], "fp", 2, [fast]).complete(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="2 arrays for 1 missing texts"):
+        Lookup(["c"], "fp", [fast]).complete(np.zeros((2, 2)))
