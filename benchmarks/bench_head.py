@@ -6,6 +6,7 @@
     python benchmarks/bench_head.py --only "plain BCE" "pairwise"   # some configurations
     python benchmarks/bench_head.py --only pairwise --rule-sources  # where the rule's rows
                                                                     # come from (seed 0)
+    python benchmarks/bench_head.py --words mean           # word mode: the Bi-LSTM reads words
 
 GoEmotions, full splits. One stack is fitted on train: MiniLM (frozen, or fine-tuned on train
 for ``--finetune-epochs``), sre-embedding-model (frozen) and character TF-IDF, plus the
@@ -17,8 +18,10 @@ thresholds (macro-F1) and per-label Jaccard thresholds with ``min_labels=1`` (Ja
 Test rows are used for nothing but the scores. ``--rule-sources`` also fits the residual +
 pairwise head inside ``TunedThresholds`` as a pipeline without a dev set would (seed 0):
 rules tuned on a 10 % hold-out of train (``cv=0.1, refit=False``) and on out-of-fold
-probabilities of all of train (``cv=3``), against the dev-tuned rule. Writes
-runs/bench_head[-ftN].json and prints Markdown tables.
+probabilities of all of train (``cv=3``), against the dev-tuned rule. ``--words first|mean``
+puts both encoders in word mode: the Bi-LSTM reads each text word by word (MiniLM and sre
+states side by side per word), and the character n-grams and the meta block join at the head.
+Writes runs/bench_head[-ftN][-words-M][-quick].json and prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -76,22 +79,24 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rule-sources", action="store_true")
+    parser.add_argument("--words", choices=("first", "mean"), default=None,
+                        help="word mode with this subword pooling")
     parser.add_argument("--only", nargs="*", default=None,
                         help="run only the configurations whose names contain one of these")
     args = parser.parse_args()
     torch.set_num_threads(2)
     texts, Y, labels = load_splits(args.quick)
-    log: dict = {"finetune_epochs": args.finetune_epochs, "quick": args.quick, "configs": {}}
+    log: dict = {"finetune_epochs": args.finetune_epochs, "quick": args.quick,
+                 "words": args.words, "configs": {}}
 
     paths = encoders()
     tuned = {"finetune_epochs": args.finetune_epochs, "finetune_mixed_precision": True,
              "max_length": 64, "finetune_batch_size": 32, "random_state": 0,
              "show_progress_bar": True} if args.finetune_epochs else {"max_length": 128}
+    common = {"batch_size": 64, "cache": CACHE, "device": "cpu", "word_pooling": args.words}
     members = [
-        ("minilm", EncoderEmbedder(paths["minilm"], batch_size=64, cache=CACHE, device="cpu",
-                                   **tuned)),
-        ("sre", EncoderEmbedder(paths["sre"], max_length=128, batch_size=64, cache=CACHE,
-                                device="cpu")),
+        ("minilm", EncoderEmbedder(paths["minilm"], **tuned, **common)),
+        ("sre", EncoderEmbedder(paths["sre"], max_length=128, **common)),
         ("chars", char_tfidf_member(128)),
     ]
     start = time.perf_counter()
@@ -102,8 +107,9 @@ def main() -> None:
     print(f"stack: {log['stack_seconds']:.0f} s, blocks {stack.blocks_}", flush=True)
 
     L = len(labels)
+    meta = {s: (Z.sentence if args.words else Z)[:, -L:] for s, Z in S.items()}
     log["configs"]["meta-learner alone"] = {
-        "runs": [rule_scores(Y, labels, S["dev"][:, -L:], S["test"][:, -L:])], "seconds": 0.0}
+        "runs": [rule_scores(Y, labels, meta["dev"], meta["test"])], "seconds": 0.0}
     chosen = {n: p for n, p in CONFIGS.items()
               if args.only is None or any(part in n for part in args.only)}
     for name, params in chosen.items():
@@ -121,6 +127,7 @@ def main() -> None:
         log["rule_sources"] = rule_sources(S, Y, labels)
 
     suffix = f"-ft{args.finetune_epochs}" if args.finetune_epochs else ""
+    suffix += f"-words-{args.words}" if args.words else ""
     suffix += "-quick" if args.quick else ""
     (ROOT / "runs").mkdir(exist_ok=True)
     (ROOT / "runs" / f"bench_head{suffix}.json").write_text(json.dumps(log, indent=1))

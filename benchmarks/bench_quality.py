@@ -38,7 +38,6 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import EarlyStopping
-from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
 from skstack import (
@@ -46,6 +45,7 @@ from skstack import (
     EncoderEmbedder,
     StackingEmbedder,
     TunedThresholds,
+    WordSequences,
     char_tfidf_member,
     decide,
     get_scorers,
@@ -84,7 +84,9 @@ def net(seed: int, dev: tuple[np.ndarray, np.ndarray] | None, **params) -> BiLST
     callbacks = []
     split = None
     if dev is not None:
-        split = predefined_split(Dataset(dev[0].astype(np.float32), dev[1].astype(np.float32)))
+        X_dev = dev[0] if isinstance(dev[0], WordSequences) else dev[0].astype(np.float32)
+        split = predefined_split(BiLSTMClassifier().get_dataset(X_dev,
+                                                                dev[1].astype(np.float32)))
         callbacks = [EarlyStopping(monitor="valid_loss", patience=3, load_best=True)]
     settings = {"max_epochs": 30, "lr": 1e-3, "batch_size": 128, "blocks": "auto", **params}
     return BiLSTMClassifier(random_state=seed, train_split=split, callbacks=callbacks,

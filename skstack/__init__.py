@@ -13,6 +13,7 @@ from skstack.losses import HybridLoss, LabelStatistics
 from skstack.metrics import MultilabelReport, get_scorers, jaccard_accuracy, multilabel_report
 from skstack.nets import BiLSTMClassifier, BiLSTMModule
 from skstack.pipelines import arabic_emotion_pipeline, char_tfidf_member, make_stacked_pipeline
+from skstack.sequences import WordSequences, word_spans
 from skstack.stacking import StackingEmbedder
 from skstack.thresholds import TunedThresholds, decide, tune_thresholds
 
@@ -26,6 +27,7 @@ __all__ = [
     "MultilabelReport",
     "StackingEmbedder",
     "TunedThresholds",
+    "WordSequences",
     "__version__",
     "arabic_emotion_pipeline",
     "char_tfidf_member",
@@ -40,4 +42,5 @@ __all__ = [
     "make_stacked_pipeline",
     "multilabel_report",
     "tune_thresholds",
+    "word_spans",
 ]

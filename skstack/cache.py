@@ -125,10 +125,36 @@ class MemoryStore(EmbeddingStore):
         return len(self._items)
 
 
-class SQLiteStore(EmbeddingStore):
-    """One SQLite file per cache folder; a fresh connection per process (fork-safe)."""
+_TABLE = (
+    "CREATE TABLE IF NOT EXISTS arrays (fingerprint TEXT NOT NULL, text_key BLOB NOT NULL, "
+    "dtype TEXT NOT NULL, shape TEXT NOT NULL, checksum BLOB NOT NULL, data BLOB NOT NULL, "
+    "PRIMARY KEY (fingerprint, text_key))"
+)
 
-    _connections: ClassVar[dict[tuple[str, int], sqlite3.Connection]] = {}
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    """Damage (a garbled page, a file that is no database) as opposed to a database that is
+    busy, read-only or in a folder we may not write: only damage moves a file aside."""
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+class SQLiteStore(EmbeddingStore):
+    """One SQLite file per cache folder; a fresh connection per process (fork-safe).
+
+    Damage found at any point (opening, reading, writing) moves the file aside, with one
+    warning, and the operation goes on with a new file; a busy database is waited for. A
+    folder that cannot be written is read where its file is readable, and otherwise left
+    alone: either way new arrays then stay in memory, after one warning per process.
+    """
+
+    _connections: ClassVar[dict[tuple[str, int], tuple[sqlite3.Connection, int]]] = {}
+    _read_only: ClassVar[set[str]] = set()  # paths opened read-only in this process
+    _unusable: ClassVar[set[str]] = set()  # paths given up on in this process
+    _warned: ClassVar[set[tuple[str, str]]] = set()
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder).expanduser()
@@ -136,54 +162,113 @@ class SQLiteStore(EmbeddingStore):
 
     def _connect(self) -> sqlite3.Connection:
         key = (str(self.path), os.getpid())
-        conn = self._connections.get(key)
+        conn, inode = self._connections.get(key, (None, None))
+        if conn is not None and inode != _inode(self.path):
+            conn.close()  # the file was deleted or replaced under us: its writes would be lost
+            conn = None
         if conn is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
             conn = self._open()
-            self._connections[key] = conn
+            self._connections[key] = (conn, _inode(self.path))
         return conn
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=120, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS arrays (fingerprint TEXT NOT NULL, "
-                "text_key BLOB NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL, "
-                "checksum BLOB NOT NULL, data BLOB NOT NULL, "
-                "PRIMARY KEY (fingerprint, text_key))"
-            )
-        except sqlite3.DatabaseError as exc:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for attempt in range(100):
+                conn = sqlite3.connect(self.path, timeout=120, isolation_level=None)
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute(_TABLE)
+                    return conn
+                except sqlite3.OperationalError as exc:
+                    conn.close()
+                    if not _is_busy(exc) or attempt == 99:
+                        raise
+                    time.sleep(0.05)  # another process is creating the same file
+        except sqlite3.OperationalError:
+            if self.path.is_file():  # a folder we may not write, holding a cache we may read
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1",
+                                       uri=True, isolation_level=None)
+                conn.execute("SELECT 1 FROM arrays LIMIT 1")
+                self._read_only.add(str(self.path))
+                return conn
+            raise
+
+    def _run(self, operation, write: bool = False):
+        """``operation(connection)``, healing damage once; ``None`` where the cache is
+        unusable (or read-only, for a write)."""
+        where = str(self.path)
+        for attempt in range(2):
+            if where in self._unusable:
+                return None
+            try:
+                conn = self._connect()
+                if write and where in self._read_only:
+                    self._warn_once("can be read but not written (the folder is read-only)")
+                    return None
+                return operation(conn)
+            except sqlite3.DatabaseError as exc:
+                self._forget()
+                if (_is_damage(exc) and attempt == 0 and where not in self._read_only
+                        and self._set_aside(exc)):
+                    continue
+                self._unusable.add(where)
+                self._warn_once(f"cannot be used ({exc})")
+            except OSError as exc:
+                self._forget()
+                self._unusable.add(where)
+                self._warn_once(f"cannot be used ({exc})")
+        return None
+
+    def _forget(self) -> None:
+        conn, _ = self._connections.pop((str(self.path), os.getpid()), (None, None))
+        if conn is not None:
             conn.close()
-            # Keep the damaged file for the user; start a new one beside it.
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+
+    def _set_aside(self, exc: Exception) -> bool:
+        """Keep the damaged file for the user under a new name, so that the next open starts
+        afresh; False where it cannot be moved."""
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
+        try:
             os.replace(self.path, aside)
-            warnings.warn(
-                f"The embedding cache {self.path} could not be read ({exc}); it was moved to "
-                f"{aside} and a new cache was started.",
-                RuntimeWarning,
-                stacklevel=5,
-            )
-            return self._open()
-        return conn
+            for suffix in ("-wal", "-shm"):  # a journal belongs to the file it was written for
+                journal = self.path.with_name(self.path.name + suffix)
+                if journal.exists():
+                    os.replace(journal, aside.with_name(aside.name + suffix))
+        except FileNotFoundError:
+            return True  # another process has set it aside already
+        except OSError:
+            return False
+        warnings.warn(f"The embedding cache {self.path} is damaged ({exc}); it was moved to "
+                      f"{aside} and a new cache was started.", RuntimeWarning, stacklevel=6)
+        return True
+
+    def _warn_once(self, what: str) -> None:
+        if (str(self.path), what) not in self._warned:
+            self._warned.add((str(self.path), what))
+            warnings.warn(f"The embedding cache {self.path} {what}; in this process new "
+                          "embeddings are kept in memory only.", RuntimeWarning, stacklevel=6)
 
     def get_many(self, fingerprint: str, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
-        conn = self._connect()
-        found: dict[bytes, np.ndarray] = {}
         keys = list(keys)
-        for start in range(0, len(keys), 500):  # SQLite caps the number of bound variables
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT text_key, dtype, shape, checksum, data FROM arrays "
-                f"WHERE fingerprint = ? AND text_key IN ({marks})",
-                [fingerprint, *chunk],
-            )
-            for key, dtype, shape, checksum, data in rows:
-                if _checksum(fingerprint, key, dtype, shape, data) == checksum:
-                    dims = tuple(int(d) for d in shape.split(",") if d)
-                    found[key] = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(dims)
-        return found
+
+        def read(conn: sqlite3.Connection) -> dict[bytes, np.ndarray]:
+            found = {}
+            for start in range(0, len(keys), 500):  # SQLite caps the bound variables
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT text_key, dtype, shape, checksum, data FROM arrays "
+                    f"WHERE fingerprint = ? AND text_key IN ({marks})",
+                    [fingerprint, *chunk],
+                )
+                for key, dtype, shape, checksum, data in rows:
+                    if _checksum(fingerprint, key, dtype, shape, data) == checksum:
+                        dims = tuple(int(d) for d in shape.split(",") if d)
+                        found[key] = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(dims)
+            return found
+
+        return self._run(read) or {}
 
     def put_many(self, fingerprint: str, items: Mapping[bytes, np.ndarray]) -> None:
         rows = []
@@ -192,21 +277,31 @@ class SQLiteStore(EmbeddingStore):
             dtype, shape, data = array.dtype.str, ",".join(map(str, array.shape)), array.tobytes()
             rows.append((fingerprint, key, dtype, shape,
                          _checksum(fingerprint, key, dtype, shape, data), data))
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany("INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?, ?, ?)", rows)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?, ?, ?)", rows)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+        self._run(write, write=True)
 
     def clear(self, fingerprint: str | None = None) -> None:
-        conn = self._connect()
         if fingerprint is None:
-            conn.execute("DELETE FROM arrays")
+            self._run(lambda conn: conn.execute("DELETE FROM arrays"), write=True)
         else:
-            conn.execute("DELETE FROM arrays WHERE fingerprint = ?", (fingerprint,))
+            self._run(lambda conn: conn.execute("DELETE FROM arrays WHERE fingerprint = ?",
+                                                (fingerprint,)), write=True)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
 
 
 MEMORY = MemoryStore()  # shared by every embedder of this process

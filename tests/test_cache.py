@@ -1,4 +1,5 @@
 import multiprocessing as mp
+import os
 import sqlite3
 from typing import ClassVar
 
@@ -14,7 +15,10 @@ from skstack.cache import (
     EmbeddingStore,
     Lookup,
     MemoryStore,
+    SQLiteStore,
     _checksum,
+    _is_busy,
+    _is_damage,
     clear_memory_cache,
     text_key,
 )
@@ -120,7 +124,7 @@ def test_swapped_payloads_are_not_served_under_the_wrong_text(tiny_bert, tmp_pat
 def test_unreadable_cache_file_is_kept_aside_and_replaced(tiny_bert, tmp_path):
     (tmp_path / _DB_NAME).write_bytes(b"this is not a database" * 100)
     emb = EncoderEmbedder(tiny_bert, cache=tmp_path / "").fit(FIXTURE_TEXTS)
-    with pytest.warns(RuntimeWarning, match="could not be read"):
+    with pytest.warns(RuntimeWarning, match="is damaged"):
         Z = emb.transform(FIXTURE_TEXTS)
     assert Z.shape == (len(FIXTURE_TEXTS), 32)
     assert list(tmp_path.glob(f"{_DB_NAME}.corrupt-*"))
@@ -213,3 +217,132 @@ def test_lookup_fills_faster_stores_from_slower_ones():
     assert slow.get_many("fp", [text_key("a")]) and fast.get_many("fp", [text_key("a")])
     with pytest.raises(ValueError, match="2 arrays for 1 missing texts"):
         Lookup(["c"], "fp", [fast]).complete(np.zeros((2, 2)))
+
+
+def _as_new_process():
+    """Forget what this process knows of disk caches, as a fresh process would."""
+    for conn, _ in SQLiteStore._connections.values():
+        conn.close()
+    SQLiteStore._connections.clear()
+    for state in (SQLiteStore._read_only, SQLiteStore._unusable, SQLiteStore._warned):
+        state.clear()
+    clear_memory_cache()
+
+
+@pytest.fixture
+def cached_texts(tiny_bert, tmp_path):
+    """200 texts embedded into a disk cache in tmp_path, and their vectors."""
+    texts = [f"{FIXTURE_TEXTS[i % len(FIXTURE_TEXTS)]} number {i}" for i in range(200)]
+    emb = EncoderEmbedder(tiny_bert, cache=tmp_path).fit(texts)
+    expected = emb.transform(texts)
+    _as_new_process()
+    yield texts, expected
+    _as_new_process()
+
+
+def test_damage_found_after_opening_is_healed(tiny_bert, tmp_path, cached_texts):
+    texts, expected = cached_texts
+    emb = EncoderEmbedder(tiny_bert, cache=tmp_path).fit(texts)
+    np.testing.assert_array_equal(emb.transform(texts[:5]), expected[:5])  # opened, healthy
+    path = tmp_path / _DB_NAME
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2 // 4096 * 4096  # a page boundary in the middle of the file
+    raw[middle : middle + 1024] = b"\xa5" * 1024
+    path.write_bytes(bytes(raw))
+    clear_memory_cache()
+    with pytest.warns(RuntimeWarning, match="is damaged"):
+        np.testing.assert_array_equal(emb.transform(texts), expected)
+    assert len(list(tmp_path.glob(f"{_DB_NAME}.corrupt-*"))) == 1
+    _as_new_process()  # later processes find a healthy cache holding every text
+    again = EncoderEmbedder(tiny_bert, cache=tmp_path).fit(texts)
+    counter = ForwardCounter(again.model_)
+    np.testing.assert_array_equal(again.transform(texts), expected)
+    assert counter.calls == 0
+    counter.remove()
+
+
+def test_a_busy_database_is_not_taken_for_damage(tmp_path):
+    store = SQLiteStore(tmp_path)
+    store.put_many("fp", {b"k": np.ones(2, np.float32)})
+    holder = sqlite3.connect(tmp_path / _DB_NAME, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    waiting = sqlite3.connect(tmp_path / _DB_NAME, timeout=0, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError, match="locked") as info:
+        waiting.execute("BEGIN IMMEDIATE")  # a second writer
+    assert _is_busy(info.value) and not _is_damage(info.value)
+    holder.execute("ROLLBACK")
+    holder.close()
+    waiting.close()
+
+
+def _open_together(folder, barrier, queue):
+    import warnings
+
+    barrier.wait()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SQLiteStore(folder).put_many("fp", {bytes([os.getpid() % 256]): np.ones(3, np.float32)})
+    queue.put([str(w.message) for w in caught])
+
+
+def test_processes_opening_a_new_cache_at_once_never_move_it_aside(tmp_path):
+    ctx = mp.get_context("fork")
+    barrier, queue = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_open_together, args=(str(tmp_path), barrier, queue))
+             for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * 6
+    assert [queue.get(timeout=5) for _ in procs] == [[]] * 6  # no warning anywhere
+    assert not list(tmp_path.glob("*.corrupt-*"))
+
+
+def test_a_read_only_folder_is_read_and_never_moved_aside(tiny_bert, tmp_path, cached_texts,
+                                                         monkeypatch):
+    texts, expected = cached_texts
+    real_connect = sqlite3.connect
+
+    def read_only_connect(database, *args, uri=False, **kwargs):
+        if not uri:  # what SQLite says where the folder may not be written
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        return real_connect(database, *args, uri=uri, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", read_only_connect)
+    emb = EncoderEmbedder(tiny_bert, cache=tmp_path).fit(texts)
+    counter = ForwardCounter(emb.model_)
+    np.testing.assert_array_equal(emb.transform(texts), expected)
+    assert counter.calls == 0  # every vector came from the read-only file
+    with pytest.warns(RuntimeWarning, match="can be read but not written"):
+        new = emb.transform(["a text that is not cached"])
+    assert new.shape == (1, 32)
+    emb.transform(["another one"])  # one warning per process, not per call
+    assert not list(tmp_path.glob("*.corrupt-*"))
+    counter.remove()
+
+
+def test_an_unusable_cache_folder_falls_back_to_memory_with_one_warning(tiny_bert, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("I am a file")
+    emb = EncoderEmbedder(tiny_bert, cache=not_a_folder).fit(FIXTURE_TEXTS)
+    with pytest.warns(RuntimeWarning, match="cannot be used") as caught:
+        Z = emb.transform(FIXTURE_TEXTS)
+    assert len(caught) == 1
+    reference = EncoderEmbedder(tiny_bert, cache=None).fit(FIXTURE_TEXTS)
+    np.testing.assert_array_equal(Z, reference.transform(FIXTURE_TEXTS))
+    assert not_a_folder.read_text() == "I am a file"
+
+
+def test_a_cache_file_deleted_while_open_keeps_later_writes(tiny_bert, tmp_path):
+    emb = EncoderEmbedder(tiny_bert, cache=tmp_path).fit(FIXTURE_TEXTS)
+    emb.transform(FIXTURE_TEXTS[:3])
+    for path in tmp_path.glob(f"{_DB_NAME}*"):
+        path.unlink()
+    later = emb.transform(FIXTURE_TEXTS[3:6])
+    _as_new_process()
+    again = EncoderEmbedder(tiny_bert, cache=tmp_path).fit(FIXTURE_TEXTS)
+    counter = ForwardCounter(again.model_)
+    np.testing.assert_array_equal(again.transform(FIXTURE_TEXTS[3:6]), later)
+    assert counter.calls == 0
+    counter.remove()
