@@ -1,7 +1,8 @@
 """Load a Hugging Face encoder from a hub id, a local folder or a sentence-transformers folder.
 
 Loaded encoders are kept in a small per-process cache, so that the clones ``GridSearchCV``
-fits one after another do not read the same weights from disk again. Callers that change
+fits one after another do not read the same weights from disk again; a folder whose files
+change is read again. Callers that change
 weights (fine-tuning) must work on a copy.
 
 Import rule: a leaf (torch, transformers and huggingface_hub only).
@@ -126,6 +127,14 @@ def tokenizer_hash(tokenizer) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
+def _folder_state(folder: Path) -> tuple:
+    """Name, size and modification time of every file in a model folder (empty for a hub id)."""
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((str(p.relative_to(folder)), st.st_size, st.st_mtime_ns)
+                        for p in folder.rglob("*") if p.is_file() for st in [p.stat()]))
+
+
 def load_encoder(model: str | os.PathLike, trust_remote_code: bool = False) -> LoadedEncoder:
     """Load tokenizer and encoder weights (float32, CPU, eval mode).
 
@@ -134,12 +143,16 @@ def load_encoder(model: str | os.PathLike, trust_remote_code: bool = False) -> L
     missing there is the hub contacted, after a quick reachability probe so that an offline
     machine fails in seconds instead of waiting on network time-outs.
     """
-    key = (str(model), bool(trust_remote_code))
+    folder = Path(model).expanduser()
+    # A folder is known by its files' sizes and times too: weights saved over it again
+    # (save_pretrained) must be read again, not served from memory.
+    key = (str(model), bool(trust_remote_code), _folder_state(folder))
     if key in _LOADED:
         _LOADED.move_to_end(key)
         return _LOADED[key]
+    for stale in [k for k in _LOADED if k[:2] == key[:2]]:
+        del _LOADED[stale]
 
-    folder = Path(model).expanduser()
     default_max_length = None
     if folder.is_dir():
         sub, default_max_length = _transformer_folder(folder)

@@ -169,6 +169,18 @@ def check_texts(X) -> list[str]:
             raise TypeError(
                 f"Text at position {i} is {_describe(text)}; every element of X must be a str."
             )
+    try:
+        "".join(texts).encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: bytes decoded with errors="surrogateescape"
+        for i, text in enumerate(texts):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    f"Text at position {i} is not valid Unicode: a lone surrogate "
+                    f"{text[exc.start]!r} at character {exc.start} ({text[:40]!r}). Decode the "
+                    "bytes with errors='replace', or fix the text."
+                ) from None
     return texts
 
 

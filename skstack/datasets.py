@@ -42,33 +42,50 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}.")
 
 
+def _read_text(path: Path) -> str:
+    """A UTF-8 file's text without its byte-order mark; other encodings are refused with the
+    path, the place and a likely cause."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or raw[1:200:2].count(0) > 50:
+            likely = "it looks like UTF-16"
+        else:
+            likely = "it may be Latin-1 or Windows-1252"
+        raise ValueError(
+            f"{path} is not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start}, line "
+            f"{line}); {likely}. Convert it, e.g. iconv -f <encoding> -t UTF-8."
+        ) from None
+
+
 def _read_goemotions(path: Path, names: list[str], as_frame: bool) -> MultilabelData:
     texts, rows = [], []
-    with open(path, encoding="utf-8", newline="") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            parts = line.rsplit("\t", 2)
-            if len(parts) != 3:
-                raise ValueError(
-                    f"{path}, line {line_no}: expected 'text<TAB>label ids<TAB>id', found "
-                    f"{len(parts)} field(s)."
-                )
-            try:
-                ids = [int(v) for v in parts[1].split(",")]
-            except ValueError:
-                raise ValueError(
-                    f"{path}, line {line_no}: label ids must be comma-separated integers, "
-                    f"got {parts[1]!r}."
-                ) from None
-            bad = [i for i in ids if not 0 <= i < len(names)]
-            if bad:
-                raise ValueError(
-                    f"{path}, line {line_no}: label id {bad[0]} is outside 0..{len(names) - 1}."
-                )
-            texts.append(parts[0])
-            rows.append(ids)
+    for line_no, line in enumerate(_read_text(path).split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line:
+            continue
+        parts = line.rsplit("\t", 2)
+        if len(parts) != 3:
+            raise ValueError(
+                f"{path}, line {line_no}: expected 'text<TAB>label ids<TAB>id', found "
+                f"{len(parts)} field(s)."
+            )
+        try:
+            ids = [int(v) for v in parts[1].split(",")]
+        except ValueError:
+            raise ValueError(
+                f"{path}, line {line_no}: label ids must be comma-separated integers, "
+                f"got {parts[1]!r}."
+            ) from None
+        bad = [i for i in ids if not 0 <= i < len(names)]
+        if bad:
+            raise ValueError(
+                f"{path}, line {line_no}: label id {bad[0]} is outside 0..{len(names) - 1}."
+            )
+        texts.append(parts[0])
+        rows.append(ids)
     Y = np.zeros((len(texts), len(names)), dtype=np.int64)
     for r, ids in enumerate(rows):
         Y[r, ids] = 1
@@ -91,7 +108,7 @@ def load_goemotions(folder: str | os.PathLike, split: str = "train",
     if not labels_file.is_file():
         raise FileNotFoundError(f"{labels_file} not found: a GoEmotions folder holds "
                                 "labels.txt beside train.tsv, dev.tsv and test.tsv.")
-    names = [n.strip() for n in labels_file.read_text(encoding="utf-8").splitlines() if n.strip()]
+    names = [n.strip() for n in _read_text(labels_file).splitlines() if n.strip()]
     return _read_goemotions(folder / f"{split}.tsv", names, as_frame)
 
 
@@ -144,9 +161,8 @@ def load_semeval2018_ec(path: str | os.PathLike, language: str = "English",
     >>> texts, Y, names = load_semeval2018_ec("data/semeval", "Arabic", "dev")  # doctest: +SKIP
     """
     file = _semeval_file(Path(path), language, split)
-    with open(file, encoding="utf-8", newline="") as fh:
-        lines = fh.read().replace("\r\n", "\n").split("\n")
-    header = lines[0].lstrip("\ufeff").split("\t")
+    lines = _read_text(file).replace("\r\n", "\n").split("\n")
+    header = lines[0].split("\t")
     if [h.strip().lower() for h in header] != ["id", "tweet", *SEMEVAL_LABELS]:
         raise ValueError(
             f"{file}: unexpected header {header}; SemEval-2018 E-c files start with "

@@ -96,6 +96,18 @@ def parse_layers(layers, n_hidden_states: int) -> list[int]:
     return indices
 
 
+# Models whose position ids start after the padding index: two positions are not for tokens.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer")
+
+
+def _position_limit(config) -> int:
+    """How many tokens the encoder can read (its position embeddings), or a large number."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not positions:
+        return 1 << 30
+    return positions - 2 if getattr(config, "model_type", "") in _OFFSET_POSITIONS else positions
+
+
 def _check_finite(vectors: torch.Tensor, positions: np.ndarray, texts: list[str]) -> None:
     """Refuse NaN or infinite outputs (damaged weights, an overflowing dtype) before they
     reach the cache, naming the first text."""
@@ -299,8 +311,13 @@ class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             raise ValueError(f"word_pooling={self.word_pooling!r} maps tokens to words with a "
                              f"fast tokenizer's offsets; {self.model!r} has only a slow "
                              f"{type(self.tokenizer_).__name__}.")
+        positions = _position_limit(loaded.model.config)
         limit = loaded.default_max_length or min(self.tokenizer_.model_max_length, 512)
-        self.max_length_ = self.max_length or limit
+        if self.max_length is not None and self.max_length > positions:
+            raise ValueError(f"max_length={self.max_length} is more tokens than the "
+                             f"{positions} positions encoder {self.model!r} has; use "
+                             f"max_length <= {positions}.")
+        self.max_length_ = self.max_length or min(limit, positions)
         model, weights = loaded.model, loaded.weights_hash
         self.finetune_loss_ = []
         if self.finetune_epochs > 0:

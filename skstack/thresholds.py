@@ -242,6 +242,12 @@ def multilabel_classifier_tags(tags):
     return tags
 
 
+def _check_tuning_rows(n_rows: int) -> None:
+    if n_rows < 2:
+        raise ValueError(f"Only {n_rows} sample(s) to tune the thresholds on; give more rows or a "
+                         "larger held-out fraction (cv).")
+
+
 class TunedThresholds(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Wrap a multi-label classifier and learn the decision rule that turns its
     probabilities into label sets.
@@ -358,6 +364,8 @@ class TunedThresholds(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         refit = not is_prefit if self.refit == "auto" else self.refit
         if is_prefit and refit:
             raise parameter_error(owner, "refit", "False or 'auto' with cv='prefit'", refit)
+        if not isinstance(self.cv, float):
+            _check_tuning_rows(len(Y))
         if is_prefit:
             check_is_fitted(self.estimator)
             self.estimator_ = self.estimator
@@ -365,6 +373,7 @@ class TunedThresholds(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         elif isinstance(self.cv, float):
             split = ShuffleSplit(1, test_size=self.cv, random_state=self.random_state)
             train, valid = next(split.split(np.zeros((len(Y), 1))))
+            _check_tuning_rows(len(valid))  # before any fit: nothing computed is thrown away
             model = clone(self.estimator).fit(_safe_indexing(X, train), Y[train], **fit_params)
             P = self._proba(model, _safe_indexing(X, valid), Y.shape[1])
             Y_tune = Y[valid]
@@ -375,9 +384,6 @@ class TunedThresholds(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                       "models are not kept)", self.refit)
             P, Y_tune = self._out_of_fold(X, Y, fit_params), Y
             self.estimator_ = clone(self.estimator).fit(X, Y, **fit_params)
-        if len(Y_tune) < 2:
-            raise ValueError(f"Only {len(Y_tune)} row(s) to tune the thresholds on; give more "
-                             "rows or a larger held-out fraction (cv).")
         self.thresholds_ = tune_thresholds(
             Y_tune, P, self.objective, per_label=self.per_label, min_labels=self.min_labels,
             max_labels=self.max_labels, shrinkage=self.shrinkage)

@@ -53,6 +53,25 @@ def test_goemotions_errors_name_the_line(tmp_path, row, message):
         load_goemotions(tmp_path / "missing")
 
 
+def test_goemotions_byte_order_marks_are_dropped(tmp_path):
+    (tmp_path / "labels.txt").write_bytes("\ufeffjoy\nanger\nneutral\n".encode())
+    (tmp_path / "train.tsv").write_bytes("\ufeffI am so happy\t0\tid1\n".encode())
+    texts, _, names = load_goemotions(tmp_path)
+    assert texts == ["I am so happy"] and names[0] == "joy"
+
+
+@pytest.mark.parametrize(("encoding", "likely"), [("latin-1", "Latin-1"), ("utf-16", "UTF-16")])
+def test_files_in_other_encodings_are_named_with_the_place(tmp_path, encoding, likely):
+    write_goemotions(tmp_path, [])
+    rows = "fine\t0\tid1\n" * 60 + "café\t0\tid2\n"
+    (tmp_path / "train.tsv").write_bytes(rows.encode(encoding))
+    with pytest.raises(ValueError, match=rf"train\.tsv is not UTF-8 \(byte .*{likely}"):
+        load_goemotions(tmp_path)
+    if encoding == "latin-1":
+        with pytest.raises(ValueError, match="line 61"):
+            load_goemotions(tmp_path)
+
+
 def write_semeval(path, rows, header=HEADER):
     path.write_bytes(("\r\n".join([header, *rows]) + "\r\n").encode("utf-8"))
 

@@ -1,3 +1,5 @@
+import copy
+
 import joblib
 import numpy as np
 import pandas as pd
@@ -108,6 +110,33 @@ def test_bad_texts_name_the_first_bad_position(tiny_bert, bad, position, kind):
         emb.transform(bad)
     with pytest.raises(TypeError, match=rf"position {position}"):
         EncoderEmbedder(tiny_bert).fit(bad)
+
+
+def test_lone_surrogates_are_refused_before_anything_is_computed(tiny_bert):
+    emb = EncoderEmbedder(tiny_bert, cache=None).fit(TEXTS)
+    broken = b"caf\xe9 au lait".decode("utf-8", "surrogateescape")
+    with pytest.raises(ValueError, match=r"position 1 is not valid Unicode.*'\\udce9' at "
+                                         r"character 3"):
+        emb.transform(["fine", broken])
+
+
+def test_max_length_beyond_the_position_embeddings_is_refused(tiny_bert):
+    with pytest.raises(ValueError, match="max_length=100 is more tokens than the 64 positions"):
+        EncoderEmbedder(tiny_bert, max_length=100).fit(TEXTS)
+    assert EncoderEmbedder(tiny_bert, max_length=64).fit(TEXTS).max_length_ == 64
+
+
+def test_nan_outputs_are_refused_and_never_cached(tiny_bert):
+    emb = EncoderEmbedder(tiny_bert).fit(TEXTS)
+    emb.model_ = copy.deepcopy(emb.model_)  # the loaded model is shared within the process
+    with torch.no_grad():
+        emb.model_.embeddings.word_embeddings.weight[5:].fill_(float("nan"))
+    emb.fingerprint_ = "damaged weights"  # as a damaged folder would hash
+    with pytest.raises(ValueError, match="NaN or infinite values for 3 texts"):
+        emb.transform(TEXTS)
+    from skstack.cache import MEMORY, text_key
+
+    assert not MEMORY.get_many("damaged weights", [text_key(t) for t in TEXTS])
 
 
 def test_bad_containers_are_rejected(tiny_bert):

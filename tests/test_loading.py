@@ -52,6 +52,18 @@ def test_loaded_encoders_are_reused_between_clones(tiny_bert):
     assert first.model_ is second.model_
 
 
+def test_weights_saved_over_a_folder_are_read_again(tmp_path):
+    from conftest import _build_tiny_bert
+
+    folder = _build_tiny_bert(tmp_path / "model", FIXTURE_TEXTS, seed=0)
+    old = EncoderEmbedder(folder).fit(FIXTURE_TEXTS)
+    before = old.transform(FIXTURE_TEXTS[:2])
+    _build_tiny_bert(tmp_path / "model", FIXTURE_TEXTS, seed=7)  # save_pretrained over it
+    new = EncoderEmbedder(folder).fit(FIXTURE_TEXTS)
+    assert new.fingerprint_ != old.fingerprint_
+    assert not np.allclose(new.transform(FIXTURE_TEXTS[:2]), before)
+
+
 def test_resolve_device():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in {"cpu", "cuda", "mps"}

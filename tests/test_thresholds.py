@@ -227,7 +227,7 @@ def test_clone_joblib_and_names(features, tmp_path):
     ({"cv": 3, "refit": False}, r"'refit' .* True with cv=3"),
     ({"shrinkage": -1.0}, r"'shrinkage' .* a number >= 0; got -1.0"),
     ({"estimator": "logreg"}, r"'estimator' .* an estimator; got 'logreg'"),
-    ({"cv": 0.005}, r"Only 1 row\(s\) to tune the thresholds on"),
+    ({"cv": 0.005}, r"Only 1 sample\(s\) to tune the thresholds on"),
 ])
 def test_bad_parameters_are_named(features, params, message):
     X, Y = features
