@@ -12,6 +12,7 @@ from skstack.encoder import EncoderEmbedder
 from skstack.losses import HybridLoss, LabelStatistics
 from skstack.metrics import MultilabelReport, get_scorers, jaccard_accuracy, multilabel_report
 from skstack.nets import BiLSTMClassifier, BiLSTMModule
+from skstack.persistence import ModelFileError, load, save
 from skstack.pipelines import arabic_emotion_pipeline, char_tfidf_member, make_stacked_pipeline
 from skstack.sequences import WordSequences, word_spans
 from skstack.stacking import StackingEmbedder
@@ -24,6 +25,7 @@ __all__ = [
     "EncoderEmbedder",
     "HybridLoss",
     "LabelStatistics",
+    "ModelFileError",
     "MultilabelReport",
     "StackingEmbedder",
     "TunedThresholds",
@@ -36,11 +38,13 @@ __all__ = [
     "decide",
     "get_scorers",
     "jaccard_accuracy",
+    "load",
     "load_goemotions",
     "load_sample_emotions",
     "load_semeval2018_ec",
     "make_stacked_pipeline",
     "multilabel_report",
+    "save",
     "tune_thresholds",
     "word_spans",
 ]

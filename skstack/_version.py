@@ -1,1 +1,32 @@
-__version__ = "0.1.0"
+"""The package version, and the stamp that saved estimators carry.
+
+Import rule: a leaf (the standard library only).
+"""
+
+import warnings
+
+__version__ = "0.2.0.dev0"
+
+
+class VersionedState:
+    """Mixin for estimators: a pickled (joblib) estimator records the skstack version that
+    saved it, and loading it under another version warns, as scikit-learn does for its own
+    version."""
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state["_skstack_version"] = __version__
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        saved = state.pop("_skstack_version", "an unknown version (before 0.2)")
+        if saved != __version__:
+            warnings.warn(
+                f"This {type(self).__name__} was saved by skstack {saved} and is loaded by "
+                f"skstack {__version__}; it may not work as it did. Refit it, or load it with "
+                "the version that saved it.",
+                UserWarning,
+                stacklevel=2,
+            )
+        super().__setstate__(state)

@@ -1,7 +1,7 @@
 """EncoderEmbedder: one Hugging Face encoder as a scikit-learn transformer (text -> vectors).
 
 Import rule: torch, transformers, scikit-learn, the private helpers (``_loading``,
-``_batching``, ``_pooling``, ``_finetune``, ``_validation``), ``skstack.cache`` and
+``_batching``, ``_pooling``, ``_finetune``, ``_validation``, ``_version``), ``skstack.cache`` and
 ``skstack.sequences``.
 """
 
@@ -45,6 +45,7 @@ from skstack._validation import (
     check_texts,
     validate_params,
 )
+from skstack._version import VersionedState
 from skstack.cache import Lookup, open_stores
 from skstack.sequences import WordSequences, token_words, word_spans
 
@@ -119,7 +120,8 @@ def _check_finite(vectors: torch.Tensor, positions: np.ndarray, texts: list[str]
                          "damaged, or dtype may overflow; nothing was cached.")
 
 
-class EncoderEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                      BaseEstimator):
     """Embed texts with a Hugging Face encoder: one float32 vector per text (or per word).
 
     The encoder loads in :meth:`fit` (never in ``__init__``), optionally fine-tunes on

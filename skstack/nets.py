@@ -9,8 +9,8 @@ states at the head. A fully connected head turns them into label logits.
 The net returns probabilities; the decision rule that turns them into label sets lives in
 :class:`skstack.thresholds.TunedThresholds`, which can wrap this net or any other classifier.
 
-Import rule: torch, skorch, scikit-learn and the skstack leaves (``_validation``, ``blocks``,
-``sequences``, ``losses``, ``metrics``, ``thresholds``); never the encoder or the stack.
+Import rule: torch, skorch, scikit-learn and the skstack leaves (``_validation``, ``_version``,
+``blocks``, ``sequences``, ``losses``, ``metrics``, ``thresholds``); never the encoder or the stack.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from skstack._validation import (
     check_label_matrix,
     validate_params,
 )
+from skstack._version import VersionedState
 from skstack.blocks import META_BLOCK, block_layout, check_blocks
 from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
 from skstack.metrics import jaccard_accuracy
@@ -185,7 +186,7 @@ def _residual_index(residual, names: list[str], widths: list[int], n_labels: int
     return names.index(residual)
 
 
-class BiLSTMClassifier(NeuralNet):
+class BiLSTMClassifier(VersionedState, NeuralNet):
     """Multi-label Bi-LSTM classifier over stacked embeddings, trained with :class:`HybridLoss`.
 
     X is a 2-D array of stacked blocks (block mode: one Bi-LSTM step per block) or a

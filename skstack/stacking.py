@@ -9,8 +9,8 @@ Members that return :class:`~skstack.sequences.WordSequences` (encoders in word 
 aligned word by word; the output is then a ``WordSequences`` whose sentence-level blocks are
 the other members and the meta-learner.
 
-Import rule: scikit-learn, ``skstack._validation``, ``skstack.blocks`` and
-``skstack.sequences`` only.
+Import rule: scikit-learn, ``skstack._validation``, ``skstack._version``, ``skstack.blocks``
+and ``skstack.sequences`` only.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from skstack._validation import (
     check_proba,
     validate_params,
 )
+from skstack._version import VersionedState
 from skstack.blocks import META_BLOCK, BlockArray
 from skstack.sequences import WordSequences
 
@@ -89,7 +90,7 @@ def _sentence(Z) -> np.ndarray:
     return Z.mean_words() if isinstance(Z, WordSequences) else Z
 
 
-class StackingEmbedder(TransformerMixin, _BaseComposition):
+class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
     """Concatenate member embeddings and a meta-learner's label probabilities.
 
     Output: a float32 :class:`~skstack.blocks.BlockArray` ``[member 1 | ... | meta]`` whose

@@ -9,7 +9,8 @@ any ``predict_proba``; :class:`TunedThresholds` wraps any multi-label classifier
 its rule in ``fit`` (held-out or out-of-fold rows), keeping the rule out of the model, as
 scikit-learn's ``TunedThresholdClassifierCV`` does for binary classifiers.
 
-Import rule: numpy, scikit-learn, ``skstack._validation`` and ``skstack.metrics`` only.
+Import rule: numpy, scikit-learn, ``skstack._validation``, ``skstack._version`` and
+``skstack.metrics`` only.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from skstack._validation import (
     parameter_error,
     validate_params,
 )
+from skstack._version import VersionedState
 from skstack.metrics import jaccard_accuracy, jaccard_from_counts
 
 OBJECTIVES = ("macro_f1", "micro_f1", "jaccard")
@@ -248,7 +250,7 @@ def _check_tuning_rows(n_rows: int) -> None:
                          "larger held-out fraction (cv).")
 
 
-class TunedThresholds(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Wrap a multi-label classifier and learn the decision rule that turns its
     probabilities into label sets.
 
