@@ -45,7 +45,7 @@ def fitted(tiny_bert):
 def test_a_stacked_pipeline_loads_in_a_fresh_process_and_predicts_identically(fitted,
                                                                               tmp_path):
     pipe, texts = fitted
-    path = save(pipe, tmp_path / "model.skstack")
+    save(pipe, tmp_path / "model.skstack")
     np.save(tmp_path / "expected.npy", pipe.predict_proba(texts))
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     script = (
@@ -96,7 +96,7 @@ def test_one_flipped_byte_is_refused_with_a_clear_error(fitted, tmp_path, where)
     raw = bytearray(path.read_bytes())
     raw[int(where * (len(raw) - 1))] ^= 0x01
     path.write_bytes(bytes(raw))
-    with pytest.raises(ModelFileError, match="m.skstack"):
+    with pytest.raises(ModelFileError, match=r"m\.skstack"):
         load(path)
 
 
