@@ -235,6 +235,75 @@ def check_label_matrix(
     return Y.astype(np.float32), names
 
 
+@dataclass(frozen=True)
+class Target:
+    """A validated classification target.
+
+    ``Y`` is always a 0/1 float32 matrix: the label matrix itself (``kind="multilabel"``),
+    one column for the second class of a binary target, or one column per class (one-hot)
+    of a multiclass target. ``classes`` are the class labels of a 1-D target (label indices
+    of a label matrix); ``names`` the columns of a DataFrame target.
+    """
+
+    Y: np.ndarray
+    kind: str
+    classes: np.ndarray
+    names: list[str] | None = None
+
+
+def check_target(y, n_samples: int | None = None, classes=None, name: str = "y") -> Target:
+    """Validate a label matrix, or a 1-D binary / multiclass target of class labels.
+
+    ``classes`` (those of an earlier fit) encodes a 1-D target against known classes, and
+    refuses labels outside them. A column vector (n, 1) whose values are not all 0/1 is read
+    as 1-D, as scikit-learn reads it.
+    """
+    if y is None:
+        raise ValueError("This estimator requires y to be passed, but the target y is None.")
+    values = y.to_numpy() if hasattr(y, "to_numpy") and getattr(y, "ndim", 2) == 1 else y
+    if not (hasattr(values, "shape") or hasattr(values, "__array__")
+            or isinstance(values, (list, tuple))):
+        raise ValueError(f"{name} must be array-like, got {type(y).__name__}.")
+    array = None if hasattr(values, "tocsr") else np.asarray(values)
+    if array is not None and array.ndim == 2 and array.shape[1] == 1 and array.size and (
+            array.dtype.kind not in "biuf" or not np.isin(array, (0, 1)).all()):
+        array = array[:, 0]
+    if array is None or array.ndim != 1:
+        Y, names = check_label_matrix(y, n_samples, name)
+        return Target(Y, "multilabel", np.arange(Y.shape[1]), names)
+    if n_samples is not None and len(array) != n_samples:
+        raise ValueError(f"{name} has {len(array)} rows but X has {n_samples}; they must match.")
+    if len(array) == 0:
+        raise ValueError(f"Found array with 0 sample(s) in {name} while a minimum of 1 is "
+                         "required.")
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} contains NaN or infinity at position "
+                             f"{int(np.argmin(np.isfinite(array)))}; class labels must be set.")
+        if (array != np.round(array)).any():
+            raise ValueError(f"Unknown label type: continuous. {name} holds non-integer numbers "
+                             f"such as {array[array != np.round(array)][0]!r}; a classifier "
+                             "needs class labels or a 0/1 label matrix.")
+    try:
+        found = np.unique(array)
+    except TypeError:
+        raise ValueError(f"Unknown label type: {name} mixes types of class labels "
+                         f"({sorted({type(v).__name__ for v in array})}).") from None
+    if classes is None:
+        classes = found
+        if len(classes) < 2:
+            raise ValueError(f"{name} holds only one class ({classes[0].item()!r}); a "
+                             "classifier needs samples of at least 2 classes.")
+    unknown = np.setdiff1d(found, classes)
+    if len(unknown):
+        raise ValueError(f"{name} holds the class {unknown[0].item()!r}, which was not in the "
+                         f"classes fitted before ({np.asarray(classes).tolist()}).")
+    if len(classes) == 2:
+        return Target((array == classes[1]).astype(np.float32)[:, None], "binary", classes)
+    onehot = (array[:, None] == np.asarray(classes)[None, :]).astype(np.float32)
+    return Target(onehot, "multiclass", np.asarray(classes))
+
+
 def check_proba(proba, n_labels: int | None = None, name: str = "proba") -> np.ndarray:
     """(n, L) float64 probabilities from any multi-label ``predict_proba``: one (n, L) array,
     or a list of L (n, 2) arrays (one per label, as tree ensembles return). Values must lie in
@@ -285,7 +354,7 @@ def check_features(
     try:
         X = np.ascontiguousarray(X, dtype=np.float32)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"X must hold numbers: {exc}") from None
+        raise type(exc)(f"X must hold numbers: {exc}") from None
     finite = np.isfinite(X)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]

@@ -38,7 +38,7 @@ from skstack._validation import (
     Interval,
     Options,
     check_features,
-    check_label_matrix,
+    check_target,
     validate_params,
 )
 from skstack._version import VersionedState
@@ -195,9 +195,13 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
 
     A skorch ``NeuralNet`` with multi-label defaults: ``predict_proba`` returns (n, L) sigmoid
     probabilities, ``predict`` the (n, L) 0/1 matrix at ``threshold``, ``score`` the Jaccard
-    accuracy. Module and loss settings reach the parts as ``module__hidden_size``,
-    ``criterion__corr_weight`` and so on, so ``GridSearchCV`` can search them. For a tuned
-    decision rule, wrap the net: ``TunedThresholds(BiLSTMClassifier(...), objective=...)``.
+    accuracy. A 1-D ``y`` of class labels works as scikit-learn classifiers expect: binary
+    (one sigmoid output, ``predict_proba`` of shape (n, 2), ``predict`` at ``threshold``) or
+    multiclass (a softmax head trained with cross-entropy instead of the criterion), with
+    ``predict`` returning class labels and ``score`` the accuracy. Module and loss settings
+    reach the parts as ``module__hidden_size``, ``criterion__corr_weight`` and so on, so
+    ``GridSearchCV`` can search them. For a tuned decision rule, wrap the net:
+    ``TunedThresholds(BiLSTMClassifier(...), objective=...)``.
 
     Parameters
     ----------
@@ -243,11 +247,13 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
     word_blocks_ : list of (name, width)
         The word-level layout in word mode; empty in block mode.
     label_names_ : list of str
-        Column names of a DataFrame ``y``, else ``"0", "1", ...``.
+        Column names of a DataFrame ``y``, else ``"0", "1", ...`` (a 1-D ``y``: its classes).
     label_statistics_ : LabelStatistics
         Counts and correlations of the training labels, given to the criterion.
-    classes_ : ndarray of shape (n_labels,)
-        Label indices ``0 .. n_labels - 1`` (what scikit-learn's scorers expect).
+    target_type_ : {"multilabel", "binary", "multiclass"}
+    classes_ : ndarray
+        Label indices ``0 .. n_labels - 1`` for a label matrix (what scikit-learn's scorers
+        expect); the class labels of a 1-D ``y``.
     n_features_in_ : int
 
     Examples
@@ -363,7 +369,12 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         if not reset:
             self._check_layout(X)
         X = self._checked(X, None if reset else self.n_features_in_, min_samples=1)
-        Y, names = check_label_matrix(y, X.shape[0])
+        one_d = not reset and self.target_type_ != "multilabel"
+        target = check_target(y, X.shape[0], self.classes_ if one_d else None)
+        Y = target.Y
+        if not reset and target.kind != self.target_type_:
+            raise ValueError(f"y is a {target.kind} target; this net was fitted on a "
+                             f"{self.target_type_} one.")
         if reset:
             words = isinstance(X, WordSequences)
             self.word_blocks_ = X.word_blocks if words else []
@@ -371,8 +382,10 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
             self.blocks_ = self._resolve_blocks(layout, sentence_width)
             self.n_features_in_ = X.shape[1]
             self.n_labels_ = Y.shape[1]
-            self.label_names_ = names or [str(i) for i in range(self.n_labels_)]
-            self.classes_ = np.arange(self.n_labels_)  # label indices, as MLPClassifier has
+            self.target_type_ = target.kind
+            self.classes_ = target.classes
+            labels = target.classes[-self.n_labels_:]  # binary: the class its output scores
+            self.label_names_ = target.names or [str(c) for c in labels]
             self.label_statistics_ = LabelStatistics.from_labels(Y)
             check_thresholds(self.threshold, self.n_labels_, type(self).__name__)
         elif Y.shape[1] != self.n_labels_:
@@ -448,6 +461,8 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         logits, hidden = y_pred if isinstance(y_pred, tuple) else (y_pred, None)
         y_true = to_tensor(y_true, device=self.device).to(logits.dtype)
+        if self.target_type_ == "multiclass":  # one class per row: a softmax head
+            return torch.nn.functional.cross_entropy(logits, y_true.argmax(dim=1))
         if isinstance(self.criterion_, HybridLoss):
             loss = self.criterion_(logits, y_true, hidden)
             prefix = "train" if training else "valid"
@@ -458,21 +473,35 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
 
     def _get_predict_nonlinearity(self):
         if self.predict_nonlinearity == "auto":
+            if self.target_type_ == "multiclass":
+                return lambda logits: torch.softmax(logits, dim=-1)
             return torch.sigmoid
         return super()._get_predict_nonlinearity()
 
     def predict_proba(self, X) -> np.ndarray:
-        """Label probabilities, shape (n_samples, n_labels)."""
+        """Label probabilities, shape (n_samples, n_labels); for a 1-D ``y``, class
+        probabilities of shape (n_samples, n_classes)."""
         self.check_is_fitted()
         self._check_layout(X)
-        return super().predict_proba(self._checked(X, self.n_features_in_))
+        proba = super().predict_proba(self._checked(X, self.n_features_in_))
+        if self.target_type_ == "binary":
+            return np.hstack([1 - proba, proba])
+        return proba
 
     def predict(self, X) -> np.ndarray:
-        """0/1 label matrix (n_samples, n_labels): probabilities at or above ``threshold``."""
+        """0/1 label matrix (n_samples, n_labels): probabilities at or above ``threshold``.
+        For a 1-D ``y``: class labels (binary: the second class at or above ``threshold``)."""
         proba = self.predict_proba(X)
-        return (proba >= check_thresholds(self.threshold, self.n_labels_,
-                                          type(self).__name__)).astype(np.int64)
+        if self.target_type_ == "multiclass":
+            return self.classes_[proba.argmax(axis=1)]
+        thresholds = check_thresholds(self.threshold, self.n_labels_, type(self).__name__)
+        if self.target_type_ == "binary":
+            return self.classes_[(proba[:, 1] >= thresholds[0]).astype(np.int64)]
+        return (proba >= thresholds).astype(np.int64)
 
     def score(self, X, y) -> float:
-        """Jaccard accuracy (SemEval-2018 E-c definition) of :meth:`predict` against ``y``."""
+        """Jaccard accuracy (SemEval-2018 E-c definition) of :meth:`predict` against a label
+        matrix ``y``; the accuracy against a 1-D ``y``."""
+        if self.target_type_ != "multilabel":
+            return float(np.mean(self.predict(X) == np.asarray(y).ravel()))
         return jaccard_accuracy(y, self.predict(X))

@@ -60,9 +60,9 @@ _STATE = {
                       "finetune_loss_"),
     StackingEmbedder: ("blocks_", "word_blocks_", "n_labels_", "label_names_"),
     BiLSTMClassifier: ("blocks_", "word_blocks_", "label_names_", "n_labels_",
-                       "n_features_in_", "classes_"),
-    TunedThresholds: ("thresholds_", "best_score_", "n_tuning_rows_", "label_names_",
-                      "classes_"),
+                       "n_features_in_", "classes_", "target_type_"),
+    TunedThresholds: ("estimator_", "thresholds_", "best_score_", "n_tuning_rows_",
+                      "label_names_", "classes_", "target_type_", "n_labels_"),
 }
 
 
@@ -165,7 +165,7 @@ class _Writer:
         if not hasattr(obj, _STATE[type(obj)][0]):
             return node  # not fitted: parameters only
         node["state"] = {k: self.value(getattr(obj, k)) for k in _STATE[type(obj)]
-                         if hasattr(obj, k)}
+                         if hasattr(obj, k) and k != "estimator_"}
         if isinstance(obj, EncoderEmbedder):
             node["model"] = self.encoder_files(obj)
         elif isinstance(obj, StackingEmbedder):

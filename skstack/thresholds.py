@@ -35,6 +35,7 @@ from skstack._validation import (
     check_label_matrix,
     check_params,
     check_proba,
+    check_target,
     parameter_error,
     validate_params,
 )
@@ -234,13 +235,14 @@ def tune_thresholds(
 
 
 def multilabel_classifier_tags(tags):
-    """scikit-learn tags of a classifier whose target is a 2-D 0/1 label matrix."""
+    """scikit-learn tags of a classifier whose target is a 2-D 0/1 label matrix or a 1-D
+    binary or multiclass target."""
     tags.estimator_type = "classifier"
-    tags.classifier_tags = ClassifierTags(multi_class=False, multi_label=True)
+    tags.classifier_tags = ClassifierTags(multi_class=True, multi_label=True)
     tags.target_tags.required = True
     tags.target_tags.two_d_labels = True
     tags.target_tags.multi_output = True
-    tags.target_tags.single_output = False
+    tags.target_tags.single_output = True
     return tags
 
 
@@ -253,6 +255,10 @@ def _check_tuning_rows(n_rows: int) -> None:
 class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Wrap a multi-label classifier and learn the decision rule that turns its
     probabilities into label sets.
+
+    A 1-D binary ``y`` is one label: the rule is the threshold on the second class's
+    probability, and ``predict`` returns class labels. A multiclass ``y`` has no threshold to
+    tune: the classifier is fitted on all rows and ``predict`` returns the most probable class.
 
     The rule (per-label or shared thresholds for an objective, at least ``min_labels`` and
     at most ``max_labels`` labels a row) is tuned on rows the model did not train on: a
@@ -302,8 +308,11 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         How many rows the rule was tuned on.
     label_names_ : list of str
         Column names of a DataFrame ``y``, else ``"0", "1", ...``.
-    classes_ : ndarray of shape (n_labels,)
-        Label indices ``0 .. n_labels - 1``.
+    classes_ : ndarray
+        Label indices ``0 .. n_labels - 1``, or the classes of a 1-D ``y``.
+    target_type_ : {"multilabel", "binary", "multiclass"}
+    n_labels_ : int
+        Columns of ``predict_proba`` of the wrapped classifier (1 for a binary ``y``).
 
     Examples
     --------
@@ -359,13 +368,28 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         self : TunedThresholds
         """
         validate_params(self)
-        Y, names = check_label_matrix(y, _num_samples(X), name="y")
+        if not hasattr(X, "shape") and hasattr(X, "__array__"):  # array-likes split as arrays
+            X = np.asarray(X)
+        target = check_target(y, _num_samples(X))
+        Y = target.Y
+        # the wrapped classifier sees the target as given: class labels stay class labels
+        y_fit = Y if target.kind == "multilabel" else np.asarray(y).reshape(len(Y))
+        self.target_type_, self.classes_, self.n_labels_ = target.kind, target.classes, Y.shape[1]
+        self.label_names_ = target.names or [str(c) for c in target.classes[-Y.shape[1]:]]
         owner = type(self).__name__
         _check_label_limits(owner, self.min_labels, self.max_labels, Y.shape[1])
         is_prefit = isinstance(self.cv, str)
         refit = not is_prefit if self.refit == "auto" else self.refit
         if is_prefit and refit:
             raise parameter_error(owner, "refit", "False or 'auto' with cv='prefit'", refit)
+        if target.kind == "multiclass":  # argmax, nothing to tune
+            if not is_prefit:
+                self.estimator_ = clone(self.estimator).fit(X, y_fit, **fit_params)
+            else:
+                check_is_fitted(self.estimator)
+                self.estimator_ = self.estimator
+            self.thresholds_, self.best_score_, self.n_tuning_rows_ = None, float("nan"), 0
+            return self
         if not isinstance(self.cv, float):
             _check_tuning_rows(len(Y))
         if is_prefit:
@@ -376,33 +400,34 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
             split = ShuffleSplit(1, test_size=self.cv, random_state=self.random_state)
             train, valid = next(split.split(np.zeros((len(Y), 1))))
             _check_tuning_rows(len(valid))  # before any fit: nothing computed is thrown away
-            model = clone(self.estimator).fit(_safe_indexing(X, train), Y[train], **fit_params)
+            model = clone(self.estimator).fit(_safe_indexing(X, train), y_fit[train],
+                                              **fit_params)
             P = self._proba(model, _safe_indexing(X, valid), Y.shape[1])
             Y_tune = Y[valid]
-            self.estimator_ = clone(self.estimator).fit(X, Y, **fit_params) if refit else model
+            self.estimator_ = clone(self.estimator).fit(X, y_fit, **fit_params) if refit \
+                else model
         else:
             if not refit:
                 raise parameter_error(owner, "refit", f"True with cv={self.cv!r} (the fold "
                                       "models are not kept)", self.refit)
-            P, Y_tune = self._out_of_fold(X, Y, fit_params), Y
-            self.estimator_ = clone(self.estimator).fit(X, Y, **fit_params)
+            P, Y_tune = self._out_of_fold(X, y_fit, Y.shape[1], fit_params), Y
+            self.estimator_ = clone(self.estimator).fit(X, y_fit, **fit_params)
         self.thresholds_ = tune_thresholds(
             Y_tune, P, self.objective, per_label=self.per_label, min_labels=self.min_labels,
             max_labels=self.max_labels, shrinkage=self.shrinkage)
         pred = _decide(P, self.thresholds_, self.min_labels, self.max_labels)
         self.best_score_ = float(score_predictions(Y_tune, pred, self.objective))
         self.n_tuning_rows_ = len(Y_tune)
-        self.label_names_ = names or [str(i) for i in range(Y.shape[1])]
-        self.classes_ = np.arange(Y.shape[1])
         return self
 
-    def _out_of_fold(self, X, Y: np.ndarray, fit_params) -> np.ndarray:
+    def _out_of_fold(self, X, y_fit: np.ndarray, n_labels: int, fit_params) -> np.ndarray:
         splitter = (KFold(self.cv, shuffle=True, random_state=self.random_state)
                     if isinstance(self.cv, numbers.Integral) else check_cv(self.cv))
-        P = np.full(Y.shape, np.nan)
-        for train, test in splitter.split(np.zeros((len(Y), 1)), Y):
-            model = clone(self.estimator).fit(_safe_indexing(X, train), Y[train], **fit_params)
-            P[test] = self._proba(model, _safe_indexing(X, test), Y.shape[1])
+        P = np.full((len(y_fit), n_labels), np.nan)
+        for train, test in splitter.split(np.zeros((len(y_fit), 1)), y_fit):
+            model = clone(self.estimator).fit(_safe_indexing(X, train), y_fit[train],
+                                              **fit_params)
+            P[test] = self._proba(model, _safe_indexing(X, test), n_labels)
         missing = np.isnan(P[:, 0])
         if missing.any():
             raise ValueError(f"The cv splitter left {int(missing.sum())} row(s) out of every "
@@ -418,18 +443,31 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         check_is_fitted(self, "estimator_")
         return self.estimator_.n_features_in_
 
+    def _labels_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self._proba(self.estimator_, X, self.n_labels_)
+
     def predict_proba(self, X) -> np.ndarray:
-        """Label probabilities of the wrapped classifier, shape (n_samples, n_labels)."""
-        check_is_fitted(self, "thresholds_")
-        return self._proba(self.estimator_, X, len(self.thresholds_))
+        """Label probabilities of the wrapped classifier, shape (n_samples, n_labels); for a
+        1-D ``y``, class probabilities of shape (n_samples, n_classes)."""
+        P = self._labels_proba(X)
+        return np.hstack([1 - P, P]) if self.target_type_ == "binary" else P
 
     def predict(self, X) -> np.ndarray:
-        """0/1 label matrix (n_samples, n_labels) under the tuned rule."""
-        return _decide(self.predict_proba(X), self.thresholds_, self.min_labels,
-                       self.max_labels)
+        """0/1 label matrix (n_samples, n_labels) under the tuned rule; class labels for a
+        1-D ``y``."""
+        P = self._labels_proba(X)
+        if self.target_type_ == "multiclass":
+            return self.classes_[P.argmax(axis=1)]
+        pred = _decide(P, self.thresholds_, self.min_labels, self.max_labels)
+        return self.classes_[pred[:, 0]] if self.target_type_ == "binary" else pred
 
     def score(self, X, y) -> float:
-        """Jaccard accuracy (SemEval-2018 E-c definition) of :meth:`predict` against ``y``."""
+        """Jaccard accuracy (SemEval-2018 E-c definition) of :meth:`predict` against a label
+        matrix ``y``; the accuracy against a 1-D ``y``."""
+        check_is_fitted(self, "estimator_")
+        if self.target_type_ != "multilabel":
+            return float(np.mean(self.predict(X) == np.asarray(y).ravel()))
         return jaccard_accuracy(y, self.predict(X))
 
     def __sklearn_tags__(self):

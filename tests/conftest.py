@@ -30,18 +30,6 @@ FIXTURE_TEXTS = [
 ]
 ARABIC_TEXTS = FIXTURE_TEXTS[8:]
 
-# scikit-learn estimator checks that fit on a 1-D (binary or multiclass) y: skstack's
-# classifiers take a 2-D 0/1 label matrix only.
-Y_1D_REASON = "multi-label only: y must be a 2-D 0/1 label matrix"
-CHECKS_WITH_1D_Y = (
-    "check_estimators_dtypes", "check_dtype_object", "check_classifier_data_not_an_array",
-    "check_classifiers_one_label", "check_classifiers_one_label_sample_weights",
-    "check_classifiers_classes", "check_classifiers_train",
-    "check_classifiers_regression_target", "check_classifier_not_supporting_multiclass",
-    "check_fit2d_1feature",
-)
-
-
 def _build_tiny_bert(folder, texts, hidden: int = 32, seed: int = 0):
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertModel, BertTokenizerFast

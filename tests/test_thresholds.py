@@ -12,7 +12,6 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import CHECKS_WITH_1D_Y, Y_1D_REASON
 from skstack import BiLSTMClassifier, BlockArray, TunedThresholds, get_scorers
 from skstack.thresholds import decide, score_predictions, tune_thresholds
 
@@ -135,16 +134,14 @@ def logreg():
     return OneVsRestClassifier(LogisticRegression())
 
 
-# Besides the shared ones, these also fit a 1-D y before reaching what they check.
-MORE_CHECKS_WITH_1D_Y = ("check_supervised_y_2d", "check_complex_data",
-                         "check_estimator_sparse_array", "check_estimator_sparse_matrix")
-
-
 @parametrize_with_checks(
     [TunedThresholds(logreg(), cv=3)],
     expected_failed_checks=lambda est: {
-        **dict.fromkeys(CHECKS_WITH_1D_Y + MORE_CHECKS_WITH_1D_Y, Y_1D_REASON),
-        "check_classifier_multioutput": "predict applies the tuned thresholds, not 0.5",
+        name: "predict applies the tuned thresholds, not argmax or 0.5 (as scikit-learn's "
+        "TunedThresholdClassifierCV)"
+        for name in ("check_classifier_multioutput", "check_classifiers_train",
+                     "check_classifiers_train(readonly_memmap=True)",
+                     "check_classifiers_train(readonly_memmap=True,X_dtype=float32)")
     })
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -261,3 +258,21 @@ def test_wraps_the_net_and_searches_loss_and_rule_together(features, tmp_path):
     joblib.dump(search, tmp_path / "search.joblib")
     np.testing.assert_array_equal(joblib.load(tmp_path / "search.joblib").predict(Z),
                                   search.predict(Z))
+
+
+def test_binary_and_multiclass_1d_targets():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    y = np.where(X[:, 0] + 0.3 * rng.normal(size=200) > 0.4, "yes", "no")
+    clf = TunedThresholds(LogisticRegression(), objective="macro_f1", cv=3,
+                          random_state=0).fit(X, y)
+    assert clf.target_type_ == "binary" and clf.thresholds_.shape == (1,)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (200, 2)
+    expected = np.where(proba[:, 1] >= clf.thresholds_[0], "yes", "no")
+    np.testing.assert_array_equal(clf.predict(X), expected)
+    y3 = X[:, :3].argmax(axis=1)
+    multi = TunedThresholds(LogisticRegression(), cv=3).fit(X, y3)
+    assert multi.thresholds_ is None and multi.target_type_ == "multiclass"
+    np.testing.assert_array_equal(multi.predict(X), multi.estimator_.predict(X))
+    assert multi.score(X, y3) == pytest.approx(multi.estimator_.score(X, y3))
