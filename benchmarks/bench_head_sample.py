@@ -1,8 +1,8 @@
 """The head options of bench_head.py on the bundled 3,000-text sample (run by hand, ~8 min).
 
     python benchmarks/bench_head_sample.py
-    python benchmarks/bench_head_sample.py --words mean --only "hold-out"   # word mode,
-                                                           # the variants whose names match
+    python benchmarks/bench_head_sample.py --words mean --only "0.1 net (" "residual + unweighted"
+                                  # word mode, the variants whose names start with these
 
 The quickstart's data and settings (``load_sample_emotions``: train 3,000 / test 1,000;
 MiniLM + character n-grams + meta-learner with ``cv=3``; net of 25 epochs, batch 64, lr 2e-3;
@@ -51,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--words", choices=("first", "mean"), default=None)
     parser.add_argument("--only", nargs="*", default=None,
-                        help="run only the variants whose names contain one of these")
+                        help="run only the variants whose names start with one of these")
     args = parser.parse_args()
     X_train, Y_train, labels = load_sample_emotions("train")
     X_test, Y_test, _ = load_sample_emotions("test")
@@ -62,7 +62,7 @@ def main() -> None:
     Z_train, Z_test = stack.fit_transform(X_train, Y_train), stack.transform(X_test)
     print("| head and rule | macro-F1 | Jaccard |\n|---|---|---|")
     for name, (net_params, rule) in VARIANTS.items():
-        if args.only is not None and not any(part in name for part in args.only):
+        if args.only is not None and not name.startswith(tuple(args.only)):
             continue
         runs = []
         for seed in (0, 1, 2):
