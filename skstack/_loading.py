@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import socket
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,17 @@ def resolve_device(device: str) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
     return resolved
+
+
+def device_or_cpu(device: str, what: str) -> torch.device:
+    """The device ``what`` was saved with, or the CPU with a warning where it does not exist
+    here (a GPU-fitted estimator loaded on a CPU-only machine)."""
+    try:
+        return resolve_device(str(device))
+    except ValueError:
+        warnings.warn(f"This {what} was saved with device={device!r}, which is not available "
+                      "here; it runs on the CPU.", UserWarning, stacklevel=3)
+        return torch.device("cpu")
 
 
 def _transformer_folder(folder: Path) -> tuple[Path, int | None]:

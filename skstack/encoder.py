@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from skstack._batching import length_sorted_batches, tokenize
 from skstack._finetune import fine_tune_encoder
 from skstack._loading import (
+    device_or_cpu,
     load_encoder,
     model_from_portable,
     model_to_portable,
@@ -484,14 +485,5 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         portable = state.pop("model_", None)
         super().__setstate__(state)
         if portable is not None:
-            try:
-                self.device_ = resolve_device(self.device)
-            except ValueError:
-                warnings.warn(
-                    f"This embedder was saved with device={self.device!r}, which is not "
-                    "available here; it runs on the CPU.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-                self.device_ = torch.device("cpu")
+            self.device_ = device_or_cpu(self.device, "embedder")
             self.model_ = self._placed(model_from_portable(portable), shared=False)

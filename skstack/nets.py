@@ -44,9 +44,14 @@ from skstack._validation import (
 from skstack._version import VersionedState
 from skstack.blocks import META_BLOCK, block_layout, check_blocks
 from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
-from skstack.metrics import jaccard_accuracy
 from skstack.sequences import WordSequences
-from skstack.thresholds import check_thresholds, multilabel_classifier_tags
+from skstack.thresholds import (
+    check_thresholds,
+    class_predictions,
+    class_proba,
+    multilabel_classifier_tags,
+    target_score,
+)
 
 _PART = Check(lambda v: isinstance(v, type) or isinstance(v, torch.nn.Module),
               "a class or a torch.nn.Module instance")
@@ -484,24 +489,17 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         self.check_is_fitted()
         self._check_layout(X)
         proba = super().predict_proba(self._checked(X, self.n_features_in_))
-        if self.target_type_ == "binary":
-            return np.hstack([1 - proba, proba])
-        return proba
+        return class_proba(proba, self.target_type_)
 
     def predict(self, X) -> np.ndarray:
         """0/1 label matrix (n_samples, n_labels): probabilities at or above ``threshold``.
         For a 1-D ``y``: class labels (binary: the second class at or above ``threshold``)."""
-        proba = self.predict_proba(X)
-        if self.target_type_ == "multiclass":
-            return self.classes_[proba.argmax(axis=1)]
+        proba = self.predict_proba(X)[:, -self.n_labels_:]  # binary: P(second class)
         thresholds = check_thresholds(self.threshold, self.n_labels_, type(self).__name__)
-        if self.target_type_ == "binary":
-            return self.classes_[(proba[:, 1] >= thresholds[0]).astype(np.int64)]
-        return (proba >= thresholds).astype(np.int64)
+        pred = (proba >= thresholds).astype(np.int64)
+        return class_predictions(proba, pred, self.classes_, self.target_type_)
 
     def score(self, X, y) -> float:
         """Jaccard accuracy (SemEval-2018 E-c definition) of :meth:`predict` against a label
         matrix ``y``; the accuracy against a 1-D ``y``."""
-        if self.target_type_ != "multilabel":
-            return float(np.mean(self.predict(X) == np.asarray(y).ravel()))
-        return jaccard_accuracy(y, self.predict(X))
+        return target_score(y, self.predict(X), self.target_type_)

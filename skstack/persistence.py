@@ -39,7 +39,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
-from skstack._loading import resolve_device
+from skstack._loading import device_or_cpu
 from skstack._version import __version__
 from skstack.encoder import EncoderEmbedder
 from skstack.losses import LabelStatistics
@@ -348,7 +348,7 @@ class _Reader:
         if cls is StackingEmbedder:
             params["members"] = [(name, self.node(m)) for name, m in node["members"]]
         if cls is BiLSTMClassifier:
-            params["device"] = _available(params.get("device", "cpu"))
+            params["device"] = str(device_or_cpu(params.get("device", "cpu"), "net"))
         obj = cls(**params)
         for key, v in node["state"].items():
             setattr(obj, key, self.value(v))
@@ -387,17 +387,8 @@ class _Reader:
                                             trust_remote_code=False)
         model = model_cls(config)
         model.load_state_dict(self.tensors(files["weights"]))
-        emb.device_ = torch.device(_available(emb.device))
+        emb.device_ = device_or_cpu(emb.device, "embedder")
         emb.model_ = emb._placed(model.float().eval(), shared=False)
-
-
-def _available(device: str) -> str:
-    try:
-        return str(resolve_device(str(device)))
-    except ValueError:
-        warnings.warn(f"The file was saved with device={device!r}, which is not available "
-                      "here; it runs on the CPU.", UserWarning, stacklevel=4)
-        return "cpu"
 
 
 def load(path: str | os.PathLike, trusted: Iterable[str] = ()):

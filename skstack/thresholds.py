@@ -246,6 +246,28 @@ def multilabel_classifier_tags(tags):
     return tags
 
 
+def class_proba(P: np.ndarray, target_type: str) -> np.ndarray:
+    """``predict_proba`` in scikit-learn's layout: a binary target's one column P(second
+    class) becomes (n, 2); label matrices and multiclass targets keep theirs."""
+    return np.hstack([1 - P, P]) if target_type == "binary" else P
+
+
+def class_predictions(P: np.ndarray, pred: np.ndarray, classes: np.ndarray,
+                      target_type: str) -> np.ndarray:
+    """``predict`` from the (n, L) probabilities and 0/1 decisions: the 0/1 matrix for label
+    matrices, class labels for 1-D targets (multiclass: the most probable class)."""
+    if target_type == "multiclass":
+        return classes[P.argmax(axis=1)]
+    return classes[pred[:, 0]] if target_type == "binary" else pred
+
+
+def target_score(y, pred: np.ndarray, target_type: str) -> float:
+    """``score``: Jaccard accuracy against a label matrix, accuracy against a 1-D target."""
+    if target_type != "multilabel":
+        return float(np.mean(pred == np.asarray(y).ravel()))
+    return jaccard_accuracy(y, pred)
+
+
 def _check_tuning_rows(n_rows: int) -> None:
     if n_rows < 2:
         raise ValueError(f"Only {n_rows} sample(s) to tune the thresholds on; give more rows or a "
@@ -450,25 +472,21 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
     def predict_proba(self, X) -> np.ndarray:
         """Label probabilities of the wrapped classifier, shape (n_samples, n_labels); for a
         1-D ``y``, class probabilities of shape (n_samples, n_classes)."""
-        P = self._labels_proba(X)
-        return np.hstack([1 - P, P]) if self.target_type_ == "binary" else P
+        return class_proba(self._labels_proba(X), self.target_type_)
 
     def predict(self, X) -> np.ndarray:
         """0/1 label matrix (n_samples, n_labels) under the tuned rule; class labels for a
         1-D ``y``."""
         P = self._labels_proba(X)
-        if self.target_type_ == "multiclass":
-            return self.classes_[P.argmax(axis=1)]
-        pred = _decide(P, self.thresholds_, self.min_labels, self.max_labels)
-        return self.classes_[pred[:, 0]] if self.target_type_ == "binary" else pred
+        pred = None if self.target_type_ == "multiclass" else _decide(
+            P, self.thresholds_, self.min_labels, self.max_labels)
+        return class_predictions(P, pred, self.classes_, self.target_type_)
 
     def score(self, X, y) -> float:
         """Jaccard accuracy (SemEval-2018 E-c definition) of :meth:`predict` against a label
         matrix ``y``; the accuracy against a 1-D ``y``."""
         check_is_fitted(self, "estimator_")
-        if self.target_type_ != "multilabel":
-            return float(np.mean(self.predict(X) == np.asarray(y).ravel()))
-        return jaccard_accuracy(y, self.predict(X))
+        return target_score(y, self.predict(X), self.target_type_)
 
     def __sklearn_tags__(self):
         tags = multilabel_classifier_tags(super().__sklearn_tags__())
