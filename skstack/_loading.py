@@ -10,17 +10,21 @@ Import rule: a leaf (torch, transformers and huggingface_hub only).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import socket
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+
+from skstack._config import progress_enabled
 
 _MAX_CACHED_MODELS = 4
 _LOADED: OrderedDict[tuple, LoadedEncoder] = OrderedDict()
@@ -103,15 +107,29 @@ def _offline_mode() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+@contextlib.contextmanager
+def _transformers_bars(show: bool) -> Iterator[None]:
+    """transformers' own bars (e.g. "Loading weights") on or off for a block, then as before."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was_on else hf_logging.disable_progress_bar)()
+
+
 def _from_pretrained(path_or_id: str, trust_remote_code: bool, local_files_only: bool):
     from transformers import AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(
-        path_or_id, trust_remote_code=trust_remote_code, local_files_only=local_files_only
-    )
-    model = AutoModel.from_pretrained(
-        path_or_id, trust_remote_code=trust_remote_code, local_files_only=local_files_only
-    )
+    with _transformers_bars(progress_enabled()):
+        tokenizer = AutoTokenizer.from_pretrained(
+            path_or_id, trust_remote_code=trust_remote_code, local_files_only=local_files_only
+        )
+        model = AutoModel.from_pretrained(
+            path_or_id, trust_remote_code=trust_remote_code, local_files_only=local_files_only
+        )
     return tokenizer, model
 
 

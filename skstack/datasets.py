@@ -1,14 +1,18 @@
 """Data set loaders: the bundled GoEmotions sample, GoEmotions TSV files and SemEval-2018 E-c.
 
-Every loader returns ``(texts, Y, label_names)``: a list of str, a 0/1 int matrix of shape
+``load_table`` reads any TSV, CSV or JSONL file with named text and label columns. Every
+loader returns ``(texts, Y, label_names)``: a list of str, a 0/1 int matrix of shape
 (n_texts, n_labels) (a DataFrame with ``as_frame=True``) and the label names. SemEval-2018
 data may not be redistributed, so its loader reads the official files from a path you give.
 
-Import rule: a leaf (numpy, pandas and the standard library only).
+Import rule: numpy, pandas, the standard library and ``skstack.labels``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -190,3 +194,133 @@ def load_semeval2018_ec(path: str | os.PathLike, language: str = "English",
         rows.append([int(v) for v in values])
     Y = np.asarray(rows, dtype=np.int64).reshape(len(rows), len(SEMEVAL_LABELS))
     return _result(texts, Y, list(SEMEVAL_LABELS), as_frame)
+
+
+_TABLE_FORMATS = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl",
+                  ".ndjson": "jsonl"}
+
+
+def _table_records(path: Path, fmt: str) -> list[tuple[int, dict]]:
+    """(line number, record) pairs of a TSV/CSV file with a header, or of a JSONL file."""
+    text = _read_text(path)
+    if fmt == "jsonl":
+        records = []
+        for line_no, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}, line {line_no}: not valid JSON ({exc.msg}).") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}, line {line_no}: expected a JSON object per line, "
+                                 f"got {type(record).__name__}.")
+            records.append((line_no, record))
+        return records
+    reader = csv.DictReader(io.StringIO(text, newline=""),
+                            delimiter="\t" if fmt == "tsv" else ",")
+    records = []
+    for record in reader:
+        if None in record:  # more fields than the header names
+            raise ValueError(f"{path}, line {reader.line_num}: more fields than the header's "
+                             f"{len(reader.fieldnames or [])} ({reader.fieldnames}).")
+        records.append((reader.line_num, record))
+    return records
+
+
+def load_table(
+    path: str | os.PathLike,
+    text_column: str = "text",
+    label_column: str | None = "labels",
+    label_columns: list[str] | None = None,
+    label_sep: str = ",",
+    names: list[str] | None = None,
+    file_format: str = "auto",
+    as_frame: bool = False,
+) -> MultilabelData:
+    """Read texts and labels from a TSV, CSV or JSONL file with named columns.
+
+    Labels come either as one column of label *names* (``label_column``: ``"joy,optimism"``
+    separated by ``label_sep`` in TSV/CSV, a list or such a string in JSONL; empty for a
+    text without labels) or as one 0/1 column per label (``label_columns``).
+
+    Parameters
+    ----------
+    path : path-like
+    text_column : str, default="text"
+    label_column : str or None, default="labels"
+        The column of label names; ignored when ``label_columns`` is given. ``None``: the
+        file has no labels (e.g. texts to predict); ``Y`` is then ``None``.
+    label_columns : list of str, default=None
+        One 0/1 column per label; the names are these column names.
+    label_sep : str, default=","
+    names : list of str, default=None
+        The label names in order (e.g. those a fitted model uses). ``None``: every name
+        found in ``label_column``, sorted.
+    file_format : {"auto", "tsv", "csv", "jsonl"}, default="auto"
+        ``"auto"`` goes by the file's suffix (.tsv, .csv, .jsonl).
+    as_frame : bool, default=False
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "data.tsv"
+    >>> _ = f.write_text("text\\tlabels\\nWhat a day!\\tjoy,surprise\\nOk.\\t\\n")
+    >>> texts, Y, names = load_table(f)
+    >>> texts, Y.tolist(), names
+    (['What a day!', 'Ok.'], [[1, 1], [0, 0]], ['joy', 'surprise'])
+    """
+    from skstack.labels import from_label_lists
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found.")
+    fmt = _TABLE_FORMATS.get(path.suffix.lower()) if file_format == "auto" else file_format
+    if fmt not in ("tsv", "csv", "jsonl"):
+        raise ValueError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
+                         "pass file_format='tsv', 'csv' or 'jsonl'.")
+    records = _table_records(path, fmt)
+    if not records:
+        raise ValueError(f"{path} holds no rows.")
+    wanted = [text_column] + (list(label_columns) if label_columns else
+                              [label_column] if label_column is not None else [])
+    texts, label_rows = [], []
+    for line_no, record in records:
+        missing = [c for c in wanted if c not in record]
+        if missing:
+            raise ValueError(f"{path}, line {line_no}: no column {missing[0]!r}; the columns "
+                             f"are {list(record)}.")
+        text = record[text_column]
+        if not isinstance(text, str):
+            raise ValueError(f"{path}, line {line_no}: column {text_column!r} is "
+                             f"{text!r}; expected text.")
+        texts.append(text)
+        if label_columns:
+            values = [str(record[c]).strip() for c in label_columns]
+            bad = [(c, v) for c, v in zip(label_columns, values, strict=True)
+                   if v not in ("0", "1")]
+            if bad:
+                raise ValueError(f"{path}, line {line_no}: column {bad[0][0]!r} is "
+                                 f"{bad[0][1]!r}; expected 0 or 1.")
+            label_rows.append([int(v) for v in values])
+        elif label_column is not None:
+            value = record[label_column]
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(label_sep) if v.strip()]
+            elif not isinstance(value, list):
+                raise ValueError(f"{path}, line {line_no}: column {label_column!r} is "
+                                 f"{value!r}; expected label names separated by "
+                                 f"{label_sep!r} or a list of names.")
+            label_rows.append(value)
+    if label_columns:
+        Y = np.asarray(label_rows, dtype=np.int64).reshape(len(texts), len(label_columns))
+        return _result(texts, Y, list(label_columns), as_frame)
+    if label_column is None:
+        return MultilabelData(texts, None, list(names or []))
+    for (line_no, _), row in zip(records, label_rows, strict=True):
+        unknown = sorted(set(row) - set(names or row))
+        if unknown:
+            raise ValueError(f"{path}, line {line_no}: label(s) {unknown} are not among the "
+                             f"{len(names)} names {list(names)}.")
+    Y, found = from_label_lists(label_rows, names)
+    return _result(texts, Y, found, as_frame)

@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skstack._batching import length_sorted_batches, tokenize
+from skstack._config import config_context, progress_enabled
 from skstack._finetune import fine_tune_encoder
 from skstack._loading import (
     device_or_cpu,
@@ -164,7 +165,9 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     dtype : {"float32", "float16", "bfloat16"}, default="float32"
         Precision of the encoder's forward pass; outputs are always float32.
-    show_progress_bar : bool, default=False
+    show_progress_bar : bool, default=None
+        Bars for loading, fine-tuning and encoding. ``None`` follows the package-wide
+        switch (``skstack.set_config(show_progress_bar=...)``, off by default).
     cache : "memory", None or path-like, default="memory"
         ``"memory"`` keeps vectors in this process; a folder also stores them in a SQLite file
         there, shared by every process that names it; ``None`` turns caching off.
@@ -226,7 +229,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         "batch_size": [Interval(numbers.Integral, 1, None)],
         "device": [STRING],
         "dtype": [Options(tuple(_DTYPES))],
-        "show_progress_bar": [BOOLEAN],
+        "show_progress_bar": [BOOLEAN, NONE],
         "cache": [PATH, NONE],
         "trust_remote_code": [BOOLEAN],
         "finetune_epochs": [Interval(numbers.Integral, 0, None)],
@@ -252,7 +255,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         batch_size: int = 32,
         device: str = "auto",
         dtype: str = "float32",
-        show_progress_bar: bool = False,
+        show_progress_bar: bool | None = None,
         cache: str | os.PathLike | None = "memory",
         trust_remote_code: bool = False,
         finetune_epochs: int = 0,
@@ -308,7 +311,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         validate_params(self)
         texts = check_texts(X)
         self.device_ = resolve_device(self.device)
-        loaded = load_encoder(self.model, self.trust_remote_code)
+        with config_context(show_progress_bar=progress_enabled(self.show_progress_bar)):
+            loaded = load_encoder(self.model, self.trust_remote_code)
         self.tokenizer_ = loaded.tokenizer
         if self.word_pooling is not None and not self.tokenizer_.is_fast:
             raise ValueError(f"word_pooling={self.word_pooling!r} maps tokens to words with a "
@@ -334,7 +338,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
                 epochs=self.finetune_epochs, learning_rate=self.finetune_learning_rate,
                 warmup_ratio=self.finetune_warmup_ratio, batch_size=self.finetune_batch_size,
                 device=self.device_, mixed_precision=self.finetune_mixed_precision,
-                random_state=self.random_state, show_progress_bar=self.show_progress_bar,
+                random_state=self.random_state,
+                show_progress_bar=progress_enabled(self.show_progress_bar),
             )
             weights = weights_hash(model)
         self.model_ = self._placed(model, shared=self.finetune_epochs == 0)
@@ -434,7 +439,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         batches = length_sorted_batches(ids, self.batch_size, self._pad_id())
         n_batches = -(-len(ids) // self.batch_size)
         for positions, input_ids, mask in tqdm(
-            batches, total=n_batches, desc="embedding", disable=not self.show_progress_bar
+            batches, total=n_batches, desc="embedding",
+            disable=not progress_enabled(self.show_progress_bar),
         ):
             input_ids, mask = input_ids.to(self.device_), mask.to(self.device_)
             output = self.model_(

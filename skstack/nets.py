@@ -22,12 +22,13 @@ from typing import ClassVar
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import PassthroughScoring
+from skorch.callbacks import EarlyStopping, PassthroughScoring, ProgressBar
 from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 from torch.utils.data import default_collate
 
+from skstack._config import progress_enabled
 from skstack._validation import (
     ARRAY_LIKE,
     BOOLEAN,
@@ -228,6 +229,10 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         ``None`` trains on every row. A float holds out that fraction (shuffled, not
         stratified, so label matrices work) for validation scores and early stopping
         callbacks; a callable is used as skorch's ``train_split``.
+    patience : int, default=None
+        Early stopping: end training when the validation loss has not improved for this
+        many epochs, and keep the weights of the best epoch (``max_epochs`` is then a cap).
+        Needs ``train_split``. ``None`` trains for ``max_epochs``.
     threshold : float or array-like of shape (n_labels,), default=0.5
         Decision threshold(s) of :meth:`predict`, each in [0, 1].
     blocks : "auto", "single" or list of int or of (name, width), default="auto"
@@ -243,6 +248,8 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
     device : str, default="cpu"
         ``"cuda"`` puts the module, the criterion's tensors and every batch on the GPU.
     verbose : int, default=0
+        1 prints skorch's table of losses per epoch. A progress bar per epoch comes with the
+        package-wide switch, ``skstack.set_config(show_progress_bar=True)``.
     **kwargs
         Any other skorch parameter (``callbacks``, ``iterator_train__shuffle``, ...).
 
@@ -281,6 +288,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         "batch_size": [Interval(numbers.Integral, 1, None),
                        Check(lambda v: isinstance(v, int) and v == -1, "-1 (one batch)")],
         "train_split": [NONE, Interval(numbers.Real, 0, 1, closed="neither"), CALLABLE],
+        "patience": [NONE, Interval(numbers.Integral, 1, None)],
         "threshold": [Interval(numbers.Real, 0, 1), ARRAY_LIKE],
         "blocks": [Options(("auto", "single")), ARRAY_LIKE],
         "mixed_precision": [BOOLEAN],
@@ -298,6 +306,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         max_epochs: int = 20,
         batch_size: int = 64,
         train_split=None,
+        patience: int | None = None,
         threshold=0.5,
         blocks="auto",
         mixed_precision: bool = False,
@@ -311,6 +320,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
             batch_size=batch_size, train_split=train_split, device=device, verbose=verbose,
             **kwargs,
         )
+        self.patience = patience
         self.threshold = threshold
         self.blocks = blocks
         self.mixed_precision = mixed_precision
@@ -325,6 +335,11 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
             for prefix in ("train", "valid") for name in COMPONENTS
         ]
         defaults = super()._default_callbacks
+        if getattr(self, "patience", None) is not None:  # set before skorch's __init__ asks
+            components.append(("early_stopping", EarlyStopping(
+                monitor="valid_loss", patience=self.patience, load_best=True)))
+        if progress_enabled():  # the package-wide switch (skstack.set_config)
+            components.append(("progress_bar", ProgressBar()))
         return defaults[:-1] + components + defaults[-1:]  # print_log stays last
 
     def __sklearn_tags__(self):
@@ -404,6 +419,10 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         ``X`` may be float64 and ``y`` integer, bool or a DataFrame; both are cast here.
         """
         validate_params(self)
+        if self.patience is not None and self.train_split is None:
+            raise ValueError(f"patience={self.patience} stops on the validation loss, and "
+                             "train_split=None holds out no rows to compute it: set "
+                             "train_split (e.g. 0.1) or patience=None.")
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
         reset = not (self.warm_start and self.initialized_)

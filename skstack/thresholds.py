@@ -328,6 +328,8 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         The objective reached on the tuning rows under the tuned rule.
     n_tuning_rows_ : int
         How many rows the rule was tuned on.
+    n_samples_fit_ : int
+        How many rows ``fit`` received.
     label_names_ : list of str
         Column names of a DataFrame ``y``, else ``"0", "1", ...``.
     classes_ : ndarray
@@ -397,6 +399,7 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         # the wrapped classifier sees the target as given: class labels stay class labels
         y_fit = Y if target.kind == "multilabel" else np.asarray(y).reshape(len(Y))
         self.target_type_, self.classes_, self.n_labels_ = target.kind, target.classes, Y.shape[1]
+        self.n_samples_fit_ = len(Y)
         self.label_names_ = target.names or [str(c) for c in target.classes[-Y.shape[1]:]]
         owner = type(self).__name__
         _check_label_limits(owner, self.min_labels, self.max_labels, Y.shape[1])

@@ -89,6 +89,29 @@ def test_default_trains_on_every_row(data):
     assert net.history[-1, "train_batch_count"] == 2  # 120 rows in batches of 64
 
 
+def test_patience_stops_early_and_keeps_the_best_epoch(data):
+    X, Y = data
+    net = BiLSTMClassifier(random_state=0, blocks="single", max_epochs=300, lr=0.05,
+                           train_split=0.25, patience=2).fit(X, Y)
+    valid = net.history[:, "valid_loss"]
+    best = int(np.argmin(valid))
+    assert len(valid) < 300 and len(valid) == best + 3  # two epochs without improvement
+    # the weights of the best epoch are back: the validation loss recomputed is the best one
+    split = net.get_split_datasets(X.astype(np.float32), Y.astype(np.float32))[1]
+    Xv, Yv = (np.stack([split[i][k] for i in range(len(split))]) for k in (0, 1))
+    net.module_.eval()
+    with torch.no_grad():
+        loss = net.get_loss(net.infer(torch.as_tensor(Xv)), torch.as_tensor(Yv))
+    assert loss.item() == pytest.approx(valid[best], rel=1e-3)
+
+
+def test_patience_needs_a_validation_split(data):
+    X, Y = data
+    with pytest.raises(ValueError, match=r"patience=3 stops on the validation loss, and "
+                                         r"train_split=None holds out no rows"):
+        BiLSTMClassifier(patience=3, **SMALL).fit(X, Y)
+
+
 def test_fixed_thresholds(data):
     X, Y = data
     net = BiLSTMClassifier(random_state=0, threshold=[0.1, 0.9, 0.5, 0.5], **SMALL).fit(X, Y)
@@ -106,6 +129,7 @@ def test_fixed_thresholds(data):
     ({"lr": 0}, r"'lr' parameter of BiLSTMClassifier must be a number > 0; got 0"),
     ({"max_epochs": 2.5}, r"'max_epochs' .* must be an integer >= 0; got 2.5"),
     ({"train_split": 1.0}, r"'train_split' .* None or a number in \(0, 1\) or a callable"),
+    ({"patience": 0}, r"'patience' .* None or an integer >= 1; got 0"),
     ({"blocks": "stacked"}, r"'blocks' .* one of 'auto', 'single' or an array-like"),
     ({"criterion__temperature": 0.0}, r"'temperature' parameter of HybridLoss must be a "
                                       r"number > 0; got 0.0"),

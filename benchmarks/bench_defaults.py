@@ -1,0 +1,136 @@
+"""Which head should the ready-made pipelines use? Candidates as a user gets them (run by hand).
+
+    python benchmarks/bench_defaults.py                              # 3k, 10k, 43k texts
+    python benchmarks/bench_defaults.py --sizes 3000 --only "0.1"    # some sizes and heads
+
+GoEmotions. For each training size (the first N rows of a fixed shuffle of train), stacks are
+fitted as ``make_stacked_pipeline`` fits them (MiniLM and sre-embedding-model frozen, character
+TF-IDF + SVD, the out-of-fold meta-learner; ``cv=3``; block mode, and word mode with
+``word_pooling="mean"``). On each stack, for seeds 0, 1, 2, a head is trained inside
+``TunedThresholds`` with the pipelines' rule (``RECOMMENDED_RULE_PARAMS``: a 10 % hold-out of
+the training rows, shrinkage 10, at least one label per text): nothing but training rows
+reaches the net, its early stopping or its rule, and there is no dev set. The test split
+(5,427 texts) is used for the scores only. The rule is tuned on the same hold-out once per
+objective: macro-F1 ("F1 rule") and Jaccard ("Jaccard rule"). The meta-learner alone is
+scored with the same rule tuned on its out-of-fold probabilities of all training rows; with
+frozen members it is a logistic regression on the same encoders' frozen vectors.
+Writes runs/bench_defaults.json and prints a Markdown table per size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from bench_head import ROOT, RULES, table
+from bench_quality import CACHE, SEEDS, encoders, load_splits, scores
+from sklearn.model_selection import ShuffleSplit
+
+from skstack import (
+    BiLSTMClassifier,
+    EncoderEmbedder,
+    StackingEmbedder,
+    TunedThresholds,
+    char_tfidf_member,
+    decide,
+    tune_thresholds,
+)
+from skstack.pipelines import RECOMMENDED_CLASSIFIER_PARAMS, RECOMMENDED_RULE_PARAMS
+
+OLD = dict(RECOMMENDED_CLASSIFIER_PARAMS)
+EARLY = {"max_epochs": 40, "batch_size": 128, "train_split": 0.1, "patience": 3}
+NEW_HEAD = {"module__residual": "auto", "criterion__pos_weight": None,
+            "criterion__corr_weight": 0.1, "criterion__corr_form": "pairwise",
+            "criterion__contrastive_weight": 0.0}
+# name: (word mode?, net parameters)
+HEADS = {
+    "0.1 head (block mode, hybrid loss, 20 epochs)": (False, OLD),
+    "block mode, residual + BCE + pairwise, early stopping": (False, {**EARLY, **NEW_HEAD}),
+    "word mode, residual + BCE + pairwise, early stopping": (True, {**EARLY, **NEW_HEAD}),
+    "word mode, 0.1 loss and no residual, early stopping": (
+        True, {**EARLY, **{k: v for k, v in OLD.items() if k.startswith("criterion")}}),
+}
+
+
+def make_stack(words: bool) -> StackingEmbedder:
+    common = {"max_length": 128, "batch_size": 64, "cache": CACHE, "device": "cpu",
+              "word_pooling": "mean" if words else None}
+    members = [(name, EncoderEmbedder(path, **common)) for name, path in encoders().items()]
+    members.append(("chars", char_tfidf_member(128)))
+    return StackingEmbedder(members, cv=3, random_state=0)
+
+
+def head_scores(params: dict, seed: int, S_train, Y_train, S_test, Y_test, labels) -> dict:
+    """Test scores of one head under both rules, each tuned on the same 10 % hold-out."""
+    rule = {**RECOMMENDED_RULE_PARAMS, "random_state": seed}
+    net = BiLSTMClassifier(random_state=seed, **params)
+    f1 = TunedThresholds(net, objective="macro_f1", **rule).fit(S_train, Y_train)
+    # the rows TunedThresholds held out (same splitter, same seed)
+    _, held = next(ShuffleSplit(1, test_size=rule["cv"], random_state=seed).split(Y_train))
+    jac = TunedThresholds(f1.estimator_, objective="jaccard", shrinkage=rule["shrinkage"],
+                          min_labels=1, cv="prefit").fit(S_train[held], Y_train[held])
+    return {"macro_f1": scores(Y_test, f1.predict(S_test), labels),
+            "jaccard": scores(Y_test, jac.predict(S_test), labels)}
+
+
+def meta_scores(S_train, Y_train, S_test, Y_test, labels) -> dict:
+    """The meta-learner alone under each rule, tuned on its out-of-fold training rows."""
+    L = Y_train.shape[1]
+    meta = [getattr(S, "sentence", S)[:, -L:] for S in (S_train, S_test)]
+    out = {}
+    for name in RULES:
+        t = tune_thresholds(Y_train, meta[0], objective=name,
+                            shrinkage=RECOMMENDED_RULE_PARAMS["shrinkage"], min_labels=1)
+        out[name] = scores(Y_test, decide(meta[1], t, min_labels=1), labels)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="*", default=[3000, 10000, 43410])
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="run only the heads whose names contain one of these")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    texts, Y, labels = load_splits(quick=False)
+    order = np.random.default_rng(0).permutation(len(texts["train"]))
+    out_path = ROOT / "runs" / "bench_defaults.json"
+    log = json.loads(out_path.read_text()) if out_path.exists() else {}
+    heads = {n: h for n, h in HEADS.items()
+             if args.only is None or any(part in n for part in args.only)}
+    for size in args.sizes:
+        rows = np.sort(order[:size])
+        X_train, Y_train = [texts["train"][i] for i in rows], Y["train"][rows]
+        entry = log.setdefault(str(size), {"configs": {}, "stack_seconds": {}})
+        for words in sorted({w for w, _ in heads.values()}):
+            mode = "word" if words else "block"
+            start = time.perf_counter()
+            stack = make_stack(words)
+            S_train = stack.fit_transform(X_train, Y_train)  # out-of-fold meta block
+            S_test = stack.transform(texts["test"])
+            entry["stack_seconds"][mode] = time.perf_counter() - start
+            name = f"meta-learner alone ({mode} mode)"
+            entry["configs"][name] = {
+                "runs": [meta_scores(S_train, Y_train, S_test, Y["test"], labels)],
+                "seconds": 0.0}
+            for name, (head_words, params) in heads.items():
+                if head_words != words:
+                    continue
+                start, runs = time.perf_counter(), []
+                for seed in SEEDS:
+                    runs.append(head_scores(params, seed, S_train, Y_train, S_test, Y["test"],
+                                            labels))
+                entry["configs"][name] = {"runs": runs, "params": params,
+                                          "seconds": (time.perf_counter() - start) / len(SEEDS)}
+                print(size, name, {r: round(float(np.mean([run[r][r] for run in runs])), 4)
+                                   for r in RULES}, flush=True)
+                out_path.write_text(json.dumps(log, indent=1))
+        print(f"\n{size} training texts (stack: {entry['stack_seconds']})\n{table(entry)}\n",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

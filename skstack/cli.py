@@ -1,0 +1,296 @@
+"""The ``skstack`` command line: ``train``, ``predict`` and ``evaluate``.
+
+    skstack train sample --preset quickstart --output model.skstack
+    skstack predict model.skstack "What a lovely day" "I can't believe it"
+    skstack evaluate model.skstack sample --split test --html report.html
+
+Exit codes: 0 success; 2 a bad command line, file, column or model file (one line on stderr
+that names the problem); 1 anything else (with a traceback). Built on argparse: the
+standard library does this job without another dependency.
+
+Import rule: any skstack module (this is the top of the package, beside ``pipelines``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from skstack._config import config_context
+from skstack.datasets import (
+    MultilabelData,
+    load_goemotions,
+    load_sample_emotions,
+    load_semeval2018_ec,
+    load_table,
+)
+from skstack.labels import label_names, to_label_lists
+from skstack.metrics import multilabel_report
+from skstack.model_card import find_part
+from skstack.persistence import ModelFileError, load, save
+from skstack.pipelines import (
+    arabic_emotion_pipeline,
+    char_tfidf_member,
+    make_stacked_pipeline,
+    quickstart_pipeline,
+)
+from skstack.report import evaluate_model
+from skstack.thresholds import TunedThresholds
+
+PRESETS = ("quickstart", "stacked", "arabic")
+FORMATS = ("auto", "sample", "tsv", "csv", "jsonl", "goemotions", "semeval")
+# What a config file may set, besides preset and objective (make_stacked_pipeline's keywords).
+_CONFIG_KEYS = {"encoders", "char_ngrams", "encoder_params", "classifier_params",
+                "rule_params", "cv", "leak_free", "random_state", "model"}
+
+
+class UsageError(Exception):
+    """A problem the user can fix: reported in one line, exit code 2."""
+
+
+def _read_config(path: str | None) -> dict:
+    if path is None:
+        return {}
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"config file {file} not found.")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix in (".yaml", ".yml"):
+        import yaml
+
+        config = yaml.safe_load(text) or {}
+    else:
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        try:
+            config = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"{file} is not valid TOML: {exc}") from None
+    unknown = sorted(set(config) - _CONFIG_KEYS - {"preset", "objective"})
+    if unknown:
+        raise UsageError(f"{file}: unknown setting(s) {unknown}; the settings are "
+                         f"{sorted(_CONFIG_KEYS | {'preset', 'objective'})}.")
+    return config
+
+
+def build_pipeline(preset: str, objective: str, config: dict):
+    """The pipeline a preset and a config describe (see ``docs/cli.md``)."""
+    settings = {k: v for k, v in config.items() if k not in ("preset", "objective")}
+    if preset == "quickstart":
+        allowed = {"model", "random_state"}
+        _check_settings(preset, settings, allowed)
+        return quickstart_pipeline(settings.get("model"), objective=objective,
+                                   random_state=settings.get("random_state", 0))
+    if preset == "arabic":
+        allowed = {"encoders", "classifier_params", "cv", "leak_free", "random_state"}
+        _check_settings(preset, settings, allowed)
+        return arabic_emotion_pipeline(objective=objective, **settings)
+    encoders = settings.pop("encoders", None)
+    if not encoders:
+        raise UsageError("the 'stacked' preset needs [encoders] in the config: name = hub id "
+                         "or model folder.")
+    settings.pop("model", None)
+    chars = settings.pop("char_ngrams", 0)
+    extra = [("chars", char_tfidf_member(int(chars)))] if chars else []
+    return make_stacked_pipeline(encoders, objective=objective, extra_members=extra, **settings)
+
+
+def _check_settings(preset: str, settings: dict, allowed: set) -> None:
+    extra = sorted(set(settings) - allowed)
+    if extra:
+        raise UsageError(f"the {preset!r} preset does not take {extra}; it takes "
+                         f"{sorted(allowed)}.")
+
+
+def _read_data(args, names: Sequence[str] | None = None) -> MultilabelData:
+    fmt, source = args.format, args.data
+    if fmt == "auto":
+        path = Path(source)
+        fmt = ("sample" if source == "sample" else "goemotions" if path.is_dir() and
+               (path / "labels.txt").is_file() else "table")
+    if fmt == "sample":
+        return load_sample_emotions(args.split)
+    if fmt == "goemotions":
+        return load_goemotions(source, args.split)
+    if fmt == "semeval":
+        return load_semeval2018_ec(source, args.language, args.split)
+    return load_table(source, text_column=args.text_column, label_column=args.label_column,
+                      label_columns=args.label_columns, label_sep=args.label_sep, names=names,
+                      file_format="auto" if fmt == "table" else fmt)
+
+
+def _load_model(path: str):
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"model file {file} not found.")
+    if file.suffix in (".joblib", ".pkl"):
+        return joblib.load(file)  # the user's own pickle, named on the command line
+    return load(file)
+
+
+def _texts(args) -> list[str]:
+    if args.input is None:
+        if not args.texts:
+            raise UsageError("give texts as arguments, or a file with --input.")
+        return list(args.texts)
+    if args.input == "-":
+        return [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    path = Path(args.input)
+    if path.suffix.lower() in (".txt", ""):
+        if not path.is_file():
+            raise UsageError(f"{path} not found.")
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return load_table(path, text_column=args.text_column, label_column=None).texts
+
+
+def cmd_train(args) -> int:
+    config = _read_config(args.config)
+    preset = args.preset or config.get("preset", "quickstart")
+    if preset not in PRESETS:
+        raise UsageError(f"unknown preset {preset!r}; the presets are {list(PRESETS)}.")
+    objective = args.objective or config.get("objective", "macro_f1")
+    pipe = build_pipeline(preset, objective, config)
+    data = _read_data(args)
+    if data.Y is None or not len(data.texts):
+        raise UsageError(f"{args.data}: no labelled texts to train on.")
+    print(f"training the {preset!r} pipeline on {len(data.texts):,} texts, "
+          f"{len(data.label_names)} labels ({objective} rule) ...", file=sys.stderr)
+    start = time.perf_counter()
+    import pandas as pd
+
+    pipe.fit(data.texts, pd.DataFrame(data.Y, columns=data.label_names))
+    out = save(pipe, args.output)
+    rule = find_part(pipe, TunedThresholds)
+    print(f"fitted in {time.perf_counter() - start:.0f} s; validation {objective} "
+          f"{rule.best_score_:.3f} on {rule.n_tuning_rows_:,} held-out rows; saved to {out} "
+          f"and its card {out.with_name(out.stem + '.card.md')}", file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    model = _load_model(args.model)
+    texts = _texts(args)
+    pred = np.asarray(model.predict(texts))
+    lists = ([[str(c)] for c in pred] if pred.ndim == 1
+             else to_label_lists(pred, label_names(model)))
+    out = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")
+    try:
+        as_json = args.json or (args.output is not None and args.output.endswith(".jsonl"))
+        for text, labels in zip(texts, lists, strict=True):
+            if as_json:
+                out.write(json.dumps({"text": text, "labels": labels}, ensure_ascii=False))
+            else:
+                out.write(f"{','.join(labels)}\t{text}")
+            out.write("\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    model = _load_model(args.model)
+    names = label_names(model)
+    data = _read_data(args, names=names)
+    if data.Y is None:
+        raise UsageError(f"{args.data}: no labels to evaluate against.")
+    if list(data.label_names) != list(names):
+        raise UsageError(f"{args.data} has the labels {data.label_names}; the model predicts "
+                         f"{names}.")
+    if args.html:
+        evaluate_model(model, data.texts, data.Y, path=args.html, label_names=names,
+                       title=f"skstack evaluation: {Path(args.model).name} on {args.data}")
+    pred = np.asarray(model.predict(data.texts))
+    rule = find_part(model, TunedThresholds)
+    thresholds = getattr(rule, "thresholds_", None)
+    report = multilabel_report(data.Y, pred, names, thresholds,
+                               getattr(rule, "objective", None) if thresholds is not None
+                               else None)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report)
+    if args.html:
+        print(f"report written to {args.html}", file=sys.stderr)
+    return 0
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="'sample' (the bundled GoEmotions sample), a GoEmotions "
+                        "folder, a SemEval-2018 E-c file or folder, or a TSV/CSV/JSONL file")
+    parser.add_argument("--format", choices=FORMATS, default="auto",
+                        help="how to read DATA (default: by its name and suffix)")
+    parser.add_argument("--split", default="train", help="split of sample/GoEmotions/SemEval")
+    parser.add_argument("--language", default="English", help="SemEval-2018 E-c language")
+    _column_options(parser)
+    parser.add_argument("--label-column", default="labels",
+                        help="column of label names (default: labels)")
+    parser.add_argument("--label-columns", nargs="+", default=None, metavar="NAME",
+                        help="one 0/1 column per label instead of --label-column")
+    parser.add_argument("--label-sep", default=",", help="separator of label names")
+
+
+def _column_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--text-column", default="text", help="column of texts")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skstack", description="Multi-label text classification with stacked "
+        "transformer embeddings: train, predict, evaluate.")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__import__('skstack').__version__}")
+    bars = parser.add_mutually_exclusive_group()
+    bars.add_argument("--progress", dest="progress", action="store_true", default=None,
+                      help="progress bars (default: when stderr is a terminal)")
+    bars.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="fit a pipeline and save it (with its model card)")
+    _data_options(train)
+    train.add_argument("--preset", choices=PRESETS, default=None,
+                       help="ready-made pipeline (default: the config's, else quickstart)")
+    train.add_argument("--config", help="TOML or YAML file: preset, objective, encoders, ...")
+    train.add_argument("--objective", choices=("macro_f1", "jaccard", "micro_f1"),
+                       help="what the decision rule maximises (default: macro_f1)")
+    train.add_argument("--output", "-o", required=True,
+                       help="model file: .skstack (safe format) or .joblib")
+    train.set_defaults(func=cmd_train)
+
+    predict = sub.add_parser("predict", help="label names for each text")
+    predict.add_argument("model", help="a file written by skstack train or skstack.save")
+    predict.add_argument("texts", nargs="*", help="texts to label")
+    predict.add_argument("--input", "-i", help="file of texts: .txt (one per line), TSV, CSV "
+                         "or JSONL (with --text-column), or - for standard input")
+    _column_options(predict)
+    predict.add_argument("--output", "-o", help="write here instead of standard output "
+                         "(.jsonl: JSON lines)")
+    predict.add_argument("--json", action="store_true", help="JSON lines: {text, labels}")
+    predict.set_defaults(func=cmd_predict)
+
+    evaluate = sub.add_parser("evaluate", help="score a model on labelled texts")
+    evaluate.add_argument("model", help="a file written by skstack train or skstack.save")
+    _data_options(evaluate)
+    evaluate.add_argument("--html", help="also write a self-contained HTML report here")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    bars = sys.stderr.isatty() if args.progress is None else args.progress
+    try:
+        with config_context(show_progress_bar=bars):
+            return args.func(args)
+    except (UsageError, ModelFileError, ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"skstack {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,181 @@
+"""A short Markdown card that says what a fitted model is: :func:`model_card`.
+
+:func:`skstack.save` writes it beside every saved model (``model.skstack`` →
+``model.card.md``): the labels and how often each occurred in training, the decision rule
+(objective, thresholds, the rows they were tuned on and the score there), the training data
+size, the encoders and the net, and the library versions.
+
+Import rule: any skstack module except ``persistence``, ``pipelines`` and ``plotting``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from skstack._version import library_versions
+from skstack.encoder import EncoderEmbedder
+from skstack.nets import BiLSTMClassifier
+from skstack.stacking import StackingEmbedder
+from skstack.thresholds import TunedThresholds
+
+# What the card says of an encoder member (parameters a reader needs to reproduce it).
+_ENCODER_PARAMS = ("model", "pooling", "layers", "max_length", "word_pooling", "dtype",
+                   "finetune_epochs")
+_NET_PARAMS = ("max_epochs", "patience", "batch_size", "lr")
+
+
+def _parts(estimator) -> list:
+    """The estimator and everything inside it, depth first."""
+    out, todo = [], [estimator]
+    while todo:
+        obj = todo.pop(0)
+        out.append(obj)
+        if isinstance(obj, Pipeline):
+            todo += [step for _, step in obj.steps if not isinstance(step, str)]
+        for attr in ("estimator_", "members_", "meta_learner_"):
+            inner = getattr(obj, attr, None)
+            if isinstance(inner, list):
+                todo += [member for _, member in inner]
+            elif inner is not None:
+                todo.append(inner)
+    return out
+
+
+def find_part(estimator, cls: type):
+    """The first instance of ``cls`` in a (fitted) estimator, its steps, wrapped estimators
+    and stack members; ``None`` if there is none."""
+    return next((p for p in _parts(estimator) if isinstance(p, cls)), None)
+
+
+def _number(value) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def model_card(estimator, title: str = "skstack model") -> str:
+    """A Markdown description of a fitted pipeline or estimator.
+
+    Parameters
+    ----------
+    estimator : fitted Pipeline, TunedThresholds or BiLSTMClassifier (or anything else:
+        the card then says what it can)
+    title : str
+
+    Returns
+    -------
+    str : Markdown
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skstack import BiLSTMClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> net = BiLSTMClassifier(blocks="single", max_epochs=1, random_state=0).fit(
+    ...     rng.normal(size=(20, 4)), rng.integers(0, 2, size=(20, 2)))
+    >>> print(model_card(net).splitlines()[0])
+    # skstack model
+    """
+    rule, net = find_part(estimator, TunedThresholds), find_part(estimator, BiLSTMClassifier)
+    stack = find_part(estimator, StackingEmbedder)
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    lines = [f"# {title}", "",
+             f"Written by skstack {library_versions()['skstack']} on {today} (UTC). The model: "
+             f"`{type(estimator).__name__}`.", ""]
+    lines += _labels_section(rule, net)
+    lines += _rule_section(rule)
+    lines += _model_section(stack, net)
+    lines += ["## Versions", "", "| library | version |", "|---|---|"]
+    lines += [f"| {name} | {version} |" for name, version in library_versions().items()]
+    return "\n".join(lines) + "\n"
+
+
+def _labels_section(rule, net) -> list[str]:
+    fitted = rule if rule is not None and hasattr(rule, "label_names_") else net
+    if fitted is None or not hasattr(fitted, "label_names_"):
+        return ["## Labels", "", "Not known (the model is not fitted or not a skstack one).",
+                ""]
+    names = fitted.label_names_
+    kind = getattr(fitted, "target_type_", "multilabel")
+    n_rows = getattr(rule, "n_samples_fit_", None)
+    stats = getattr(net, "label_statistics_", None)
+    lines = ["## Training data", ""]
+    if n_rows is not None:
+        lines.append(f"{n_rows:,} training texts.")
+    if stats is not None:
+        lines.append(f"The net trained on {stats.n_samples:,} of them (the rest tuned the "
+                     "decision rule or stopped training early)." if n_rows and
+                     n_rows != stats.n_samples else
+                     f"The net trained on {stats.n_samples:,} texts.")
+    lines += ["", "## Labels", "", f"{len(names)} labels ({kind} target).", ""]
+    thresholds = getattr(rule, "thresholds_", None)
+    header, rule_line = "| label |", "|---|"
+    if stats is not None and kind == "multilabel":
+        header, rule_line = header + " texts with it (net's rows) | share |", rule_line + "---|---|"
+    if thresholds is not None:
+        header, rule_line = header + " threshold |", rule_line + "---|"
+    lines += [header, rule_line]
+    t = None if thresholds is None else np.broadcast_to(thresholds, (len(names),))
+    for j, name in enumerate(names):
+        cells = [str(name)]
+        if stats is not None and kind == "multilabel":
+            cells += [f"{int(stats.positives[j]):,}",
+                      f"{stats.positives[j] / max(stats.n_samples, 1):.1%}"]
+        if t is not None:
+            cells.append(f"{float(t[j]):.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _rule_section(rule) -> list[str]:
+    if rule is None or not hasattr(rule, "thresholds_"):
+        return []
+    where = ("the rows given to fit" if rule.cv == "prefit" else
+             f"a {rule.cv:.0%} hold-out of the training rows" if isinstance(rule.cv, float) else
+             f"out-of-fold probabilities ({rule.cv} folds)")
+    lines = ["## Decision rule", "",
+             f"- objective: `{rule.objective}`; thresholds "
+             f"{'per label' if rule.per_label else 'shared'}, shrinkage {rule.shrinkage}",
+             f"- at least {rule.min_labels} and at most {rule.max_labels or 'any number of'} "
+             "labels per text",
+             f"- tuned on {rule.n_tuning_rows_:,} rows: {where}",
+             f"- validation `{rule.objective}` on those rows: {_number(rule.best_score_)}", ""]
+    return lines
+
+
+def _model_section(stack, net) -> list[str]:
+    lines = ["## Model", ""]
+    if stack is not None and hasattr(stack, "members_"):
+        lines.append("Stacked members:")
+        for name, member in stack.members_:
+            if isinstance(member, EncoderEmbedder):
+                params = ", ".join(f"{p}={getattr(member, p)!r}" for p in _ENCODER_PARAMS)
+                lines.append(f"- `{name}`: EncoderEmbedder({params})")
+            else:
+                lines.append(f"- `{name}`: {type(member).__name__}")
+        meta = stack.meta_learner_
+        lines.append(f"- `meta`: {'none' if meta is None else type(meta).__name__} "
+                     f"(out-of-fold, cv={stack.cv!r}, leak_free={stack.leak_free!r})")
+        mode = "word mode (the Bi-LSTM reads words)" if stack.word_blocks_ else "block mode"
+        lines += ["", f"Blocks: {stack.word_blocks_ + stack.blocks_}; {mode}.", ""]
+    if net is not None and hasattr(net, "history_"):
+        params = ", ".join(f"{p}={net.get_params()[p]!r}" for p in _NET_PARAMS)
+        module = {k.split("__", 1)[1]: v for k, v in net.get_params().items()
+                  if k.startswith("module__")}
+        criterion = {k.split("__", 1)[1]: v for k, v in net.get_params().items()
+                     if k.startswith("criterion__")}
+        lines.append(f"Classifier: BiLSTMClassifier({params}); module {module or 'defaults'}; "
+                     f"loss {criterion or 'defaults'}.")
+        history = net.history_
+        if len(history):
+            lines.append(f"Trained {len(history)} epochs; last train loss "
+                         f"{_number(float(history[-1, 'train_loss']))}.")
+            valid = [e["valid_loss"] for e in history if "valid_loss" in e]
+            if valid:
+                lines.append(f"Best validation loss {_number(float(min(valid)))}.")
+        lines.append("")
+    return lines

@@ -1,0 +1,106 @@
+"""The command line: train on a file with a config, predict label names, evaluate with an
+HTML report, and exit codes that scripts can rely on."""
+
+import json
+
+import numpy as np
+import pytest
+
+from skstack import load
+from skstack.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert, tmp_path_factory):
+    """A TSV of 60 texts with label names, a TOML config and the model `train` wrote."""
+    from conftest import FIXTURE_TEXTS
+
+    folder = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    names = ["joy", "anger", "fear"]
+    lines = ["text\tlabels"]
+    for i in range(60):
+        picked = [n for n in names if rng.random() < 0.4] or ["joy"]
+        lines.append(f"{FIXTURE_TEXTS[i % len(FIXTURE_TEXTS)]} {i}\t{','.join(picked)}")
+    data = folder / "train.tsv"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = folder / "pipe.toml"
+    config.write_text(f'preset = "stacked"\nobjective = "jaccard"\nchar_ngrams = 8\ncv = 3\n'
+                      f'[encoders]\nbert = "{tiny_bert}"\n'
+                      '[classifier_params]\nmax_epochs = 2\nbatch_size = 16\n', encoding="utf-8")
+    model = folder / "model.skstack"
+    assert main(["--quiet", "train", str(data), "--config", str(config), "-o", str(model)]) == 0
+    return folder, data, model
+
+
+def test_train_writes_a_loadable_model_and_its_card(trained):
+    folder, _, model = trained
+    pipe = load(model)
+    assert pipe.named_steps["clf"].objective == "jaccard"
+    assert pipe.named_steps["clf"].label_names_ == ["anger", "fear", "joy"]
+    card = (folder / "model.card.md").read_text()
+    assert "60 training texts" in card and "| joy |" in card and "`jaccard`" in card
+
+
+def test_predict_prints_label_names_per_text(trained, capsys):
+    _, _, model = trained
+    assert main(["predict", str(model), "a happy day", "so angry"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[1] for line in lines] == ["a happy day", "so angry"]
+    for line in lines:  # the rule keeps at least one label per text (pipelines' default)
+        assert line.split("\t")[0] and set(line.split("\t")[0].split(",")) <= {
+            "anger", "fear", "joy"}
+
+
+def test_predict_reads_a_file_and_writes_json_lines(trained, tmp_path):
+    _, data, model = trained
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", str(model), "--input", str(data), "-o", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 60 and set(rows[0]) == {"text", "labels"}
+
+
+def test_evaluate_prints_the_report_and_writes_html(trained, tmp_path, capsys):
+    _, data, model = trained
+    page = tmp_path / "report.html"
+    assert main(["evaluate", str(model), str(data), "--html", str(page), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["per_label"]) == {"anger", "fear", "joy"}
+    assert 0 <= report["jaccard_accuracy"] <= 1
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html
+    assert "Most confident errors" in html and "src=" not in html  # self-contained
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "missing.skstack", "hi"], "model file missing.skstack not found"),
+    (["train", "nowhere.tsv", "-o", "m.skstack"], "nowhere.tsv not found"),
+    (["train", "data.txt", "-o", "m.skstack"], "cannot tell the format"),
+])
+def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.txt").write_text("hello\n")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_evaluate_refuses_labels_the_model_does_not_know(trained, tmp_path, capsys):
+    _, _, model = trained
+    data = tmp_path / "other.jsonl"
+    data.write_text('{"text": "hi", "labels": ["joy", "surprise"]}\n')
+    assert main(["evaluate", str(model), str(data)]) == 2
+    assert "line 1: label(s) ['surprise']" in capsys.readouterr().err
+
+
+def test_a_config_with_an_unknown_setting_is_refused(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text('preset = "stacked"\nepochs = 3\n')
+    assert main(["train", "sample", "--config", str(config), "-o", "m.skstack"]) == 2
+    assert "unknown setting(s) ['epochs']" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2():
+    with pytest.raises(SystemExit) as exc:
+        main(["train"])
+    assert exc.value.code == 2

@@ -1,0 +1,87 @@
+"""The HTML evaluation report, the model card, and the progress switch."""
+
+import numpy as np
+import pytest
+
+import skstack
+from skstack import (
+    BiLSTMClassifier,
+    EncoderEmbedder,
+    TunedThresholds,
+    clear_loaded_encoders,
+    config_context,
+    html_report,
+    model_card,
+    save,
+)
+
+
+@pytest.fixture
+def prediction():
+    Y = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+    proba = np.array([[0.9, 0.2, 0.1], [0.8, 0.7, 0.3], [0.6, 0.4, 0.2], [0.1, 0.1, 0.95]])
+    return Y, proba, (proba >= 0.5).astype(int)
+
+
+def test_the_report_shows_scores_thresholds_figures_and_confident_errors(prediction):
+    Y, proba, pred = prediction
+    page = html_report(Y, pred, proba, ["joy", "anger", "fear"], thresholds=[0.5, 0.5, 0.5],
+                       threshold_objective="jaccard", texts=["a", "b <b>", "c", "d"])
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 4
+    # row 1 is the surest false positive (joy at 0.8); row 2 the surest false negative
+    # (anger at 0.4); text is escaped
+    errors = page[page.index("Most confident errors"):]
+    assert errors.index("0.800") < errors.index("0.400")
+    assert "b &lt;b&gt;" in errors and "<b>" not in errors
+    assert "<td>0.500</td>" in page and "<code>jaccard</code>" in page
+
+
+def test_without_probabilities_the_curves_and_errors_are_left_out(prediction):
+    Y, _, pred = prediction
+    page = html_report(Y, pred, label_names=["joy", "anger", "fear"])
+    assert page.count("<svg") == 3 and "Most confident errors" not in page
+
+
+def test_mismatched_probabilities_are_refused(prediction):
+    Y, proba, pred = prediction
+    with pytest.raises(ValueError, match=r"proba has shape \(4, 2\); y_true has \(4, 3\)"):
+        html_report(Y, pred, proba[:, :2])
+
+
+def test_save_writes_a_card_that_says_what_the_model_is(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 6)).astype(np.float32)
+    Y = (X[:, :2] > 0).astype(int)
+    clf = TunedThresholds(BiLSTMClassifier(blocks=[6], max_epochs=3, random_state=0),
+                          objective="macro_f1", cv=0.25, refit=False, min_labels=1,
+                          random_state=0).fit(X, Y)
+    save(clf, tmp_path / "m.joblib")
+    card = (tmp_path / "m.card.md").read_text()
+    assert card == model_card(clf)
+    assert "80 training texts." in card and "The net trained on 60 of them" in card
+    assert "tuned on 20 rows: a 25% hold-out" in card
+    positives = clf.estimator_.label_statistics_.positives  # of the net's 60 rows
+    for j, t in enumerate(clf.thresholds_):
+        assert f"| {j} | {int(positives[j])} | {positives[j] / 60:.1%} | {t:.3f} |" in card
+    assert f"| skstack | {skstack.__version__} |" in card
+    save(clf, tmp_path / "n.skstack", card=False)
+    assert not (tmp_path / "n.card.md").exists()
+
+
+def test_progress_bars_only_with_the_switch(tiny_bert, capfd):
+    texts = ["one text", "another text"]
+    clear_loaded_encoders()
+    EncoderEmbedder(tiny_bert, cache=None).fit_transform(texts)
+    assert capfd.readouterr().err == ""
+    clear_loaded_encoders()
+    with config_context(show_progress_bar=True):
+        EncoderEmbedder(tiny_bert, cache=None).fit_transform(texts)
+    assert "embedding" in capfd.readouterr().err
+    assert not skstack.get_config()["show_progress_bar"]  # restored after the block
+    EncoderEmbedder(tiny_bert, cache=None, show_progress_bar=True).fit_transform(texts)
+    assert "embedding" in capfd.readouterr().err  # the encoder's own setting wins
+
+
+def test_set_config_checks_its_argument():
+    with pytest.raises(TypeError, match="show_progress_bar must be a bool, got 'yes'"):
+        skstack.set_config(show_progress_bar="yes")
