@@ -40,11 +40,12 @@ from skstack import (
 )
 from skstack.pipelines import RECOMMENDED_CLASSIFIER_PARAMS, RECOMMENDED_RULE_PARAMS
 
-OLD = dict(RECOMMENDED_CLASSIFIER_PARAMS)
-EARLY = {"max_epochs": 40, "batch_size": 128, "train_split": 0.1, "patience": 3}
-NEW_HEAD = {"module__residual": "auto", "criterion__pos_weight": None,
-            "criterion__corr_weight": 0.1, "criterion__corr_form": "pairwise",
-            "criterion__contrastive_weight": 0.0}
+# 0.1's defaults (block mode); the candidate is what the pipelines now recommend
+OLD = {"max_epochs": 20, "batch_size": 128, "criterion__corr_weight": 0.1,
+       "criterion__contrastive_weight": 0.1}
+EARLY = {k: RECOMMENDED_CLASSIFIER_PARAMS[k]
+         for k in ("max_epochs", "batch_size", "train_split", "patience")}
+NEW_HEAD = {k: v for k, v in RECOMMENDED_CLASSIFIER_PARAMS.items() if k not in EARLY}
 # name: (word mode?, net parameters)
 HEADS = {
     "0.1 head (block mode, hybrid loss, 20 epochs)": (False, OLD),

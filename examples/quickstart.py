@@ -1,4 +1,7 @@
-"""Quickstart: the stacked pipeline on the bundled GoEmotions sample, offline.
+"""
+# Quickstart: the stacked pipeline on the bundled sample
+
+The stacked pipeline on the bundled GoEmotions sample, offline.
 
 Fits ``StackingEmbedder([MiniLM, character TF-IDF] + meta-learner) -> BiLSTMClassifier``
 trained with the hybrid loss, inside ``TunedThresholds`` (per-label thresholds tuned on a
@@ -33,7 +36,8 @@ from skstack import (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="The quickstart: skstack on the "
+                                     "bundled GoEmotions sample.")
     parser.add_argument("--model", default=default_minilm(), help="hub id or model folder")
     parser.add_argument("--out", default="quickstart_pipeline.joblib")
     args = parser.parse_args()

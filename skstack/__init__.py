@@ -8,6 +8,7 @@ from skstack._loading import clear_loaded_encoders
 from skstack._version import __version__
 from skstack.blocks import BlockArray
 from skstack.cache import clear_memory_cache
+from skstack.cards import model_card
 from skstack.datasets import (
     load_goemotions,
     load_sample_emotions,
@@ -18,7 +19,6 @@ from skstack.encoder import EncoderEmbedder
 from skstack.labels import from_label_lists, label_names, predict_label_lists, to_label_lists
 from skstack.losses import HybridLoss, LabelStatistics
 from skstack.metrics import MultilabelReport, get_scorers, jaccard_accuracy, multilabel_report
-from skstack.model_card import model_card
 from skstack.nets import BiLSTMClassifier, BiLSTMModule
 from skstack.persistence import ModelFileError, load, save
 from skstack.pipelines import (

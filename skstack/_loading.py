@@ -5,7 +5,7 @@ fits one after another do not read the same weights from disk again; a folder wh
 change is read again. Callers that change
 weights (fine-tuning) must work on a copy.
 
-Import rule: a leaf (torch, transformers and huggingface_hub only).
+Import rule: torch, transformers, huggingface_hub and ``skstack._config`` only.
 """
 
 from __future__ import annotations

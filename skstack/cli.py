@@ -8,7 +8,7 @@ Exit codes: 0 success; 2 a bad command line, file, column or model file (one lin
 that names the problem); 1 anything else (with a traceback). Built on argparse: the
 standard library does this job without another dependency.
 
-Import rule: any skstack module (this is the top of the package, beside ``pipelines``).
+Import rule: any skstack module (the top of the package, with ``__main__`` above it).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import joblib
 import numpy as np
 
 from skstack._config import config_context
+from skstack.cards import find_part
 from skstack.datasets import (
     MultilabelData,
     load_goemotions,
@@ -33,7 +34,6 @@ from skstack.datasets import (
 )
 from skstack.labels import label_names, to_label_lists
 from skstack.metrics import multilabel_report
-from skstack.model_card import find_part
 from skstack.persistence import ModelFileError, load, save
 from skstack.pipelines import (
     arabic_emotion_pipeline,

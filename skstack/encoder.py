@@ -1,7 +1,8 @@
 """EncoderEmbedder: one Hugging Face encoder as a scikit-learn transformer (text -> vectors).
 
 Import rule: torch, transformers, scikit-learn, the private helpers (``_loading``,
-``_batching``, ``_pooling``, ``_finetune``, ``_validation``, ``_version``), ``skstack.cache`` and
+``_batching``, ``_pooling``, ``_finetune``, ``_validation``, ``_version``, ``_config``),
+``skstack.cache`` and
 ``skstack.sequences``.
 """
 

@@ -9,7 +9,8 @@ states at the head. A fully connected head turns them into label logits.
 The net returns probabilities; the decision rule that turns them into label sets lives in
 :class:`skstack.thresholds.TunedThresholds`, which can wrap this net or any other classifier.
 
-Import rule: torch, skorch, scikit-learn and the skstack leaves (``_validation``, ``_version``,
+Import rule: torch, skorch, scikit-learn and the skstack leaves (``_config``, ``_validation``,
+``_version``,
 ``blocks``, ``sequences``, ``losses``, ``metrics``, ``thresholds``); never the encoder or the stack.
 """
 

@@ -17,8 +17,8 @@ Loading never executes code from the file: classes are looked up by name among s
 skstack, skorch callbacks, torch optimizers and transformers models (plus names the caller
 passes in ``trusted``), and the tokenizer and model loaders run with remote code off.
 
-Import rule: any skstack module except ``pipelines`` and ``plotting``; skops and safetensors
-only inside the functions that need them.
+Import rule: any skstack module except ``pipelines``, ``plotting``, ``report`` and ``cli``;
+skops and safetensors only inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from sklearn.pipeline import Pipeline
 
 from skstack._loading import device_or_cpu
 from skstack._version import LIBRARIES, __version__, library_versions
+from skstack.cards import model_card
 from skstack.encoder import EncoderEmbedder
 from skstack.losses import LabelStatistics
-from skstack.model_card import model_card
 from skstack.nets import BiLSTMClassifier
 from skstack.stacking import StackingEmbedder
 from skstack.thresholds import TunedThresholds
@@ -243,7 +243,7 @@ def save(estimator, path: str | os.PathLike, card: bool = True) -> Path:
         ``joblib.dump`` (a pickle: load it only from sources you trust); any other name
         (conventionally ``*.skstack``) in the pickle-free ``.skstack`` format.
     card : bool, default=True
-        Also write :func:`~skstack.model_card.model_card` as ``<name>.card.md`` beside the
+        Also write :func:`~skstack.cards.model_card` as ``<name>.card.md`` beside the
         file (``model.skstack`` → ``model.card.md``).
 
     Returns

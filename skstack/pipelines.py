@@ -1,6 +1,6 @@
 """Ready-made pipelines: encoders -> StackingEmbedder -> TunedThresholds(BiLSTMClassifier).
 
-Import rule: any skstack module except ``plotting`` (this is the top of the package).
+Import rule: any skstack module except ``plotting``, ``report`` and ``cli``.
 """
 
 from __future__ import annotations
@@ -26,14 +26,34 @@ ARABIC_ENCODERS = {
 }
 
 
-# Settings of the ready-made pipelines; any of them can be overridden. Still 0.1's: the head
-# options measured in benchmarks/bench_head.py (residual path, unweighted BCE, the pairwise
-# correlation term, out-of-fold rules) won on 43k GoEmotions training texts and lost on the
-# 3k-text sample (docs/benchmarks.md), so no default changes until they win across sizes.
+# The head the benchmarks found best at every training size measured (GoEmotions, 3k, 10k and
+# 43k texts, 3 seeds, rules tuned on training rows only: benchmarks/bench_defaults.py and
+# docs/benchmarks.md, "Choosing the defaults"): the Bi-LSTM reads the words (encoders in word
+# mode, RECOMMENDED_ENCODER_PARAMS), starts from the meta-learner's logits (residual path),
+# trains on unweighted BCE + the pairwise correlation term, and stops early on a 10 % split.
 RECOMMENDED_CLASSIFIER_PARAMS = {
-    "max_epochs": 20,
+    "max_epochs": 40,
+    "patience": 3,
+    "train_split": 0.1,
     "batch_size": 128,
+    "module__residual": "auto",
+    "criterion__pos_weight": None,
     "criterion__corr_weight": 0.1,
+    "criterion__corr_form": "pairwise",
+    "criterion__contrastive_weight": 0.0,
+}
+RECOMMENDED_ENCODER_PARAMS = {"word_pooling": "mean"}
+# The published configuration (Aslam et al.), which arabic_emotion_pipeline keeps: block mode,
+# class-weighted BCE + Pearson correlation + contrastive terms, a fixed number of epochs.
+PAPER_CLASSIFIER_PARAMS = {
+    "max_epochs": 30,
+    "patience": None,
+    "train_split": None,
+    "batch_size": 128,
+    "module__residual": None,
+    "criterion__pos_weight": "balanced",
+    "criterion__corr_weight": 0.1,
+    "criterion__corr_form": "pearson",
     "criterion__contrastive_weight": 0.1,
 }
 # The decision rule (TunedThresholds), besides the objective, which the caller chooses:
@@ -83,12 +103,15 @@ def make_stacked_pipeline(
     extra_members : list of (name, transformer)
         Further members, e.g. ``("chars", char_tfidf_member())``.
     encoder_params : mapping
-        Parameters for every encoder member (``finetune_epochs``, ``max_length``, ...).
+        Parameters for every encoder member (``finetune_epochs``, ``max_length``, ...), on
+        top of ``RECOMMENDED_ENCODER_PARAMS`` (word mode, mean of each word's subwords;
+        ``{"word_pooling": None}`` for one vector per text).
     meta_learner, cv, leak_free
         Passed to :class:`StackingEmbedder`.
     classifier_params : mapping
         Parameters of :class:`BiLSTMClassifier`, on top of ``RECOMMENDED_CLASSIFIER_PARAMS``
-        (20 epochs, batch 128, hybrid-loss weights 0.1 and 0.1).
+        (residual path from the meta-learner, unweighted BCE + pairwise correlation term at
+        0.1, early stopping with patience 3 on a 10 % split, at most 40 epochs, batch 128).
     rule_params : mapping
         Parameters of :class:`~skstack.thresholds.TunedThresholds`, on top of
         ``RECOMMENDED_RULE_PARAMS`` (per-label thresholds tuned on a 10 % hold-out, at least
@@ -105,7 +128,8 @@ def make_stacked_pipeline(
     """
     pairs = list(encoders.items()) if isinstance(encoders, Mapping) else list(encoders)
     members = [
-        (name, EncoderEmbedder(model, random_state=random_state, **dict(encoder_params or {})))
+        (name, EncoderEmbedder(model, random_state=random_state,
+                               **{**RECOMMENDED_ENCODER_PARAMS, **dict(encoder_params or {})}))
         for name, model in pairs
     ]
     members += list(extra_members)
@@ -132,10 +156,9 @@ def quickstart_pipeline(model: str | os.PathLike | None = None, *, objective: st
                         random_state: int | None = 0) -> Pipeline:
     """The quickstart's pipeline, sized for a few thousand texts on a laptop CPU.
 
-    MiniLM (``model``, default :func:`default_minilm`) and character n-grams, the
-    out-of-fold meta-learner with 3 folds, the recommended head trained for 25 epochs at
-    ``lr=2e-3``, and the recommended decision rule for ``objective``. About 2 minutes for
-    3,000 texts on 2 cores.
+    MiniLM (``model``, default :func:`default_minilm`) in word mode and character n-grams,
+    the out-of-fold meta-learner with 3 folds, and the recommended head and decision rule
+    for ``objective``. About 2 minutes for 3,000 texts on 2 cores.
 
     Examples
     --------
@@ -149,7 +172,6 @@ def quickstart_pipeline(model: str | os.PathLike | None = None, *, objective: st
         extra_members=[("chars", char_tfidf_member(128, random_state=random_state))],
         encoder_params={"max_length": 128, "batch_size": 64},
         cv=3,
-        classifier_params={"max_epochs": 25, "batch_size": 64, "lr": 2e-3},
         random_state=random_state,
     )
 
@@ -167,10 +189,11 @@ def arabic_emotion_pipeline(
     """The paper's configuration for Arabic multi-label emotion classification.
 
     ArabicBERT, MARBERT and AraBERT (override any id through ``encoders``), each fine-tuned on
-    the task for ``finetune_epochs`` and mean-pooled; the default meta-learner; a Bi-LSTM
-    trained for 30 epochs with the full hybrid loss, otherwise with
-    ``RECOMMENDED_CLASSIFIER_PARAMS``. Our choices where the paper is silent are listed in
-    ``docs/method.md``.
+    the task for ``finetune_epochs`` and mean-pooled to one vector per text; the default
+    meta-learner; a Bi-LSTM over the blocks trained for 30 epochs with the full hybrid loss
+    (``PAPER_CLASSIFIER_PARAMS``). Our choices where the paper is silent are listed in
+    ``docs/method.md``. For the head the benchmarks found better, use
+    :func:`make_stacked_pipeline` with these encoders.
 
     Parameters
     ----------
@@ -181,7 +204,8 @@ def arabic_emotion_pipeline(
     finetune_epochs, max_length, device
         Applied to every encoder.
     classifier_params : mapping
-        Parameters of :class:`BiLSTMClassifier` on top of 30 epochs and ``device``.
+        Parameters of :class:`BiLSTMClassifier` on top of ``PAPER_CLASSIFIER_PARAMS`` and
+        ``device``.
     **kwargs
         Passed to :func:`make_stacked_pipeline`.
 
@@ -191,13 +215,13 @@ def arabic_emotion_pipeline(
     >>> sorted(name for name, _ in pipe.named_steps["embed"].members)
     ['arabert', 'arabicbert', 'marbert']
     """
-    clf = {"max_epochs": 30, "device": str(resolve_device(device)),
+    clf = {**PAPER_CLASSIFIER_PARAMS, "device": str(resolve_device(device)),
            **dict(classifier_params or {})}
     return make_stacked_pipeline(
         encoders,
         objective=objective,
         encoder_params={"finetune_epochs": finetune_epochs, "max_length": max_length,
-                        "device": device},
+                        "device": device, "word_pooling": None},
         classifier_params=clf,
         **kwargs,
     )

@@ -5,7 +5,7 @@ precision/recall curve with its chosen threshold, label co-occurrence of gold ag
 predicted labels, and the most confident errors. Figures are inline SVG
 (matplotlib).
 
-Import rule: numpy, ``skstack.metrics``, ``skstack.plotting``, ``skstack.model_card``.
+Import rule: numpy and ``skstack.metrics``, ``plotting``, ``cards``, ``thresholds``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from skstack.cards import find_part
 from skstack.metrics import multilabel_report
-from skstack.model_card import find_part
 from skstack.plotting import (
     _pyplot,
     plot_label_cooccurrence,

@@ -124,9 +124,9 @@ def test_classes_outside_the_allow_list_load_only_when_trusted(tmp_path):
 
 
 def test_versions_are_recorded_and_a_mismatch_is_named(fitted, tmp_path, monkeypatch):
-    import skstack.persistence
+    import skstack._version
 
-    monkeypatch.setattr(skstack.persistence, "__version__", "0.0.1")
+    monkeypatch.setattr(skstack._version, "__version__", "0.0.1")
     path = save(fitted[0], tmp_path / "old.skstack")
     manifest = json.loads(zipfile.ZipFile(path).read("manifest.json"))
     assert manifest["versions"]["skstack"] == "0.0.1" and "torch" in manifest["versions"]

@@ -30,14 +30,20 @@ def test_stacked_pipeline_grid_search_and_joblib_round_trip(tiny_bert, tiny_bert
 
     best = search.best_estimator_
     stack, net = best.named_steps["embed"], best.named_steps["clf"].estimator_
-    assert stack.blocks_ == [("a", 32), ("b", 48), ("chars", 6), ("meta", 4)]
-    assert net.blocks_ == stack.blocks_  # the layout reached the classifier
-    assert [p.in_features for p in net.module_.projections] == [32, 48, 6, 4]
+    # the recommended configuration: word mode, residual head, pairwise term, early stopping
+    assert stack.word_blocks_ == [("a", 32), ("b", 48)]
+    assert stack.blocks_ == [("chars", 6), ("meta", 4)]
+    assert (net.word_blocks_, net.blocks_) == (stack.word_blocks_, stack.blocks_)
+    assert net.module_.word_projection.in_features == 80
+    assert [p.in_features for p in net.module_.projections] == [6, 4]
+    assert net.module_.residual_index == 1  # the meta block
+    assert net.get_params()["criterion__corr_form"] == "pairwise"
+    assert "valid_loss" in net.history[-1] and net.patience == 3
     assert stack.members_[0][1].finetune_loss_  # member "a" was fine-tuned
 
     # No leak: the meta block the classifier trained on is out of fold, not in-sample.
-    oof = stack.fit_transform(texts, Y)[:, -4:]
-    assert not np.allclose(oof, stack.transform(texts)[:, -4:])
+    oof = stack.fit_transform(texts, Y).sentence[:, -4:]
+    assert not np.allclose(oof, stack.transform(texts).sentence[:, -4:])
 
     joblib.dump(search, tmp_path / "search.joblib")
     loaded = joblib.load(tmp_path / "search.joblib")
@@ -59,6 +65,7 @@ def test_arabic_pipeline_with_tiny_arabic_encoders(tiny_bert, tiny_bert_b):
     assert clf.n_tuning_rows_ == 10
     net = clf.estimator_
     assert net.get_params()["criterion__contrastive_weight"] > 0
-    assert net.module_.residual_index is None  # off unless module__residual="auto"
+    assert net.module_.residual_index is None  # the paper's head: blocks, no residual path
+    assert pipe.named_steps["embed"].word_blocks_ == [] and net.max_epochs == 3
     assert pipe.predict(texts).shape == (40, 3)
     assert sorted(ARABIC_ENCODERS) == ["arabert", "arabicbert", "marbert"]

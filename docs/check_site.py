@@ -1,0 +1,66 @@
+"""Build the documentation site strictly and look at it (run by tests/test_docs.py in CI).
+
+    python docs/check_site.py [SITE_DIR]
+
+``mkdocs build --strict`` (a broken link, a missing reference or a failing gallery example
+fails the build), then, where Debian's Chromium is installed, a headless screenshot of the
+home page, the API reference and the gallery example, each checked to show a page rather
+than a blank one. Screenshots go to ``SITE_DIR/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ("index.html", "api/index.html",
+         "generated/gallery/plot_evaluation_report/index.html")
+
+
+def build(site: Path) -> None:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
+                    str(site)], cwd=ROOT, env=env, check=True)
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def screenshot(browser: str, page: Path, out: Path) -> None:
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                    "--hide-scrollbars", f"--screenshot={out}", "--window-size=1280,1600",
+                    page.as_uri()], check=True, capture_output=True, timeout=120)
+
+
+def is_blank(png: Path) -> bool:
+    """A page that failed to render is one colour; a rendered one has text and figures."""
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(png)
+    return float(pixels.std()) < 0.02
+
+
+def main() -> None:
+    site = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "site"
+    build(site)
+    browser = chromium()
+    if browser is None:
+        print("Chromium not found (apt-get install chromium): screenshots skipped.")
+        return
+    shots = site / "screenshots"
+    shots.mkdir(exist_ok=True)
+    for page in PAGES:
+        out = shots / (page.replace("/", "_").removesuffix(".html") + ".png")
+        screenshot(browser, site / page, out)
+        if is_blank(out):
+            raise SystemExit(f"{page} rendered blank (see {out}).")
+        print(f"{page}: {out}")
+
+
+if __name__ == "__main__":
+    main()

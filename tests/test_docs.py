@@ -1,0 +1,24 @@
+"""The documentation site builds in strict mode and renders (about a minute)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("mkdocs_gallery", reason="the docs tools come with the dev extra")
+
+
+def test_the_site_builds_strictly_and_its_pages_render(tmp_path):
+    site = tmp_path / "site"
+    run = subprocess.run([sys.executable, str(ROOT / "docs" / "check_site.py"), str(site)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    api = (site / "api" / "index.html").read_text()
+    for name in ("EncoderEmbedder", "StackingEmbedder", "BiLSTMClassifier", "TunedThresholds",
+                 "html_report", "load_table"):
+        assert f'id="skstack.{name}"' in api
+    gallery = site / "generated" / "gallery" / "plot_evaluation_report" / "index.html"
+    assert "macro-F1" in gallery.read_text()  # the example ran and its output is shown
