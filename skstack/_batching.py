@@ -22,8 +22,11 @@ def tokenize(tokenizer, texts: list[str], max_length: int, offsets: bool = False
     at_limit = [i for i, seq in enumerate(ids) if len(seq) >= max_length]
     n_cut = 0
     if at_limit:  # only texts that reached the limit can have been cut
+        # verbose=False: the caller warns about cut texts; transformers' own "longer than the
+        # maximum" log line would only repeat it
         full = tokenizer([texts[i] for i in at_limit], add_special_tokens=True,
-                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+                         return_attention_mask=False, return_token_type_ids=False,
+                         verbose=False)["input_ids"]
         n_cut = sum(len(seq) > max_length for seq in full)
     return ids, n_cut, encoded["offset_mapping"] if offsets else None
 

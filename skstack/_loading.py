@@ -59,6 +59,16 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (so it is faster, not emulated): a
+    CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
 def device_or_cpu(device: str, what: str) -> torch.device:
     """The device ``what`` was saved with, or the CPU with a warning where it does not exist
     here (a GPU-fitted estimator loaded on a CPU-only machine)."""

@@ -31,6 +31,7 @@ from skstack._loading import (
     load_encoder,
     model_from_portable,
     model_to_portable,
+    native_bfloat16,
     resolve_device,
     weights_hash,
 )
@@ -164,8 +165,11 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     batch_size : int, default=32
     device : str, default="auto"
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-    dtype : {"float32", "float16", "bfloat16"}, default="float32"
-        Precision of the encoder's forward pass; outputs are always float32.
+    dtype : {"float32", "float16", "bfloat16", "auto"}, default="float32"
+        Precision of the encoder's forward pass; outputs are always float32. ``"auto"``:
+        bfloat16 where the device computes it natively (a CPU with AVX512-BF16 or AMX, a GPU
+        that supports it), float32 elsewhere; ``dtype_`` says which. Precisions never share
+        cached vectors.
     show_progress_bar : bool, default=None
         Bars for loading, fine-tuning and encoding. ``None`` follows the package-wide
         switch (``skstack.set_config(show_progress_bar=...)``, off by default).
@@ -180,8 +184,9 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     finetune_warmup_ratio : float, default=0.1
         Fraction of fine-tuning steps with a linearly rising learning rate.
     finetune_batch_size : int, default=16
-    finetune_mixed_precision : bool, default=False
+    finetune_mixed_precision : bool or "auto", default=False
         Fine-tune under bfloat16 autocast (the forward pass at inference follows ``dtype``).
+        ``"auto"``: where the device computes bfloat16 natively.
     random_state : int, default=None
         Seed for fine-tuning (head initialisation and batch order).
 
@@ -194,6 +199,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         Width of the output vectors.
     max_length_ : int
         Token limit in use.
+    dtype_ : str
+        Precision in use (``dtype`` with ``"auto"`` resolved).
     fingerprint_ : str
         Cache key of this configuration and these weights.
     finetune_loss_ : list of float
@@ -229,7 +236,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         "truncate_dim": [Interval(numbers.Integral, 1, None), NONE],
         "batch_size": [Interval(numbers.Integral, 1, None)],
         "device": [STRING],
-        "dtype": [Options(tuple(_DTYPES))],
+        "dtype": [Options((*_DTYPES, "auto"))],
         "show_progress_bar": [BOOLEAN, NONE],
         "cache": [PATH, NONE],
         "trust_remote_code": [BOOLEAN],
@@ -237,7 +244,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         "finetune_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "finetune_warmup_ratio": [Interval(numbers.Real, 0, 1)],
         "finetune_batch_size": [Interval(numbers.Integral, 1, None)],
-        "finetune_mixed_precision": [BOOLEAN],
+        "finetune_mixed_precision": [BOOLEAN, Options(("auto",))],
         "random_state": SEED,
     }
 
@@ -263,7 +270,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         finetune_learning_rate: float = 2e-5,
         finetune_warmup_ratio: float = 0.1,
         finetune_batch_size: int = 16,
-        finetune_mixed_precision: bool = False,
+        finetune_mixed_precision: bool | str = False,
         random_state: int | None = None,
     ):
         self.model = model
@@ -312,6 +319,11 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         validate_params(self)
         texts = check_texts(X)
         self.device_ = resolve_device(self.device)
+        native = native_bfloat16(self.device_)
+        self.dtype_ = ("bfloat16" if native else "float32") if self.dtype == "auto" else \
+            self.dtype
+        mixed = native if self.finetune_mixed_precision == "auto" else \
+            self.finetune_mixed_precision
         with config_context(show_progress_bar=progress_enabled(self.show_progress_bar)):
             loaded = load_encoder(self.model, self.trust_remote_code)
         self.tokenizer_ = loaded.tokenizer
@@ -338,7 +350,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
                 model, ids, Y, pad_id=self._pad_id(), pooling=self.pooling,
                 epochs=self.finetune_epochs, learning_rate=self.finetune_learning_rate,
                 warmup_ratio=self.finetune_warmup_ratio, batch_size=self.finetune_batch_size,
-                device=self.device_, mixed_precision=self.finetune_mixed_precision,
+                device=self.device_, mixed_precision=mixed,
                 random_state=self.random_state,
                 show_progress_bar=progress_enabled(self.show_progress_bar),
             )
@@ -356,7 +368,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     def _placed(self, model: torch.nn.Module, shared: bool) -> torch.nn.Module:
         """The model on ``device_`` in ``dtype``; a ``shared`` model (the loaded pretrained one)
         is copied first when moving or casting would change it for other embedders."""
-        dtype = _DTYPES[self.dtype]
+        # files saved before dtype="auto" existed hold no dtype_; their dtype is explicit
+        dtype = _DTYPES[getattr(self, "dtype_", self.dtype)]
         if shared and (self.device_.type != "cpu" or dtype != torch.float32):
             model = copy.deepcopy(model)
         return model.to(self.device_, dtype)
@@ -378,7 +391,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             "word_pooling": self.word_pooling,
             "max_length": self.max_length_,
             "prefix": self.prefix,
-            "dtype": self.dtype,
+            "dtype": self.dtype_,
             "normalize": bool(self.normalize),
             "truncate_dim": self.embedding_dim_,
         }

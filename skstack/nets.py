@@ -85,8 +85,7 @@ class BiLSTMModule(torch.nn.Module):
     residual : "auto", str or None, default=None
         Name of the block of probabilities to add as logits. ``"auto"``: the ``"meta"`` block
         when there is one of width ``n_labels``, else none. ``None``: no residual path. Off
-        by default: it helped on 43k GoEmotions training texts and hurt on 3k (see
-        ``docs/benchmarks.md``).
+        in a bare net; the ready-made pipelines turn it on (see ``docs/benchmarks.md``).
     word_width : int, default=None
         Width of one word's stacked states (word mode); ``None`` for block mode.
     projection_dim, hidden_size, num_layers, dropout

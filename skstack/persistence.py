@@ -57,7 +57,7 @@ _TRUSTED_NAMES = {"skorch.dataset.Dataset", "skorch.dataset.ValidSplit",
                   "torch.utils.data.dataloader.DataLoader"}
 # Fitted attributes kept as JSON, per class; the heavy ones are handled by name below.
 _STATE = {
-    EncoderEmbedder: ("max_length_", "layer_indices_", "embedding_dim_", "fingerprint_",
+    EncoderEmbedder: ("max_length_", "dtype_", "layer_indices_", "embedding_dim_", "fingerprint_",
                       "finetune_loss_"),
     StackingEmbedder: ("blocks_", "word_blocks_", "n_labels_", "label_names_"),
     BiLSTMClassifier: ("blocks_", "word_blocks_", "label_names_", "n_labels_",

@@ -174,7 +174,7 @@ def test_unfitted_and_bad_parameters(tiny_bert):
 @pytest.mark.parametrize(("params", "message"), [
     ({"pooling": "median"}, r"'pooling' parameter of EncoderEmbedder must be one of 'cls', "
                             r"'mean', 'max'; got 'median'"),
-    ({"dtype": "int8"}, r"'dtype' .* one of 'float32', 'float16', 'bfloat16'; got 'int8'"),
+    ({"dtype": "int8"}, r"'dtype' .* one of 'float32', 'float16', 'bfloat16', 'auto'; got 'int8'"),
     ({"batch_size": 0}, r"'batch_size' .* an integer >= 1; got 0"),
     ({"max_length": 1}, r"'max_length' .* an integer >= 2 or None; got 1"),
     ({"finetune_learning_rate": -1e-5}, r"'finetune_learning_rate' .* a number > 0"),
@@ -247,3 +247,22 @@ def test_fine_tuning_batches_group_similar_lengths_and_cover_every_row_once():
     assert padded < 1.15 * sum(lengths)  # random batches of 16 would pad to ~1.9x
     again = bucketed_batches(lengths, 16, torch.Generator().manual_seed(1), pool=10)
     assert [b.tolist() for b in again] != [b.tolist() for b in batches]  # reshuffled per seed
+
+
+def test_dtype_auto_picks_bfloat16_only_where_it_is_native(tiny_bert, monkeypatch):
+    import skstack.encoder
+
+    texts = ["one text", "another text here"]
+    fp32 = EncoderEmbedder(tiny_bert, cache=None).fit(texts)
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(skstack.encoder, "native_bfloat16", lambda device, n=native: n)
+        emb = EncoderEmbedder(tiny_bert, dtype="auto", cache=None).fit(texts)
+        assert emb.dtype_ == expected
+        assert next(emb.model_.parameters()).dtype == getattr(torch, expected)
+        # precisions never share cached vectors; float32 keeps its old fingerprint
+        assert (emb.fingerprint_ == fp32.fingerprint_) == (expected == "float32")
+        out = emb.transform(texts)
+        assert out.dtype == np.float32
+        cos = (out * fp32.transform(texts)).sum(1) / (
+            np.linalg.norm(out, axis=1) * np.linalg.norm(fp32.transform(texts), axis=1))
+        assert cos.min() > 0.99

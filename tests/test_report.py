@@ -85,3 +85,22 @@ def test_progress_bars_only_with_the_switch(tiny_bert, capfd):
 def test_set_config_checks_its_argument():
     with pytest.raises(TypeError, match="show_progress_bar must be a bool, got 'yes'"):
         skstack.set_config(show_progress_bar="yes")
+
+
+def test_the_report_renders_in_headless_chromium(prediction, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "check_site", Path(__file__).resolve().parents[1] / "docs" / "check_site.py")
+    check_site = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_site)
+    browser = check_site.chromium()
+    if browser is None:
+        pytest.skip("needs Chromium (apt-get install chromium)")
+    Y, proba, pred = prediction
+    page = tmp_path / "report.html"
+    page.write_text(html_report(Y, pred, proba, ["joy", "anger", "fear"], texts=list("abcd")))
+    shot = tmp_path / "report.png"
+    check_site.screenshot(browser, page, shot)
+    assert not check_site.is_blank(shot)
