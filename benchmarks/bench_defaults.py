@@ -2,7 +2,11 @@
 
     python benchmarks/bench_defaults.py                              # 3k, 10k, 43k texts
     python benchmarks/bench_defaults.py --sizes 3000 --only "0.1"    # some sizes and heads
+    python benchmarks/bench_defaults.py --sizes 3000 10000 --cache /tmp/empty   # cold
     python benchmarks/bench_defaults.py --sizes 10000 --finetune-epochs 2 --only "0.1" "residual"
+    python benchmarks/bench_defaults.py --sizes 10000 --dtype bfloat16 --only "word mode, res"
+    python benchmarks/bench_defaults.py --sizes 3000 --finetune-epochs 2 --leak-free 2 \
+        --only "word mode, residual + BCE"
 
 GoEmotions. For each training size (the first N rows of a fixed shuffle of train), stacks are
 fitted as ``make_stacked_pipeline`` fits them (MiniLM and sre-embedding-model frozen, character
@@ -16,8 +20,9 @@ objective: macro-F1 ("F1 rule") and Jaccard ("Jaccard rule"). The meta-learner a
 scored with the same rule tuned on its out-of-fold probabilities of all training rows; with
 frozen members it is a logistic regression on the same encoders' frozen vectors.
 ``--finetune-epochs N`` fine-tunes MiniLM on each training subset (bf16 autocast, max_length
-64, batch 32), once per mode. Writes runs/bench_defaults[-ftN].json and prints a Markdown
-table per size.
+64, batch 32), once per mode (``--leak-free K``: cross-fitted on K folds for the meta-learner's
+training rows); ``--dtype bfloat16`` encodes in that precision. Writes
+runs/bench_defaults[-ftN][-DTYPE][-cold].json and prints a Markdown table per size.
 """
 
 from __future__ import annotations
@@ -54,14 +59,17 @@ HEADS = {
     "0.1 head (block mode, hybrid loss, 20 epochs)": (False, OLD),
     "block mode, residual + BCE + pairwise, early stopping": (False, {**EARLY, **NEW_HEAD}),
     "word mode, residual + BCE + pairwise, early stopping": (True, {**EARLY, **NEW_HEAD}),
+    "word mode, residual + plain BCE, early stopping": (
+        True, {**EARLY, **NEW_HEAD, "criterion__corr_weight": 0.0}),
     "word mode, 0.1 loss and no residual, early stopping": (
         True, {**EARLY, **{k: v for k, v in OLD.items() if k.startswith("criterion")}}),
 }
 
 
-def make_stack(words: bool, finetune_epochs: int = 0) -> StackingEmbedder:
-    common = {"max_length": 128, "batch_size": 64, "cache": CACHE, "device": "cpu",
-              "word_pooling": "mean" if words else None}
+def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "float32",
+               cache: str = str(CACHE), leak_free: int = 0) -> StackingEmbedder:
+    common = {"max_length": 128, "batch_size": 64, "cache": cache, "device": "cpu",
+              "word_pooling": "mean" if words else None, "dtype": dtype}
     # as in bench_head.py: MiniLM fine-tuned under bf16 autocast, max_length 64, batch 32
     tuned = {"finetune_epochs": finetune_epochs, "finetune_mixed_precision": True,
              "max_length": 64, "finetune_batch_size": 32, "random_state": 0}
@@ -69,7 +77,7 @@ def make_stack(words: bool, finetune_epochs: int = 0) -> StackingEmbedder:
                                                               name == "minilm" else {})}))
                for name, path in encoders().items()]
     members.append(("chars", char_tfidf_member(128)))
-    return StackingEmbedder(members, cv=3, random_state=0)
+    return StackingEmbedder(members, cv=3, leak_free=leak_free or False, random_state=0)
 
 
 def head_scores(params: dict, seed: int, S_train, Y_train, S_test, Y_test, labels) -> dict:
@@ -102,6 +110,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[3000, 10000, 43410])
     parser.add_argument("--finetune-epochs", type=int, default=0,
                         help="fine-tune MiniLM for this many epochs (bf16 autocast)")
+    parser.add_argument("--dtype", default="float32",
+                        choices=("float32", "bfloat16", "float16", "auto"),
+                        help="the encoders' precision")
+    parser.add_argument("--leak-free", type=int, default=0, metavar="K",
+                        help="cross-fit fine-tuned members on K folds (0: in-sample)")
+    parser.add_argument("--cache", default=str(CACHE),
+                        help="embedding cache folder (an empty one for a cold run)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="run only the heads whose names contain one of these")
     args = parser.parse_args()
@@ -109,6 +124,9 @@ def main() -> None:
     texts, Y, labels = load_splits(quick=False)
     order = np.random.default_rng(0).permutation(len(texts["train"]))
     suffix = f"-ft{args.finetune_epochs}" if args.finetune_epochs else ""
+    suffix += f"-{args.dtype}" if args.dtype != "float32" else ""
+    suffix += f"-lf{args.leak_free}" if args.leak_free else ""
+    suffix += "-cold" if args.cache != str(CACHE) else ""
     out_path = ROOT / "runs" / f"bench_defaults{suffix}.json"
     log = json.loads(out_path.read_text()) if out_path.exists() else {}
     heads = {n: h for n, h in HEADS.items()
@@ -120,7 +138,8 @@ def main() -> None:
         for words in sorted({w for w, _ in heads.values()}):
             mode = "word" if words else "block"
             start = time.perf_counter()
-            stack = make_stack(words, args.finetune_epochs)
+            stack = make_stack(words, args.finetune_epochs, args.dtype, args.cache,
+                               args.leak_free)
             S_train = stack.fit_transform(X_train, Y_train)  # out-of-fold meta block
             S_test = stack.transform(texts["test"])
             entry["stack_seconds"][mode] = time.perf_counter() - start
