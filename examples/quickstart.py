@@ -26,12 +26,14 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import pandas as pd
 
 from skstack import (
     default_minilm,
     load,
     load_sample_emotions,
     multilabel_report,
+    predict_label_lists,
     quickstart_pipeline,
     save,
 )
@@ -51,7 +53,7 @@ def main() -> None:
     # MiniLM + character n-grams + meta-learner -> Bi-LSTM, per-label thresholds for macro-F1
     pipe = quickstart_pipeline(args.model, objective="macro_f1")
     start = time.perf_counter()
-    pipe.fit(X_train, Y_train)
+    pipe.fit(X_train, pd.DataFrame(Y_train, columns=labels))  # a DataFrame names the labels
     print(f"fitted in {time.perf_counter() - start:.0f} s")
 
     clf = pipe.named_steps["clf"]  # TunedThresholds around the BiLSTMClassifier
@@ -59,6 +61,8 @@ def main() -> None:
     report = multilabel_report(Y_test, pred, labels, thresholds=clf.thresholds_,
                                threshold_objective=clf.objective)
     print(report)
+    for text, names in zip(X_test[:3], predict_label_lists(pipe, X_test[:3]), strict=True):
+        print(f"{names} <- {text!r}")
 
     top = np.argmax(Y_train.sum(axis=0))
     baseline_pred = np.zeros_like(Y_test)
