@@ -64,8 +64,9 @@ def native_bfloat16(device: torch.device) -> bool:
     CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    if device.type == "cpu":  # private probes; a torch without them counts as "no"
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
     return False
 
 
@@ -130,10 +131,11 @@ def _transformers_bars(show: bool) -> Iterator[None]:
         (hf_logging.enable_progress_bar if was_on else hf_logging.disable_progress_bar)()
 
 
-def _from_pretrained(path_or_id: str, trust_remote_code: bool, local_files_only: bool):
+def _from_pretrained(path_or_id: str, trust_remote_code: bool, local_files_only: bool,
+                     show_progress_bar: bool):
     from transformers import AutoModel, AutoTokenizer
 
-    with _transformers_bars(progress_enabled()):
+    with _transformers_bars(show_progress_bar):
         tokenizer = AutoTokenizer.from_pretrained(
             path_or_id, trust_remote_code=trust_remote_code, local_files_only=local_files_only
         )
@@ -175,8 +177,12 @@ def _folder_state(folder: Path) -> tuple:
                         for p in folder.rglob("*") if p.is_file() for st in [p.stat()]))
 
 
-def load_encoder(model: str | os.PathLike, trust_remote_code: bool = False) -> LoadedEncoder:
+def load_encoder(model: str | os.PathLike, trust_remote_code: bool = False,
+                 show_progress_bar: bool | None = None) -> LoadedEncoder:
     """Load tokenizer and encoder weights (float32, CPU, eval mode).
+
+    transformers' own loading bars show only when ``show_progress_bar`` (``None``: the
+    package switch, ``skstack.set_config``) says so.
 
     ``model`` is a local folder (plain ``transformers`` or sentence-transformers layout) or a
     hub id. A hub id is looked up in the local Hugging Face cache first; only when it is
@@ -193,18 +199,19 @@ def load_encoder(model: str | os.PathLike, trust_remote_code: bool = False) -> L
     for stale in [k for k in _LOADED if k[:2] == key[:2]]:
         del _LOADED[stale]
 
+    bars = progress_enabled(show_progress_bar)
     default_max_length = None
     if folder.is_dir():
         sub, default_max_length = _transformer_folder(folder)
         try:
-            tokenizer, encoder = _from_pretrained(str(sub), trust_remote_code, True)
+            tokenizer, encoder = _from_pretrained(str(sub), trust_remote_code, True, bars)
         except (OSError, ValueError) as exc:
             raise OSError(f"Could not load an encoder from the folder {folder}: {exc}") from exc
         source = str(folder.resolve())
     else:
         source = str(model)
         try:
-            tokenizer, encoder = _from_pretrained(source, trust_remote_code, True)
+            tokenizer, encoder = _from_pretrained(source, trust_remote_code, True, bars)
         except (OSError, ValueError):
             tokenizer = None
         if tokenizer is None:
@@ -223,7 +230,7 @@ def load_encoder(model: str | os.PathLike, trust_remote_code: bool = False) -> L
                     "saved model folder, or run where the hub is reachable."
                 )
             try:
-                tokenizer, encoder = _from_pretrained(source, trust_remote_code, False)
+                tokenizer, encoder = _from_pretrained(source, trust_remote_code, False, bars)
             except (OSError, ValueError) as exc:
                 raise OSError(
                     f"The hub was reachable but model {source!r} could not be loaded from it: "

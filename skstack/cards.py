@@ -29,7 +29,7 @@ _NET_PARAMS = ("max_epochs", "patience", "batch_size", "lr")
 
 
 def _parts(estimator) -> list:
-    """The estimator and everything inside it, depth first."""
+    """The estimator and everything inside it, outermost first."""
     out, todo = [], [estimator]
     while todo:
         obj = todo.pop(0)
@@ -163,11 +163,8 @@ def _model_section(stack, net) -> list[str]:
         mode = "word mode (the Bi-LSTM reads words)" if stack.word_blocks_ else "block mode"
         lines += ["", f"Blocks: {stack.word_blocks_ + stack.blocks_}; {mode}.", ""]
     if net is not None and hasattr(net, "history_"):
-        params = ", ".join(f"{p}={net.get_params()[p]!r}" for p in _NET_PARAMS)
-        module = {k.split("__", 1)[1]: v for k, v in net.get_params().items()
-                  if k.startswith("module__")}
-        criterion = {k.split("__", 1)[1]: v for k, v in net.get_params().items()
-                     if k.startswith("criterion__")}
+        params = ", ".join(f"{p}={getattr(net, p)!r}" for p in _NET_PARAMS)
+        module, criterion = net.get_params_for("module"), net.get_params_for("criterion")
         lines.append(f"Classifier: BiLSTMClassifier({params}); module {module or 'defaults'}; "
                      f"loss {criterion or 'defaults'}.")
         history = net.history_

@@ -27,28 +27,34 @@ from skstack._config import config_context
 from skstack.cards import find_part
 from skstack.datasets import (
     MultilabelData,
+    _read_text,
     load_goemotions,
     load_sample_emotions,
     load_semeval2018_ec,
     load_table,
 )
-from skstack.labels import label_names, to_label_lists
+from skstack.labels import label_names, predict_label_lists
 from skstack.metrics import multilabel_report
-from skstack.persistence import ModelFileError, load, save
+from skstack.persistence import ModelFileError, card_path, load, save
 from skstack.pipelines import (
     arabic_emotion_pipeline,
     char_tfidf_member,
     make_stacked_pipeline,
     quickstart_pipeline,
 )
-from skstack.report import evaluate_model
+from skstack.report import html_report, rule_settings
 from skstack.thresholds import TunedThresholds
 
-PRESETS = ("quickstart", "stacked", "arabic")
+# What a config file may set for each preset, besides preset and objective.
+PRESET_SETTINGS = {
+    "quickstart": {"model", "random_state"},
+    "stacked": {"encoders", "char_ngrams", "encoder_params", "classifier_params",
+                "rule_params", "cv", "leak_free", "random_state"},
+    "arabic": {"encoders", "classifier_params", "cv", "leak_free", "random_state"},
+}
+PRESETS = tuple(PRESET_SETTINGS)
 FORMATS = ("auto", "sample", "tsv", "csv", "jsonl", "goemotions", "semeval")
-# What a config file may set, besides preset and objective (make_stacked_pipeline's keywords).
-_CONFIG_KEYS = {"encoders", "char_ngrams", "encoder_params", "classifier_params",
-                "rule_params", "cv", "leak_free", "random_state", "model"}
+_CONFIG_KEYS = {"preset", "objective"}.union(*PRESET_SETTINGS.values())
 
 
 class UsageError(Exception):
@@ -75,40 +81,33 @@ def _read_config(path: str | None) -> dict:
             config = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{file} is not valid TOML: {exc}") from None
-    unknown = sorted(set(config) - _CONFIG_KEYS - {"preset", "objective"})
+    unknown = sorted(set(config) - _CONFIG_KEYS)
     if unknown:
         raise UsageError(f"{file}: unknown setting(s) {unknown}; the settings are "
-                         f"{sorted(_CONFIG_KEYS | {'preset', 'objective'})}.")
+                         f"{sorted(_CONFIG_KEYS)}.")
     return config
 
 
 def build_pipeline(preset: str, objective: str, config: dict):
     """The pipeline a preset and a config describe (see ``docs/cli.md``)."""
     settings = {k: v for k, v in config.items() if k not in ("preset", "objective")}
+    extra = sorted(set(settings) - PRESET_SETTINGS[preset])
+    if extra:
+        raise UsageError(f"the {preset!r} preset does not take {extra}; it takes "
+                         f"{sorted(PRESET_SETTINGS[preset])}.")
     if preset == "quickstart":
-        allowed = {"model", "random_state"}
-        _check_settings(preset, settings, allowed)
         return quickstart_pipeline(settings.get("model"), objective=objective,
                                    random_state=settings.get("random_state", 0))
     if preset == "arabic":
-        allowed = {"encoders", "classifier_params", "cv", "leak_free", "random_state"}
-        _check_settings(preset, settings, allowed)
         return arabic_emotion_pipeline(objective=objective, **settings)
     encoders = settings.pop("encoders", None)
     if not encoders:
         raise UsageError("the 'stacked' preset needs [encoders] in the config: name = hub id "
                          "or model folder.")
-    settings.pop("model", None)
     chars = settings.pop("char_ngrams", 0)
-    extra = [("chars", char_tfidf_member(int(chars)))] if chars else []
-    return make_stacked_pipeline(encoders, objective=objective, extra_members=extra, **settings)
-
-
-def _check_settings(preset: str, settings: dict, allowed: set) -> None:
-    extra = sorted(set(settings) - allowed)
-    if extra:
-        raise UsageError(f"the {preset!r} preset does not take {extra}; it takes "
-                         f"{sorted(allowed)}.")
+    extra_members = [("chars", char_tfidf_member(int(chars)))] if chars else []
+    return make_stacked_pipeline(encoders, objective=objective, extra_members=extra_members,
+                                 **settings)
 
 
 def _read_data(args, names: Sequence[str] | None = None) -> MultilabelData:
@@ -148,7 +147,7 @@ def _texts(args) -> list[str]:
     if path.suffix.lower() in (".txt", ""):
         if not path.is_file():
             raise UsageError(f"{path} not found.")
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [line for line in _read_text(path).splitlines() if line.strip()]
     return load_table(path, text_column=args.text_column, label_column=None).texts
 
 
@@ -172,16 +171,14 @@ def cmd_train(args) -> int:
     rule = find_part(pipe, TunedThresholds)
     print(f"fitted in {time.perf_counter() - start:.0f} s; validation {objective} "
           f"{rule.best_score_:.3f} on {rule.n_tuning_rows_:,} held-out rows; saved to {out} "
-          f"and its card {out.with_name(out.stem + '.card.md')}", file=sys.stderr)
+          f"and its card {card_path(out)}", file=sys.stderr)
     return 0
 
 
 def cmd_predict(args) -> int:
     model = _load_model(args.model)
     texts = _texts(args)
-    pred = np.asarray(model.predict(texts))
-    lists = ([[str(c)] for c in pred] if pred.ndim == 1
-             else to_label_lists(pred, label_names(model)))
+    lists = predict_label_lists(model, texts)
     out = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")
     try:
         as_json = args.json or (args.output is not None and args.output.endswith(".jsonl"))
@@ -206,17 +203,15 @@ def cmd_evaluate(args) -> int:
     if list(data.label_names) != list(names):
         raise UsageError(f"{args.data} has the labels {data.label_names}; the model predicts "
                          f"{names}.")
-    if args.html:
-        evaluate_model(model, data.texts, data.Y, path=args.html, label_names=names,
-                       title=f"skstack evaluation: {Path(args.model).name} on {args.data}")
     pred = np.asarray(model.predict(data.texts))
-    rule = find_part(model, TunedThresholds)
-    thresholds = getattr(rule, "thresholds_", None)
-    report = multilabel_report(data.Y, pred, names, thresholds,
-                               getattr(rule, "objective", None) if thresholds is not None
-                               else None)
+    rule = rule_settings(model)
+    report = multilabel_report(data.Y, pred, names, **rule)
     print(json.dumps(report.to_dict(), indent=1) if args.json else report)
     if args.html:
+        page = html_report(data.Y, pred, model.predict_proba(data.texts), names,
+                           texts=data.texts, **rule,
+                           title=f"skstack evaluation: {Path(args.model).name} on {args.data}")
+        Path(args.html).write_text(page, encoding="utf-8")
         print(f"report written to {args.html}", file=sys.stderr)
     return 0
 

@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from skstack.labels import first_unknown, from_label_lists
+
 SEMEVAL_LABELS = ["anger", "anticipation", "disgust", "fear", "joy", "love", "optimism",
                   "pessimism", "sadness", "surprise", "trust"]
 _SEMEVAL_LANGUAGES = {"english": "En", "arabic": "Ar", "spanish": "Es",
@@ -270,8 +272,6 @@ def load_table(
     >>> texts, Y.tolist(), names
     (['What a day!', 'Ok.'], [[1, 1], [0, 0]], ['joy', 'surprise'])
     """
-    from skstack.labels import from_label_lists
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found.")
@@ -317,10 +317,9 @@ def load_table(
         return _result(texts, Y, list(label_columns), as_frame)
     if label_column is None:
         return MultilabelData(texts, None, list(names or []))
-    for (line_no, _), row in zip(records, label_rows, strict=True):
-        unknown = sorted(set(row) - set(names or row))
-        if unknown:
-            raise ValueError(f"{path}, line {line_no}: label(s) {unknown} are not among the "
-                             f"{len(names)} names {list(names)}.")
+    bad = first_unknown(label_rows, names)
+    if bad is not None:
+        raise ValueError(f"{path}, line {records[bad[0]][0]}: label(s) {bad[1]} are not "
+                         f"among the {len(names)} names {list(names)}.")
     Y, found = from_label_lists(label_rows, names)
     return _result(texts, Y, found, as_frame)

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skstack._batching import length_sorted_batches, tokenize
-from skstack._config import config_context, progress_enabled
+from skstack._config import progress_enabled
 from skstack._finetune import fine_tune_encoder
 from skstack._loading import (
     device_or_cpu,
@@ -324,8 +324,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             self.dtype
         mixed = native if self.finetune_mixed_precision == "auto" else \
             self.finetune_mixed_precision
-        with config_context(show_progress_bar=progress_enabled(self.show_progress_bar)):
-            loaded = load_encoder(self.model, self.trust_remote_code)
+        loaded = load_encoder(self.model, self.trust_remote_code, self.show_progress_bar)
         self.tokenizer_ = loaded.tokenizer
         if self.word_pooling is not None and not self.tokenizer_.is_fast:
             raise ValueError(f"word_pooling={self.word_pooling!r} maps tokens to words with a "

@@ -84,16 +84,28 @@ def from_label_lists(
         if isinstance(row, (str, bytes)) or not isinstance(row, Iterable):
             raise TypeError(f"Row {i} is {row!r}; expected a list of label names (a text "
                             "with one label is a list of one name, e.g. ['joy']).")
-        row = [str(name) for name in row]
-        if names is not None:
-            unknown = sorted(set(row) - set(names))
-            if unknown:
-                raise ValueError(f"Row {i} has label(s) {unknown} that are not among the "
-                                 f"{len(names)} names {list(names)}.")
-        rows.append(row)
+        rows.append([str(name) for name in row])
+    bad = first_unknown(rows, names)
+    if bad is not None:
+        raise ValueError(f"Row {bad[0]} has label(s) {bad[1]} that are not among the "
+                         f"{len(names)} names {list(names)}.")
     binarizer = MultiLabelBinarizer(classes=None if names is None else list(names))
     Y = binarizer.fit_transform(rows).astype(np.int64)
     return Y, [str(c) for c in binarizer.classes_]
+
+
+def first_unknown(rows: Sequence[Sequence[str]],
+                  names: Sequence[str] | None) -> tuple[int, list[str]] | None:
+    """The first row holding names outside ``names``, as (row index, those names sorted);
+    ``None`` when every name is known or ``names`` is ``None`` (any name is)."""
+    if names is None:
+        return None
+    known = set(names)
+    for i, row in enumerate(rows):
+        unknown = sorted(set(row) - known)
+        if unknown:
+            return i, unknown
+    return None
 
 
 def predict_label_lists(estimator, X, names: Sequence[str] | None = None) -> list[list[str]]:

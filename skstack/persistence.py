@@ -23,6 +23,7 @@ skops and safetensors only inside the functions that need them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -31,7 +32,7 @@ import os
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import joblib
@@ -67,10 +68,16 @@ _STATE = {
 }
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write a file atomically: a reader sees the old one or the new one, never half."""
+@contextlib.contextmanager
+def _atomically(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to; when the block succeeds it replaces
+    ``path`` in one step, so a reader sees the old file or the new one, never half of one."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)
 
 
@@ -273,14 +280,25 @@ def save(estimator, path: str | os.PathLike, card: bool = True) -> Path:
     np.True_
     """
     path = Path(path)
-    if card:
-        card_path = path.with_name(path.stem + ".card.md")
-        _replace(card_path, model_card(estimator).encode("utf-8"))
     if path.suffix in (".joblib", ".pkl"):
-        partial = path.with_name(path.name + ".partial")
-        joblib.dump(estimator, partial)
-        os.replace(partial, path)
-        return path
+        with _atomically(path) as partial:
+            joblib.dump(estimator, partial)
+    else:
+        _save_skstack(estimator, path)
+    if card:  # after the model: a card never describes a model that failed to save
+        with _atomically(card_path(path)) as partial:
+            partial.write_text(model_card(estimator), encoding="utf-8")
+    return path
+
+
+def card_path(path: str | os.PathLike) -> Path:
+    """Where :func:`save` writes the model card of ``path``: ``model.skstack`` →
+    ``model.card.md``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".card.md")
+
+
+def _save_skstack(estimator, path: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         writer = _Writer(root)
@@ -292,17 +310,15 @@ def save(estimator, path: str | os.PathLike, card: bool = True) -> Path:
             "versions": library_versions(),
             "sha256": {str(p.relative_to(root)): _sha256(p.read_bytes()) for p in files},
         }
-        partial = path.with_name(path.name + ".partial")
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+        with _atomically(path) as partial, \
+                zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("manifest.json", json.dumps(manifest, indent=1))
             for p in files:
                 archive.write(p, str(p.relative_to(root)))
-        os.replace(partial, path)
     if writer.dropped:
         warnings.warn("These parameters are objects, not data, and were not saved (the loaded "
                       f"estimator uses their defaults): {', '.join(writer.dropped)}.",
-                      UserWarning, stacklevel=2)
-    return path
+                      UserWarning, stacklevel=3)
 
 
 def _sha256(data: bytes) -> str:

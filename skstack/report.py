@@ -163,6 +163,16 @@ def html_report(
     return "\n".join(parts)
 
 
+def rule_settings(model) -> dict:
+    """``thresholds`` and ``threshold_objective`` of a model's tuned decision rule (its
+    :class:`~skstack.thresholds.TunedThresholds` step), for :func:`html_report` and
+    :func:`~skstack.metrics.multilabel_report`; empty when it has none."""
+    rule = find_part(model, TunedThresholds)
+    if rule is None or getattr(rule, "thresholds_", None) is None:
+        return {}
+    return {"thresholds": rule.thresholds_, "threshold_objective": rule.objective}
+
+
 def evaluate_model(model, texts: Sequence[str], y_true, path: str | os.PathLike | None = None,
                    label_names: Sequence[str] | None = None, **kwargs) -> str:
     """:func:`html_report` for a fitted model on labelled texts; writes it to ``path`` too.
@@ -173,12 +183,9 @@ def evaluate_model(model, texts: Sequence[str], y_true, path: str | os.PathLike 
     """
     proba = np.asarray(model.predict_proba(texts))
     pred = np.asarray(model.predict(texts))
-    rule = find_part(model, TunedThresholds)
-    if rule is not None and getattr(rule, "thresholds_", None) is not None:
-        kwargs.setdefault("thresholds", rule.thresholds_)
-        kwargs.setdefault("threshold_objective", rule.objective)
-    names = label_names or getattr(rule, "label_names_", None)
-    page = html_report(y_true, pred, proba, names, texts=list(texts), **kwargs)
+    names = label_names or getattr(find_part(model, TunedThresholds), "label_names_", None)
+    page = html_report(y_true, pred, proba, names, texts=list(texts),
+                       **{**rule_settings(model), **kwargs})
     if path is not None:
         Path(path).write_text(page, encoding="utf-8")
     return page

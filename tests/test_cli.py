@@ -104,3 +104,10 @@ def test_usage_errors_exit_2():
     with pytest.raises(SystemExit) as exc:
         main(["train"])
     assert exc.value.code == 2
+
+
+def test_a_setting_the_preset_does_not_take_is_refused(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text('preset = "stacked"\nmodel = "x"\n[encoders]\na = "x"\n')
+    assert main(["train", "sample", "--config", str(config), "-o", "m.skstack"]) == 2
+    assert "the 'stacked' preset does not take ['model']" in capsys.readouterr().err

@@ -104,3 +104,12 @@ def test_the_report_renders_in_headless_chromium(prediction, tmp_path):
     shot = tmp_path / "report.png"
     check_site.screenshot(browser, page, shot)
     assert not check_site.is_blank(shot)
+
+
+def test_a_model_that_fails_to_save_leaves_no_card_and_no_partial_file(tmp_path):
+    from sklearn.preprocessing import FunctionTransformer
+
+    unpicklable = FunctionTransformer(lambda X: X)  # joblib cannot pickle a lambda
+    with pytest.raises(Exception, match="lambda"):
+        save(unpicklable, tmp_path / "m.joblib")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
