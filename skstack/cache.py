@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 import warnings
@@ -151,7 +153,8 @@ class SQLiteStore(EmbeddingStore):
     alone: either way new arrays then stay in memory, after one warning per process.
     """
 
-    _connections: ClassVar[dict[tuple[str, int], tuple[sqlite3.Connection, int]]] = {}
+    # one connection per file, process and thread (sqlite3 connections refuse other threads)
+    _connections: ClassVar[dict[tuple[str, int, int], tuple[sqlite3.Connection, int]]] = {}
     _read_only: ClassVar[set[str]] = set()  # paths opened read-only in this process
     _unusable: ClassVar[set[str]] = set()  # paths given up on in this process
     _warned: ClassVar[set[tuple[str, str]]] = set()
@@ -161,7 +164,7 @@ class SQLiteStore(EmbeddingStore):
         self.path = self.folder / _DB_NAME
 
     def _connect(self) -> sqlite3.Connection:
-        key = (str(self.path), os.getpid())
+        key = self._key()
         conn, inode = self._connections.get(key, (None, None))
         if conn is not None and inode != _inode(self.path):
             conn.close()  # the file was deleted or replaced under us: its writes would be lost
@@ -170,6 +173,9 @@ class SQLiteStore(EmbeddingStore):
             conn = self._open()
             self._connections[key] = (conn, _inode(self.path))
         return conn
+
+    def _key(self) -> tuple[str, int, int]:
+        return str(self.path), os.getpid(), threading.get_ident()
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -221,7 +227,7 @@ class SQLiteStore(EmbeddingStore):
         return None
 
     def _forget(self) -> None:
-        conn, _ = self._connections.pop((str(self.path), os.getpid()), (None, None))
+        conn, _ = self._connections.pop(self._key(), (None, None))
         if conn is not None:
             conn.close()
 
@@ -325,6 +331,33 @@ def open_stores(cache) -> list[EmbeddingStore]:
                              f"{sorted(s + '://' for s in EmbeddingStore._registry)}.")
         return [MEMORY, EmbeddingStore._registry[scheme](location)]
     return [MEMORY, SQLiteStore(cache)]
+
+
+def cache_folder(cache) -> Path | None:
+    """The folder a ``cache`` parameter names (``None`` for memory, no cache or a scheme)."""
+    if cache is None or (isinstance(cache, str) and cache == "memory") or "://" in str(cache):
+        return None
+    return Path(cache)
+
+
+def folder_in_place(target: Path, write) -> Path:
+    """Create folder ``target`` by ``write(tmp)`` into a temporary sibling and a rename, so
+    that a reader (another process, a Dask worker) sees the whole folder or none; a folder
+    another process finished first is kept."""
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process renamed its copy first
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 class Lookup:

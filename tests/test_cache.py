@@ -346,3 +346,21 @@ def test_a_cache_file_deleted_while_open_keeps_later_writes(tiny_bert, tmp_path)
     np.testing.assert_array_equal(again.transform(FIXTURE_TEXTS[3:6]), later)
     assert counter.calls == 0
     counter.remove()
+
+
+def test_one_disk_store_serves_several_threads(tmp_path):
+    # a joblib threading backend or a Dask worker's thread pool calls from other threads
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = SQLiteStore(tmp_path)
+    store.put_many("fp", {text_key("main"): np.ones(2, dtype=np.float32)})
+
+    def round_trip(i: int) -> np.ndarray:
+        store.put_many("fp", {text_key(str(i)): np.full(2, i, dtype=np.float32)})
+        return store.get_many("fp", [text_key(str(i)), text_key("main")])
+
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(round_trip, range(8)))
+    for i, got in enumerate(found):
+        np.testing.assert_array_equal(got[text_key(str(i))], [i, i])
+        np.testing.assert_array_equal(got[text_key("main")], [1, 1])
