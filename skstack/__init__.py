@@ -20,6 +20,7 @@ from skstack.labels import from_label_lists, label_names, predict_label_lists, t
 from skstack.losses import HybridLoss, LabelStatistics
 from skstack.metrics import MultilabelReport, get_scorers, jaccard_accuracy, multilabel_report
 from skstack.nets import BiLSTMClassifier, BiLSTMModule
+from skstack.parallel import warm_cache
 from skstack.persistence import ModelFileError, load, save
 from skstack.pipelines import (
     arabic_emotion_pipeline,
@@ -74,5 +75,6 @@ __all__ = [
     "set_config",
     "to_label_lists",
     "tune_thresholds",
+    "warm_cache",
     "word_spans",
 ]

@@ -4,10 +4,22 @@ The paper fine-tunes each encoder on the emotion task before extracting embeddin
 linear head on the pooled last layer is trained with binary cross-entropy together with the
 encoder; the head is thrown away afterwards and only the encoder's new weights are kept.
 
-Import rule: torch, transformers, ``skstack._batching`` and ``skstack._pooling`` only.
+Fine-tuned weights are kept under a key of everything that decides them (the pretrained
+weights, the token ids, the labels, every setting and the seed): in memory, and in the cache
+folder when there is one, so that the clones of a grid search that differ only in the
+classifier's parameters reuse one fine-tuning per fold instead of repeating it per candidate.
+
+Import rule: torch, transformers, safetensors, ``skstack._batching``, ``skstack._pooling`` and
+``skstack.cache`` only.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +27,11 @@ from tqdm.auto import tqdm
 
 from skstack._batching import bucketed_batches, pad_batch
 from skstack._pooling import pool
+from skstack.cache import folder_in_place
+
+_MAX_KEPT_BYTES = 2 * 1024**3
+_KEPT: OrderedDict[str, tuple[dict[str, torch.Tensor], list[float]]] = OrderedDict()
+_LOCK = threading.Lock()
 
 
 def fine_tune_encoder(
@@ -28,6 +45,7 @@ def fine_tune_encoder(
     learning_rate: float = 2e-5,
     warmup_ratio: float = 0.1,
     batch_size: int = 16,
+    accumulation_steps: int = 1,
     weight_decay: float = 0.01,
     device: torch.device | str = "cpu",
     mixed_precision: bool = False,
@@ -37,7 +55,9 @@ def fine_tune_encoder(
     """Fine-tune ``model`` in place on tokenised texts and a 0/1 label matrix.
 
     Returns the mean training loss of each epoch. ``mixed_precision`` runs the forward
-    pass under bfloat16 autocast (on GPUs with bf16 support it roughly halves the time).
+    pass under bfloat16 autocast (on GPUs with bf16 support and CPUs with AVX512-BF16 it
+    roughly halves the time). ``accumulation_steps`` batches are summed into one optimizer
+    step (an effective batch of ``batch_size * accumulation_steps`` in the memory of one).
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -51,32 +71,109 @@ def fine_tune_encoder(
     targets = torch.as_tensor(Y, dtype=torch.float32)
     params = list(model.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
-    steps_per_epoch = -(-len(token_ids) // batch_size)
+    batches_per_epoch = -(-len(token_ids) // batch_size)
+    steps_per_epoch = -(-batches_per_epoch // accumulation_steps)
     total = steps_per_epoch * epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total), total)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     history = []
-    bar = tqdm(total=total, desc="fine-tuning", disable=not show_progress_bar)
+    # one bar over optimizer steps: tqdm shows the rate and the time left
+    bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not show_progress_bar)
     try:
         lengths = [len(ids) for ids in token_ids]
         for _ in range(epochs):
-            epoch_loss = 0.0
-            for rows in bucketed_batches(lengths, batch_size, generator):
-                input_ids, mask = pad_batch([token_ids[r] for r in rows], pad_id)
-                input_ids, mask = input_ids.to(device), mask.to(device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision):
-                    hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                    logits = head(pool(hidden, mask, pooling))
-                loss = loss_fn(logits.float(), targets[rows].to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+            epoch_loss = torch.zeros((), device=device)
+            batches = bucketed_batches(lengths, batch_size, generator)
+            for start in range(0, len(batches), accumulation_steps):
+                group = batches[start : start + accumulation_steps]
+                n_rows = sum(len(rows) for rows in group)
+                for rows in group:
+                    input_ids, mask = pad_batch([token_ids[r] for r in rows], pad_id)
+                    input_ids, mask = input_ids.to(device), mask.to(device)
+                    with torch.autocast(device.type, dtype=torch.bfloat16,
+                                        enabled=mixed_precision):
+                        hidden = model(input_ids=input_ids,
+                                       attention_mask=mask).last_hidden_state
+                        logits = head(pool(hidden, mask, pooling))
+                    loss = loss_fn(logits.float(), targets[rows].to(device))
+                    # weighted by rows, so that a group's gradient is its rows' mean
+                    (loss * (len(rows) / n_rows)).backward()
+                    # summed on the device: .item() per batch would wait for the GPU each time
+                    epoch_loss += loss.detach() * len(rows)
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 scheduler.step()
-                epoch_loss += loss.item() * len(rows)
+                optimizer.zero_grad(set_to_none=True)
                 bar.update()
-            history.append(epoch_loss / len(token_ids))
+            history.append(float(epoch_loss) / len(token_ids))
+            bar.set_postfix(loss=f"{history[-1]:.4f}")
     finally:
         bar.close()
         model.eval()
     return history
+
+
+def fine_tune_key(weights: str, tokenizer: str, token_ids: list[list[int]], Y: np.ndarray,
+                  settings: dict) -> str:
+    """A digest of everything that decides fine-tuned weights (``settings`` includes the seed)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"weights": weights, "tokenizer": tokenizer, **settings},
+                             sort_keys=True).encode())
+    for ids in token_ids:
+        digest.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|")
+    digest.update(np.ascontiguousarray(Y, dtype=np.int8).tobytes())
+    digest.update(str(Y.shape).encode())
+    return digest.hexdigest()
+
+
+def recall_fine_tuned(key: str, folder: Path | None
+                      ) -> tuple[dict[str, torch.Tensor], list[float]] | None:
+    """Weights and loss history kept under ``key``: in memory, else in ``folder``."""
+    with _LOCK:
+        if key in _KEPT:
+            _KEPT.move_to_end(key)
+            return _KEPT[key]
+    path = None if folder is None else folder / "finetuned" / key
+    if path is None or not path.is_dir():
+        return None
+    from safetensors.torch import load_file
+
+    found = (load_file(str(path / "model.safetensors")),
+             json.loads((path / "loss.json").read_text()))
+    _keep_in_memory(key, found)
+    return found
+
+
+def keep_fine_tuned(key: str, folder: Path | None, model: torch.nn.Module,
+                    losses: list[float]) -> None:
+    """Keep ``model``'s weights under ``key`` in memory, and in ``folder`` if given."""
+    state = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
+    _keep_in_memory(key, (state, list(losses)))
+    if folder is None:
+        return
+    from safetensors.torch import save_file
+
+    def write(tmp: Path) -> None:
+        save_file(state, str(tmp / "model.safetensors"))
+        (tmp / "loss.json").write_text(json.dumps(losses))
+
+    folder_in_place(folder / "finetuned" / key, write)
+
+
+def _keep_in_memory(key: str, item: tuple[dict[str, torch.Tensor], list[float]]) -> None:
+    with _LOCK:
+        _KEPT[key] = item
+        _KEPT.move_to_end(key)
+        while len(_KEPT) > 1 and sum(_nbytes(state) for state, _ in _KEPT.values()) > \
+                _MAX_KEPT_BYTES:
+            _KEPT.popitem(last=False)
+
+
+def _nbytes(state: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
+def forget_fine_tuned() -> None:
+    """Drop the fine-tuned weights kept in this process (not those in cache folders)."""
+    with _LOCK:
+        _KEPT.clear()

@@ -59,6 +59,18 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def resolve_devices(device: str | list[str]) -> list[torch.device]:
+    """Every device of a ``device`` parameter: a list of names, ``"cuda:all"`` (each visible
+    GPU), or one name (a list of one)."""
+    if isinstance(device, (list, tuple)):
+        return [resolve_device(str(d)) for d in device]
+    if device == "cuda:all":
+        if not torch.cuda.is_available():
+            raise ValueError("device='cuda:all' was requested but CUDA is not available here.")
+        return [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())]
+    return [resolve_device(device)]
+
+
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` computes in bfloat16 natively (so it is faster, not emulated): a
     CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX."""
@@ -70,11 +82,11 @@ def native_bfloat16(device: torch.device) -> bool:
     return False
 
 
-def device_or_cpu(device: str, what: str) -> torch.device:
-    """The device ``what`` was saved with, or the CPU with a warning where it does not exist
-    here (a GPU-fitted estimator loaded on a CPU-only machine)."""
+def device_or_cpu(device: str | list[str], what: str) -> torch.device:
+    """The (first) device ``what`` was saved with, or the CPU with a warning where it does not
+    exist here (a GPU-fitted estimator loaded on a CPU-only machine)."""
     try:
-        return resolve_device(str(device))
+        return resolve_devices(device)[0]
     except ValueError:
         warnings.warn(f"This {what} was saved with device={device!r}, which is not available "
                       "here; it runs on the CPU.", UserWarning, stacklevel=3)

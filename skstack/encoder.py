@@ -1,7 +1,8 @@
 """EncoderEmbedder: one Hugging Face encoder as a scikit-learn transformer (text -> vectors).
 
 Import rule: torch, transformers, scikit-learn, the private helpers (``_loading``,
-``_batching``, ``_pooling``, ``_finetune``, ``_validation``, ``_version``, ``_config``),
+``_batching``, ``_pooling``, ``_finetune``, ``_runtimes``, ``_validation``, ``_version``,
+``_config``),
 ``skstack.cache`` and
 ``skstack.sequences``.
 """
@@ -11,10 +12,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import multiprocessing
 import numbers
 import os
+import pickle
 import sys
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from typing import ClassVar
 
 import numpy as np
@@ -25,17 +29,29 @@ from tqdm.auto import tqdm
 
 from skstack._batching import length_sorted_batches, tokenize
 from skstack._config import progress_enabled
-from skstack._finetune import fine_tune_encoder
+from skstack._finetune import (
+    fine_tune_encoder,
+    fine_tune_key,
+    keep_fine_tuned,
+    recall_fine_tuned,
+)
 from skstack._loading import (
     device_or_cpu,
     load_encoder,
     model_from_portable,
     model_to_portable,
     native_bfloat16,
-    resolve_device,
+    resolve_devices,
     weights_hash,
 )
 from skstack._pooling import POOLING_MODES, WORD_POOLING_MODES, pool, pool_words
+from skstack._runtimes import (
+    BACKENDS,
+    QUANTIZATIONS,
+    default_folder,
+    require_backend,
+    runtime_forward,
+)
 from skstack._validation import (
     BOOLEAN,
     NONE,
@@ -50,7 +66,7 @@ from skstack._validation import (
     validate_params,
 )
 from skstack._version import VersionedState
-from skstack.cache import Lookup, open_stores
+from skstack.cache import Lookup, cache_folder, open_stores
 from skstack.sequences import WordSequences, token_words, word_spans
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -124,6 +140,15 @@ def _check_finite(vectors: torch.Tensor, positions: np.ndarray, texts: list[str]
                          "damaged, or dtype may overflow; nothing was cached.")
 
 
+def _embed_share(payload: bytes, texts: list[str], n_devices: int):
+    """In a worker process: one device's share of a multi-device :meth:`EncoderEmbedder._embed`
+    (``payload``: the embedder pickled with its one device)."""
+    embedder = pickle.loads(payload)
+    if embedder.device_.type == "cpu":  # the processes share the CPU's cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_devices))
+    return embedder._embed(texts)
+
+
 class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                       BaseEstimator):
     """Embed texts with a Hugging Face encoder: one float32 vector per text (or per word).
@@ -163,12 +188,29 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     truncate_dim : int, default=None
         Keep only the first ``truncate_dim`` dimensions (Matryoshka models).
     batch_size : int, default=32
-    device : str, default="auto"
-        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    device : str or list of str, default="auto"
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Several
+        devices (``["cuda:0", "cuda:1"]``, or ``"cuda:all"`` for every visible GPU) encode
+        data-parallel: one process per device, each with a copy of the model and a share of
+        the texts (runs of similar token length, dealt out in turn). Processes are started
+        per :meth:`transform` call (seconds), so this pays off for large inputs; a script
+        using it needs the ``if __name__ == "__main__":`` guard. Fitting and fine-tuning use
+        the first device.
     dtype : {"float32", "float16", "bfloat16", "auto"}, default="float32"
         Precision of the encoder's forward pass; outputs are always float32. ``"auto"``:
         bfloat16 where the device computes it natively (a CPU with AVX512-BF16 or AMX, a GPU
         that supports it), float32 elsewhere; ``dtype_`` says which. Precisions never share
+        cached vectors.
+    backend : {"torch", "onnx", "openvino"}, default="torch"
+        What runs the forward pass at :meth:`transform` (fine-tuning always runs in torch).
+        ``"onnx"`` (ONNX Runtime, float32) and ``"openvino"`` (float32 or bfloat16, after
+        ``dtype``) run on the CPU from an ONNX export made once per weights and kept in
+        ``<cache folder>/exports`` (``$SKSTACK_HOME`` or ``~/.cache/skstack`` when ``cache``
+        names no folder). Optional extras: ``pip install 'skstack[onnx]'`` or
+        ``'skstack[openvino]'``.
+    quantization : {None, "int8"}, default=None
+        ``"int8"`` with ``backend="onnx"`` or ``"openvino"``: 8-bit weights and int8
+        arithmetic, quantized once beside the export. Backends and quantizations never share
         cached vectors.
     show_progress_bar : bool, default=None
         Bars for loading, fine-tuning and encoding. ``None`` follows the package-wide
@@ -184,11 +226,18 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     finetune_warmup_ratio : float, default=0.1
         Fraction of fine-tuning steps with a linearly rising learning rate.
     finetune_batch_size : int, default=16
+    finetune_accumulation_steps : int, default=1
+        Batches summed into one optimizer step: an effective batch of
+        ``finetune_batch_size * finetune_accumulation_steps`` in the memory of one batch.
     finetune_mixed_precision : bool or "auto", default=False
         Fine-tune under bfloat16 autocast (the forward pass at inference follows ``dtype``).
         ``"auto"``: where the device computes bfloat16 natively.
     random_state : int, default=None
-        Seed for fine-tuning (head initialisation and batch order).
+        Seed for fine-tuning (head initialisation and batch order). With an int seed and a
+        cache, fine-tuned weights are kept (in memory; in the cache folder, ``finetuned/``,
+        when ``cache`` names one) and reused by any embedder that would fine-tune the same
+        weights on the same texts and labels with the same settings: the clones of a grid
+        search that differ only in the classifier's parameters fine-tune once per fold.
 
     Attributes
     ----------
@@ -201,6 +250,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         Token limit in use.
     dtype_ : str
         Precision in use (``dtype`` with ``"auto"`` resolved).
+    weights_hash_ : str
+        Digest of the encoder's weights (after fine-tuning); names its exports.
     fingerprint_ : str
         Cache key of this configuration and these weights.
     finetune_loss_ : list of float
@@ -235,8 +286,12 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         "normalize": [BOOLEAN],
         "truncate_dim": [Interval(numbers.Integral, 1, None), NONE],
         "batch_size": [Interval(numbers.Integral, 1, None)],
-        "device": [STRING],
+        "device": [STRING, Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                                 and all(isinstance(d, str) for d in v),
+                                 "a non-empty list of device names")],
         "dtype": [Options((*_DTYPES, "auto"))],
+        "backend": [Options(BACKENDS)],
+        "quantization": [Options(QUANTIZATIONS), NONE],
         "show_progress_bar": [BOOLEAN, NONE],
         "cache": [PATH, NONE],
         "trust_remote_code": [BOOLEAN],
@@ -244,6 +299,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         "finetune_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "finetune_warmup_ratio": [Interval(numbers.Real, 0, 1)],
         "finetune_batch_size": [Interval(numbers.Integral, 1, None)],
+        "finetune_accumulation_steps": [Interval(numbers.Integral, 1, None)],
         "finetune_mixed_precision": [BOOLEAN, Options(("auto",))],
         "random_state": SEED,
     }
@@ -261,8 +317,10 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         normalize: bool = False,
         truncate_dim: int | None = None,
         batch_size: int = 32,
-        device: str = "auto",
+        device: str | list[str] = "auto",
         dtype: str = "float32",
+        backend: str = "torch",
+        quantization: str | None = None,
         show_progress_bar: bool | None = None,
         cache: str | os.PathLike | None = "memory",
         trust_remote_code: bool = False,
@@ -270,6 +328,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         finetune_learning_rate: float = 2e-5,
         finetune_warmup_ratio: float = 0.1,
         finetune_batch_size: int = 16,
+        finetune_accumulation_steps: int = 1,
         finetune_mixed_precision: bool | str = False,
         random_state: int | None = None,
     ):
@@ -285,6 +344,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         self.batch_size = batch_size
         self.device = device
         self.dtype = dtype
+        self.backend = backend
+        self.quantization = quantization
         self.show_progress_bar = show_progress_bar
         self.cache = cache
         self.trust_remote_code = trust_remote_code
@@ -292,6 +353,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         self.finetune_learning_rate = finetune_learning_rate
         self.finetune_warmup_ratio = finetune_warmup_ratio
         self.finetune_batch_size = finetune_batch_size
+        self.finetune_accumulation_steps = finetune_accumulation_steps
         self.finetune_mixed_precision = finetune_mixed_precision
         self.random_state = random_state
 
@@ -318,9 +380,12 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         """
         validate_params(self)
         texts = check_texts(X)
-        self.device_ = resolve_device(self.device)
+        self._check_backend()
+        self.device_ = resolve_devices(self.device if self.backend == "torch" else "cpu")[0]
         native = native_bfloat16(self.device_)
-        self.dtype_ = ("bfloat16" if native else "float32") if self.dtype == "auto" else \
+        # ONNX Runtime's CPU kernels have no bfloat16 path worth taking: it runs float32
+        bf16 = native and self.backend != "onnx"
+        self.dtype_ = ("bfloat16" if bf16 else "float32") if self.dtype == "auto" else \
             self.dtype
         mixed = native if self.finetune_mixed_precision == "auto" else \
             self.finetune_mixed_precision
@@ -344,15 +409,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
                 raise ValueError("finetune_epochs > 0 needs the label matrix y in fit(X, y).")
             Y, _ = check_label_matrix(y, len(texts))
             model = copy.deepcopy(model)  # the loaded encoder is shared with other embedders
-            ids, _, _ = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
-            self.finetune_loss_ = fine_tune_encoder(
-                model, ids, Y, pad_id=self._pad_id(), pooling=self.pooling,
-                epochs=self.finetune_epochs, learning_rate=self.finetune_learning_rate,
-                warmup_ratio=self.finetune_warmup_ratio, batch_size=self.finetune_batch_size,
-                device=self.device_, mixed_precision=mixed,
-                random_state=self.random_state,
-                show_progress_bar=progress_enabled(self.show_progress_bar),
-            )
+            self._fine_tune(model, texts, Y, weights, loaded.tokenizer_hash, mixed)
             weights = weights_hash(model)
         self.model_ = self._placed(model, shared=self.finetune_epochs == 0)
         n_states = self.model_.config.num_hidden_layers + 1
@@ -361,14 +418,61 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         if self.layer_combine == "concat":
             width *= len(self.layer_indices_)
         self.embedding_dim_ = min(width, self.truncate_dim or width)
+        self.weights_hash_ = weights
         self.fingerprint_ = self._fingerprint(weights, loaded.tokenizer_hash)
         return self
 
+    def _fine_tune(self, model: torch.nn.Module, texts: list[str], Y: np.ndarray,
+                   weights: str, tokenizer: str, mixed: bool) -> None:
+        """Fine-tune ``model`` in place, or load the weights an identical fine-tuning (same
+        weights, texts, labels, settings and integer seed) kept; sets ``finetune_loss_``."""
+        ids, _, _ = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
+        settings = {"pooling": self.pooling, "epochs": self.finetune_epochs,
+                    "learning_rate": self.finetune_learning_rate,
+                    "warmup_ratio": self.finetune_warmup_ratio,
+                    "batch_size": self.finetune_batch_size,
+                    "accumulation_steps": self.finetune_accumulation_steps,
+                    "mixed_precision": bool(mixed), "random_state": self.random_state}
+        # only a seeded fine-tuning is repeatable, so only that one is reused
+        reusable = self.cache is not None and self.random_state is not None
+        key = fine_tune_key(weights, tokenizer, ids, Y, settings) if reusable else None
+        folder = cache_folder(self.cache)
+        found = recall_fine_tuned(key, folder) if reusable else None
+        if found is not None:
+            model.load_state_dict(found[0])
+            self.finetune_loss_ = list(found[1])
+            return
+        self.finetune_loss_ = fine_tune_encoder(
+            model, ids, Y, pad_id=self._pad_id(), device=self.device_,
+            show_progress_bar=progress_enabled(self.show_progress_bar), **settings)
+        if reusable:
+            keep_fine_tuned(key, folder, model, self.finetune_loss_)
+
+    def _check_backend(self) -> None:
+        """Refuse what a runtime backend cannot do, before anything loads."""
+        if self.backend == "torch":
+            if self.quantization is not None:
+                raise ValueError(f"quantization={self.quantization!r} needs backend='onnx' or "
+                                 "'openvino'; the torch backend runs float32, float16 or "
+                                 "bfloat16 (dtype).")
+            return
+        require_backend(self.backend)
+        if self.device not in ("auto", "cpu"):
+            raise ValueError(f"backend={self.backend!r} runs on the CPU; device={self.device!r} "
+                             "needs backend='torch'.")
+        allowed = ("float32",) if self.backend == "onnx" else ("float32", "bfloat16")
+        if self.dtype not in (*allowed, "auto"):
+            raise ValueError(f"backend={self.backend!r} runs dtype in {allowed} (or 'auto'); "
+                             f"got dtype={self.dtype!r}.")
+
     def _placed(self, model: torch.nn.Module, shared: bool) -> torch.nn.Module:
         """The model on ``device_`` in ``dtype``; a ``shared`` model (the loaded pretrained one)
-        is copied first when moving or casting would change it for other embedders."""
+        is copied first when moving or casting would change it for other embedders. A runtime
+        backend keeps the torch model in float32 (it is exported from it)."""
         # files saved before dtype="auto" existed hold no dtype_; their dtype is explicit
         dtype = _DTYPES[getattr(self, "dtype_", self.dtype)]
+        if getattr(self, "backend", "torch") != "torch":
+            dtype = torch.float32
         if shared and (self.device_.type != "cpu" or dtype != torch.float32):
             model = copy.deepcopy(model)
         return model.to(self.device_, dtype)
@@ -394,6 +498,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             "normalize": bool(self.normalize),
             "truncate_dim": self.embedding_dim_,
         }
+        if self.backend != "torch":  # torch leaves them out: caches made before stay valid
+            spec.update(backend=self.backend, quantization=self.quantization)
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
     def transform(self, X) -> np.ndarray | WordSequences:
@@ -413,7 +519,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         check_is_fitted(self, "model_")
         texts = check_texts(X)
         lookup = Lookup(texts, self.fingerprint_, open_stores(self.cache))
-        arrays, n_cut = self._embed(lookup.missing)
+        arrays, n_cut = self._embed_on_devices(lookup.missing)
         rows = lookup.complete(arrays)
         if n_cut:
             warnings.warn(
@@ -448,7 +554,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         ids, n_cut, offsets = tokenize(self.tokenizer_, self._with_prefix(texts),
                                        self.max_length_, offsets=words)
         word_index = self._word_index(texts, offsets) if words else None
-        all_states = self.layer_indices_ != [self.model_.config.num_hidden_layers]
+        forward = self._forward()
         batches = length_sorted_batches(ids, self.batch_size, self._pad_id())
         n_batches = -(-len(ids) // self.batch_size)
         for positions, input_ids, mask in tqdm(
@@ -456,13 +562,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             disable=not progress_enabled(self.show_progress_bar),
         ):
             input_ids, mask = input_ids.to(self.device_), mask.to(self.device_)
-            output = self.model_(
-                input_ids=input_ids, attention_mask=mask, output_hidden_states=all_states
-            )
-            if all_states:
-                states = [output.hidden_states[i] for i in self.layer_indices_]
-            else:
-                states = [output.last_hidden_state]
+            states = forward(input_ids, mask)
             if words:
                 index = torch.full(mask.shape, -1, dtype=torch.long)
                 for row, p in enumerate(positions):
@@ -488,6 +588,66 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             else:
                 out[positions] = vectors.cpu().numpy()
         return out, n_cut
+
+    def _embed_on_devices(self, texts: list[str]) -> tuple[np.ndarray | list[np.ndarray], int]:
+        """:meth:`_embed`, split over several devices when ``device`` names several: texts
+        sorted by token length are dealt out in runs of four batches, so every device gets
+        short and long ones, and each device's process encodes its share."""
+        devices = [] if self.backend != "torch" else resolve_devices(self.device)
+        if len(devices) < 2 or len(texts) <= self.batch_size:
+            return self._embed(texts)
+        ids, _, _ = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
+        order = np.argsort([len(i) for i in ids], kind="stable")
+        run = 4 * self.batch_size
+        shares: list[list[int]] = [[] for _ in devices]
+        for k, start in enumerate(range(0, len(order), run)):
+            shares[k % len(devices)].extend(order[start : start + run].tolist())
+        # spawn, not fork: CUDA cannot be used in a forked child
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(len(devices), mp_context=context) as pool:
+            futures = [pool.submit(_embed_share, self._for_device(str(device)),
+                                   [texts[i] for i in share], len(devices))
+                       for device, share in zip(devices, shares, strict=True) if share]
+            results = [future.result() for future in futures]
+        words = self.word_pooling is not None
+        out = [None] * len(texts) if words else np.empty((len(texts), self.embedding_dim_),
+                                                         dtype=np.float32)
+        n_cut = 0
+        for share, (arrays, cut) in zip([s for s in shares if s], results, strict=True):
+            n_cut += cut
+            for i, array in zip(share, arrays, strict=True):
+                out[i] = array
+        return out, n_cut
+
+    def _for_device(self, device: str) -> bytes:
+        """This fitted embedder pickled for one device (its model travels as CPU weights)."""
+        single = copy.copy(self)
+        single.device = device
+        return pickle.dumps(single)
+
+    def _forward(self):
+        """A function from (input_ids, attention_mask) to the hidden states of ``layers``."""
+        if getattr(self, "backend", "torch") != "torch":
+            folder = cache_folder(self.cache) or default_folder()
+            if not hasattr(self, "weights_hash_"):  # saved before runtimes existed
+                self.weights_hash_ = weights_hash(self.model_)
+            run = runtime_forward(self.model_, self.weights_hash_, self.backend,
+                                  self.quantization, self.dtype_, folder)
+
+            def select(ids, mask):
+                states = run(ids, mask)
+                return [states[i] for i in self.layer_indices_]
+
+            return select
+        last = [self.model_.config.num_hidden_layers]
+
+        def forward(ids, mask):
+            if self.layer_indices_ == last:
+                return [self.model_(input_ids=ids, attention_mask=mask).last_hidden_state]
+            output = self.model_(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            return [output.hidden_states[i] for i in self.layer_indices_]
+
+        return forward
 
     @property
     def _n_features_out(self) -> int:

@@ -59,7 +59,7 @@ _TRUSTED_NAMES = {"skorch.dataset.Dataset", "skorch.dataset.ValidSplit",
 # Fitted attributes kept as JSON, per class; the heavy ones are handled by name below.
 _STATE = {
     EncoderEmbedder: ("max_length_", "dtype_", "layer_indices_", "embedding_dim_", "fingerprint_",
-                      "finetune_loss_"),
+                      "weights_hash_", "finetune_loss_"),
     StackingEmbedder: ("blocks_", "word_blocks_", "n_labels_", "label_names_"),
     BiLSTMClassifier: ("blocks_", "word_blocks_", "label_names_", "n_labels_",
                        "n_features_in_", "classes_", "target_type_"),

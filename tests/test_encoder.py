@@ -266,3 +266,90 @@ def test_dtype_auto_picks_bfloat16_only_where_it_is_native(tiny_bert, monkeypatc
         cos = (out * fp32.transform(texts)).sum(1) / (
             np.linalg.norm(out, axis=1) * np.linalg.norm(fp32.transform(texts), axis=1))
         assert cos.min() > 0.99
+
+
+def test_seeded_fine_tuning_is_done_once_and_reused(tiny_bert, emotion_data, monkeypatch,
+                                                    tmp_path):
+    import skstack._finetune
+    import skstack.encoder
+
+    texts, Y = emotion_data
+    calls = []
+    real = skstack.encoder.fine_tune_encoder
+    monkeypatch.setattr(skstack.encoder, "fine_tune_encoder",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    params = {"finetune_epochs": 1, "finetune_learning_rate": 1e-3, "random_state": 3,
+              "cache": tmp_path}
+    first = EncoderEmbedder(tiny_bert, **params).fit(texts, Y)
+    second = clone(first).fit(texts, Y)  # a grid-search clone on the same fold
+    assert len(calls) == 1
+    assert second.fingerprint_ == first.fingerprint_
+    assert second.finetune_loss_ == first.finetune_loss_
+    np.testing.assert_array_equal(second.transform(texts), first.transform(texts))
+    skstack._finetune.forget_fine_tuned()  # a new process: the cache folder still has them
+    EncoderEmbedder(tiny_bert, **params).fit(texts, Y)
+    assert len(calls) == 1 and len(list((tmp_path / "finetuned").iterdir())) == 1
+    # anything that changes the result fine-tunes again
+    EncoderEmbedder(tiny_bert, **params).fit(texts, 1 - Y)
+    EncoderEmbedder(tiny_bert, **{**params, "random_state": 4}).fit(texts, Y)
+    EncoderEmbedder(tiny_bert, **{**params, "finetune_accumulation_steps": 2}).fit(texts, Y)
+    assert len(calls) == 4
+    unseeded = {**params, "random_state": None}
+    EncoderEmbedder(tiny_bert, **unseeded).fit(texts, Y)
+    EncoderEmbedder(tiny_bert, **unseeded).fit(texts, Y)
+    assert len(calls) == 6  # an unseeded fine-tuning is not repeatable, so never reused
+
+
+def test_gradient_accumulation_equals_one_larger_batch():
+    from transformers import BertConfig, BertModel
+
+    from skstack._finetune import fine_tune_encoder
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, max_position_embeddings=32)
+    torch.manual_seed(0)
+    base = BertModel(config)
+    ids = [[1, 5, 7, 2], [1, 9, 2], [1, 4, 4, 8, 2], [1, 3, 2]]
+    Y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    states = []
+    for batch_size, steps in ((4, 1), (2, 2), (1, 4)):
+        model = copy.deepcopy(base)
+        losses = fine_tune_encoder(model, ids, Y, pad_id=0, epochs=1, learning_rate=1e-2,
+                                   warmup_ratio=0.0, batch_size=batch_size,
+                                   accumulation_steps=steps, random_state=0)
+        states.append((model.state_dict(), losses))
+    # one optimizer step on the mean gradient of the 4 rows, however they were batched
+    for state, losses in states[1:]:
+        np.testing.assert_allclose(losses, states[0][1], rtol=1e-5)
+        for name, tensor in state.items():
+            torch.testing.assert_close(tensor, states[0][0][name], atol=1e-5, rtol=1e-4)
+    changed = [not torch.equal(v, base.state_dict()[k]) for k, v in states[0][0].items()]
+    assert any(changed)
+
+
+def test_several_devices_encode_in_worker_processes_like_one(tiny_bert):
+    texts = [f"{FIXTURE_TEXTS[i % len(FIXTURE_TEXTS)]} {'word ' * (i % 9)}{i}" for i in range(70)]
+    for word_pooling in (None, "mean"):
+        params = {"cache": None, "batch_size": 4, "word_pooling": word_pooling}
+        one = EncoderEmbedder(tiny_bert, device="cpu", **params).fit(texts)
+        two = EncoderEmbedder(tiny_bert, device=["cpu", "cpu"], **params).fit(texts)
+        a, b = one.transform(texts), two.transform(texts)
+        if word_pooling is None:
+            np.testing.assert_allclose(b, a, atol=1e-5)
+        else:
+            np.testing.assert_array_equal(b.lengths, a.lengths)
+            for i in range(len(texts)):
+                np.testing.assert_allclose(b.words(i), a.words(i), atol=2e-3)
+    assert two.device_.type == "cpu"
+
+
+def test_several_devices_are_checked(tiny_bert):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="device='cuda:all' was requested but CUDA"):
+        EncoderEmbedder(tiny_bert, device="cuda:all").fit(TEXTS)
+    with pytest.raises(ValueError, match="'cuda:1' was requested but CUDA"):
+        EncoderEmbedder(tiny_bert, device=["cpu", "cuda:1"]).fit(TEXTS)
+    with pytest.raises(ValueError, match="a non-empty list of device names"):
+        EncoderEmbedder(tiny_bert, device=[]).fit(TEXTS)

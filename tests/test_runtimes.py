@@ -1,0 +1,98 @@
+"""EncoderEmbedder on ONNX Runtime and OpenVINO: same outputs contract as torch, exports made
+once and kept beside the cache, precisions and backends never sharing cached vectors."""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURE_TEXTS
+from skstack import EncoderEmbedder
+
+TEXTS = FIXTURE_TEXTS
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_bert):
+    return EncoderEmbedder(tiny_bert, cache=None, layers="-1,-2").fit(TEXTS).transform(TEXTS)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_float32_runtime_matches_torch_and_exports_once(backend, tiny_bert, reference, tmp_path):
+    pytest.importorskip("onnxruntime" if backend == "onnx" else "openvino")
+    emb = EncoderEmbedder(tiny_bert, backend=backend, layers="-1,-2", cache=tmp_path,
+                          dtype="float32").fit(TEXTS)
+    out = emb.transform(TEXTS)
+    assert out.dtype == np.float32 and out.shape == reference.shape
+    np.testing.assert_allclose(out, reference, atol=2e-4)
+    exports = list((tmp_path / "exports").rglob("model.onnx"))
+    assert len(exports) == 1
+    stamp = exports[0].stat().st_mtime_ns
+    EncoderEmbedder(tiny_bert, backend=backend, layers=-1, cache=tmp_path).fit(
+        TEXTS).transform(TEXTS[:3])
+    assert exports[0].stat().st_mtime_ns == stamp  # the same weights are exported once
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_int8_is_close_to_float32_and_keeps_its_own_cache_entries(backend, tiny_bert,
+                                                                  reference, tmp_path):
+    pytest.importorskip("onnxruntime" if backend == "onnx" else "nncf")
+    fp32 = EncoderEmbedder(tiny_bert, backend=backend, layers="-1,-2", cache=tmp_path).fit(TEXTS)
+    int8 = EncoderEmbedder(tiny_bert, backend=backend, quantization="int8", layers="-1,-2",
+                           cache=tmp_path).fit(TEXTS)
+    torch_fp = EncoderEmbedder(tiny_bert, layers="-1,-2", cache=tmp_path).fit(TEXTS)
+    assert len({fp32.fingerprint_, int8.fingerprint_, torch_fp.fingerprint_}) == 3
+    out = int8.transform(TEXTS)
+    assert out.dtype == np.float32
+    assert _cosines(out, reference).min() > 0.98
+    assert not np.array_equal(out, fp32.transform(TEXTS))  # really quantized
+    assert (tmp_path / "exports").is_dir()
+
+
+def test_word_mode_on_onnx_matches_torch(tiny_bert, tmp_path):
+    pytest.importorskip("onnxruntime")
+    words = EncoderEmbedder(tiny_bert, word_pooling="mean", cache=None).fit(TEXTS)
+    onnx = EncoderEmbedder(tiny_bert, word_pooling="mean", backend="onnx",
+                           cache=tmp_path).fit(TEXTS)
+    a, b = words.transform(TEXTS), onnx.transform(TEXTS)
+    assert a.shape == b.shape
+    np.testing.assert_array_equal(a.lengths, b.lengths)
+    for i in range(len(TEXTS)):  # the word states are cached as float16
+        np.testing.assert_allclose(a.words(i), b.words(i), atol=2e-3)
+
+
+def test_pickled_runtime_embedder_loads_and_runs(tiny_bert, tmp_path):
+    pytest.importorskip("onnxruntime")
+    emb = EncoderEmbedder(tiny_bert, backend="onnx", quantization="int8",
+                          cache=tmp_path).fit(TEXTS)
+    loaded = pickle.loads(pickle.dumps(emb))
+    np.testing.assert_array_equal(loaded.set_params(cache=None).transform(TEXTS),
+                                  emb.transform(TEXTS))
+
+
+def test_runtime_settings_are_checked_before_loading(tiny_bert):
+    with pytest.raises(ValueError, match="quantization='int8' needs backend='onnx' or"):
+        EncoderEmbedder(tiny_bert, quantization="int8").fit(TEXTS)
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("onnxruntime is not installed")
+    with pytest.raises(ValueError, match=r"backend='onnx' runs dtype in \('float32',\)"):
+        EncoderEmbedder(tiny_bert, backend="onnx", dtype="bfloat16").fit(TEXTS)
+    with pytest.raises(ValueError, match="runs on the CPU; device='cuda:1'"):
+        EncoderEmbedder(tiny_bert, backend="onnx", device="cuda:1").fit(TEXTS)
+    emb = EncoderEmbedder(tiny_bert, backend="onnx", dtype="auto", cache=None).fit(TEXTS)
+    assert emb.dtype_ == "float32" and emb.device_.type == "cpu"
+
+
+def test_a_missing_runtime_names_the_extra_to_install(tiny_bert, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else real(name, *a))
+    with pytest.raises(ImportError, match=r"pip install 'skstack\[openvino\]'"):
+        EncoderEmbedder(tiny_bert, backend="openvino").fit(TEXTS)
