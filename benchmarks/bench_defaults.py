@@ -19,10 +19,13 @@ reaches the net, its early stopping or its rule, and there is no dev set. The te
 objective: macro-F1 ("F1 rule") and Jaccard ("Jaccard rule"). The meta-learner alone is
 scored with the same rule tuned on its out-of-fold probabilities of all training rows; with
 frozen members it is a logistic regression on the same encoders' frozen vectors.
+``--dtype`` sets the encoders' precision (default ``auto``, as in the pipelines: bfloat16 on
+this machine; the tables recorded before that default say ``--dtype float32``);
+``--backend onnx --quantization int8`` encodes with int8 ONNX Runtime.
 ``--finetune-epochs N`` fine-tunes MiniLM on each training subset (bf16 autocast, max_length
 64, batch 32), once per mode (``--leak-free K``: cross-fitted on K folds for the meta-learner's
-training rows); ``--dtype bfloat16`` encodes in that precision. Writes
-runs/bench_defaults[-ftN][-DTYPE][-cold].json and prints a Markdown table per size.
+training rows). Writes runs/bench_defaults[-ftN][-DTYPE][-BACKEND][-int8][-lfK][-cold].json
+and prints a Markdown table per size.
 """
 
 from __future__ import annotations
@@ -66,10 +69,12 @@ HEADS = {
 }
 
 
-def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "float32",
-               cache: str = str(CACHE), leak_free: int = 0) -> StackingEmbedder:
+def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
+               cache: str = str(CACHE), leak_free: int = 0, backend: str = "torch",
+               quantization: str | None = None) -> StackingEmbedder:
     common = {"max_length": 128, "batch_size": 64, "cache": cache, "device": "cpu",
-              "word_pooling": "mean" if words else None, "dtype": dtype}
+              "word_pooling": "mean" if words else None, "dtype": dtype, "backend": backend,
+              "quantization": quantization}
     # as in bench_head.py: MiniLM fine-tuned under bf16 autocast, max_length 64, batch 32
     tuned = {"finetune_epochs": finetune_epochs, "finetune_mixed_precision": True,
              "max_length": 64, "finetune_batch_size": 32, "random_state": 0}
@@ -110,9 +115,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[3000, 10000, 43410])
     parser.add_argument("--finetune-epochs", type=int, default=0,
                         help="fine-tune MiniLM for this many epochs (bf16 autocast)")
-    parser.add_argument("--dtype", default="float32",
+    parser.add_argument("--dtype", default="auto",
                         choices=("float32", "bfloat16", "float16", "auto"),
-                        help="the encoders' precision")
+                        help="the encoders' precision (auto: what the pipelines use)")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnx", "openvino"))
+    parser.add_argument("--quantization", default=None, choices=("int8",))
     parser.add_argument("--leak-free", type=int, default=0, metavar="K",
                         help="cross-fit fine-tuned members on K folds (0: in-sample)")
     parser.add_argument("--cache", default=str(CACHE),
@@ -125,6 +132,8 @@ def main() -> None:
     order = np.random.default_rng(0).permutation(len(texts["train"]))
     suffix = f"-ft{args.finetune_epochs}" if args.finetune_epochs else ""
     suffix += f"-{args.dtype}" if args.dtype != "float32" else ""
+    suffix += f"-{args.backend}" if args.backend != "torch" else ""
+    suffix += f"-{args.quantization}" if args.quantization else ""
     suffix += f"-lf{args.leak_free}" if args.leak_free else ""
     suffix += "-cold" if args.cache != str(CACHE) else ""
     out_path = ROOT / "runs" / f"bench_defaults{suffix}.json"
@@ -139,7 +148,7 @@ def main() -> None:
             mode = "word" if words else "block"
             start = time.perf_counter()
             stack = make_stack(words, args.finetune_epochs, args.dtype, args.cache,
-                               args.leak_free)
+                               args.leak_free, args.backend, args.quantization)
             S_train = stack.fit_transform(X_train, Y_train)  # out-of-fold meta block
             S_test = stack.transform(texts["test"])
             entry["stack_seconds"][mode] = time.perf_counter() - start

