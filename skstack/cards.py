@@ -24,7 +24,7 @@ from skstack.thresholds import TunedThresholds
 
 # What the card says of an encoder member (parameters a reader needs to reproduce it).
 _ENCODER_PARAMS = ("model", "pooling", "layers", "max_length", "word_pooling", "dtype",
-                   "finetune_epochs")
+                   "backend", "quantization", "finetune_epochs")
 _NET_PARAMS = ("max_epochs", "patience", "batch_size", "lr")
 
 
@@ -154,7 +154,10 @@ def _model_section(stack, net) -> list[str]:
         for name, member in stack.members_:
             if isinstance(member, EncoderEmbedder):
                 params = ", ".join(f"{p}={getattr(member, p)!r}" for p in _ENCODER_PARAMS)
-                lines.append(f"- `{name}`: EncoderEmbedder({params})")
+                # the precision it ran in, where dtype="auto" left it to the machine
+                ran = f" (ran in {member.dtype_})" if member.dtype != getattr(
+                    member, "dtype_", member.dtype) else ""
+                lines.append(f"- `{name}`: EncoderEmbedder({params}){ran}")
             else:
                 lines.append(f"- `{name}`: {type(member).__name__}")
         meta = stack.meta_learner_

@@ -40,6 +40,10 @@ def test_train_writes_a_loadable_model_and_its_card(trained):
     assert pipe.named_steps["clf"].label_names_ == ["anger", "fear", "joy"]
     card = (folder / "model.card.md").read_text()
     assert "60 training texts" in card and "| joy |" in card and "`jaccard`" in card
+    # the encoder line names what it ran in where the pipeline left it to the machine
+    bert = dict(pipe.named_steps["embed"].members_)["bert"]
+    assert "dtype='auto', backend='torch', quantization=None" in card
+    assert bert.dtype_ in ("float32", "bfloat16") and f"(ran in {bert.dtype_})" in card
 
 
 def test_predict_prints_label_names_per_text(trained, capsys):
