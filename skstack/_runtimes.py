@@ -1,16 +1,16 @@
 """Run an encoder's forward pass on ONNX Runtime or OpenVINO, optionally with int8 weights.
 
 The torch model is exported to ONNX once per weights (``torch.onnx.export``, all hidden
-states as outputs, batch and length dynamic) into ``<folder>/exports/<weights>/``; int8 is
-made from that export:
+states as outputs, batch and length dynamic) into ``<folder>/exports/v1/<weights>/onnx``;
+int8 is made from that export, beside it:
 
 - ``onnx`` + ``int8``: ONNX Runtime's block-wise 8-bit ``MatMulNBits`` (blocks of 32, the
-  activations quantized per block at run time, ``accuracy_level=4`` = int8 dot products,
-  VNNI where the CPU has it). Chosen by measurement: per-tensor dynamic quantization
-  (``quantize_dynamic``, per channel) was about as fast but its vectors fell to cosine 0.97
-  of the float32 ones on MiniLM; the block-wise form kept 0.998 (docs/benchmarks.md).
-- ``openvino`` + ``int8``: NNCF's int8 weight compression; OpenVINO's CPU plugin quantizes
-  the activations per group at run time.
+  activations quantized per block at run time, ``accuracy_level=4`` = int8 dot products).
+  Chosen by measurement: per-tensor dynamic quantization (``quantize_dynamic``, per channel)
+  was about as fast but its vectors fell to cosine 0.97 of the float32 ones on MiniLM; the
+  block-wise form kept 0.997 (docs/benchmarks.md).
+- ``openvino`` + ``int8``: NNCF's int8 weight compression (symmetric, per channel); the rest
+  of the graph runs in ``dtype``.
 
 Compiled runtimes are kept per process, so clones and reloaded pickles share one. Exports
 are written to a temporary folder and renamed into place, so concurrent processes (Dask

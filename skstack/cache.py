@@ -334,10 +334,9 @@ def open_stores(cache) -> list[EmbeddingStore]:
 
 
 def cache_folder(cache) -> Path | None:
-    """The folder a ``cache`` parameter names (``None`` for memory, no cache or a scheme)."""
-    if cache is None or (isinstance(cache, str) and cache == "memory") or "://" in str(cache):
-        return None
-    return Path(cache)
+    """The folder a ``cache`` parameter names: that of its :class:`SQLiteStore` as
+    :func:`open_stores` reads the parameter (``None`` for memory, no cache or a scheme)."""
+    return next((s.folder for s in open_stores(cache) if isinstance(s, SQLiteStore)), None)
 
 
 def folder_in_place(target: Path, write) -> Path:

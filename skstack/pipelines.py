@@ -44,7 +44,7 @@ RECOMMENDED_CLASSIFIER_PARAMS = {
 }
 # bfloat16 where the device computes it natively (float32 elsewhere), for encoding and
 # fine-tuning: the default pipeline scored the same as in float32 at 3k, 10k and 43k texts
-# (docs/benchmarks.md, "Precision") and encodes about 1.6x faster on an AVX512-BF16 CPU.
+# (docs/benchmarks.md, "Precision") and encodes about 1.7x faster on an AVX512-BF16 CPU.
 RECOMMENDED_ENCODER_PARAMS = {"word_pooling": "mean", "dtype": "auto",
                               "finetune_mixed_precision": "auto"}
 # The published configuration (Aslam et al.), which arabic_emotion_pipeline keeps: block mode,
