@@ -6,7 +6,8 @@ estimator lists its parameters' valid values once, in a ``_parameter_constraints
 (after scikit-learn's convention), and :func:`validate_params` checks the table in ``fit``
 with one message format.
 
-Import rule: a leaf. numpy, scipy and the standard library only; no skstack module.
+Import rule: a leaf. numpy, scipy, the standard library and (inside functions)
+scikit-learn's splitters; no skstack module.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class Interval:
     def accepts(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, self.kind):
             return False
-        if isinstance(value, float) and np.isnan(value):
-            return False
+        if isinstance(value, numbers.Real) and not np.isfinite(value):
+            return False  # nan, and inf: no parameter here means "infinitely many"
         if self.low is not None:
             if value < self.low or (value == self.low and self.closed in ("right", "neither")):
                 return False
@@ -105,6 +106,41 @@ ARRAY_LIKE = Check(_is_array_like, "an array-like")
 CALLABLE = Check(callable, "a callable")
 ESTIMATOR = Check(lambda v: hasattr(v, "fit") and not isinstance(v, type), "an estimator")
 SEED = [Interval(numbers.Integral, 0, 2**32 - 1), NONE]
+# a cross-validation splitter object (a str has a split method too, and is not one)
+SPLITTER = Check(lambda v: hasattr(v, "split") and not isinstance(v, (str, bytes)),
+                 "a CV splitter")
+
+
+def make_splitter(cv, y=None, random_state: int | None = None):
+    """The splitter of a ``cv`` parameter: a splitter as given; an int ``k`` is
+    scikit-learn's integer ``cv`` (``KFold``, ``StratifiedKFold`` for a 1-D class target),
+    unshuffled and so deterministic, or shuffled by ``random_state`` when one is given (the
+    same folds on every fit and every clone either way)."""
+    from sklearn.model_selection import KFold, StratifiedKFold, check_cv
+
+    if not isinstance(cv, numbers.Integral):
+        return check_cv(cv)
+    one_d = y is not None and np.ndim(y) == 1
+    kind = StratifiedKFold if one_d else KFold
+    if random_state is None:
+        return kind(int(cv))
+    return kind(int(cv), shuffle=True, random_state=random_state)
+
+
+def unwrap_search(estimator, action: str):
+    """The model a fitted search (``GridSearchCV``, ``RandomizedSearchCV``, ...) stands for:
+    its ``best_estimator_``; any other estimator as it is. A search fitted with
+    ``refit=False`` holds no model, and ``action`` (e.g. ``"save"``) is refused saying what to
+    pass instead."""
+    if not hasattr(estimator, "cv_results_"):
+        return estimator
+    if hasattr(estimator, "best_estimator_"):
+        return estimator.best_estimator_
+    raise ValueError(
+        f"This {type(estimator).__name__} was fitted with refit=False and holds no fitted "
+        f"model to {action}: fit it with refit=True (or refit=<scorer name> with several "
+        "scorers), or fit estimator.set_params(**search.best_params_) yourself and pass that."
+    )
 
 
 def check_params(owner: str, table: Mapping[str, list], params: Mapping[str, object]) -> None:

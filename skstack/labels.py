@@ -4,7 +4,7 @@ Users think in ``["joy", "optimism"]``; estimators learn and predict 0/1 columns
 names an estimator learned (the columns of a DataFrame ``y``, or ``"0", "1", ...``) are its
 ``label_names_``; :func:`label_names` finds them in a fitted pipeline.
 
-Import rule: scikit-learn and numpy only.
+Import rule: scikit-learn, numpy and ``skstack._validation``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from sklearn.preprocessing import MultiLabelBinarizer
 
+from skstack._validation import unwrap_search
+
 
 def label_names(estimator) -> list[str]:
-    """The label names a fitted estimator (or the last step of a fitted pipeline) learned.
+    """The label names a fitted estimator (or the last step of a fitted pipeline, or a fitted
+    search's ``best_estimator_``) learned.
 
     Examples
     --------
@@ -31,6 +34,7 @@ def label_names(estimator) -> list[str]:
     >>> label_names(rule)
     ['joy', 'anger']
     """
+    estimator = unwrap_search(estimator, "name labels with")
     step = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
     names = getattr(step, "label_names_", None)
     if names is None:
@@ -111,9 +115,11 @@ def first_unknown(rows: Sequence[Sequence[str]],
 def predict_label_lists(estimator, X, names: Sequence[str] | None = None) -> list[list[str]]:
     """Predict, then name the labels: one list of label names per text.
 
-    ``names`` defaults to the names the estimator learned (:func:`label_names`). For a
-    1-D target (binary or multiclass), each list holds the predicted class.
+    ``names`` defaults to the names the estimator learned (:func:`label_names`); a fitted
+    search predicts with its ``best_estimator_``. For a 1-D target (binary or multiclass),
+    each list holds the predicted class.
     """
+    estimator = unwrap_search(estimator, "predict with")
     pred = np.asarray(estimator.predict(X))
     if pred.ndim == 1:
         return [[str(c)] for c in pred]

@@ -238,9 +238,8 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
     blocks : "auto", "single" or list of int or of (name, width), default="auto"
         The block layout of X, one Bi-LSTM step per block (word mode: the sentence-level
         blocks). ``"auto"`` takes the layout that X carries (the output of
-        ``StackingEmbedder``) and refuses an X without one, so that a step that drops the
-        layout (a ``StandardScaler`` between the stack and the net) cannot go unnoticed.
-        ``"single"`` reads X as one block.
+        ``StackingEmbedder``) and reads an X without one (a plain array) as one block, as
+        ``"single"`` does. ``"single"`` and an explicit layout override what X carries.
     mixed_precision : bool, default=False
         Run the module's forward pass (training and prediction) under bfloat16 autocast.
     random_state : int, default=None
@@ -350,22 +349,17 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
 
     def _resolve_blocks(self, carried, n_features: int) -> list[tuple[str, int]]:
         if isinstance(self.blocks, str):
-            if self.blocks == "single":
-                return [("X", n_features)] if n_features else []
-            if carried is None:
-                raise ValueError(
-                    f"X carries no block layout: with blocks='auto' {type(self).__name__} "
-                    "reads the layout of StackingEmbedder's output, and a step between the "
-                    "two (e.g. a StandardScaler) drops it. Remove that step, pass the layout "
-                    "(blocks=stack.blocks_ or a list of widths), or blocks='single' to read "
-                    "X as one block."
-                )
-            return carried
+            if self.blocks == "auto" and carried is not None:
+                return carried
+            return [("X", n_features)] if n_features else []
         return check_blocks(self.blocks, n_features)
 
     def _check_layout(self, X) -> None:
         carried = block_layout(X)
-        if carried is not None and [w for _, w in carried] != [w for _, w in self.blocks_]:
+        # only a layout read from X must match; "single" or an explicit one overrides it
+        from_x = isinstance(self.blocks, str) and self.blocks == "auto"
+        if from_x and carried is not None and \
+                [w for _, w in carried] != [w for _, w in self.blocks_]:
             raise ValueError(f"X carries the block layout {carried}, but this net was fitted "
                              f"on {self.blocks_}.")
         words = getattr(X, "word_blocks", [])

@@ -32,6 +32,7 @@ import os
 import tempfile
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 from skstack._loading import device_or_cpu
+from skstack._validation import unwrap_search
 from skstack._version import LIBRARIES, __version__, library_versions
 from skstack.cards import model_card
 from skstack.encoder import EncoderEmbedder
@@ -51,11 +53,27 @@ from skstack.stacking import StackingEmbedder
 from skstack.thresholds import TunedThresholds
 
 FORMAT_VERSION = 1
-# Where classes named in a file may come from without the caller trusting them by name.
-_TRUSTED_PREFIXES = ("sklearn.", "skstack.", "skorch.callbacks.", "torch.optim.",
-                     "transformers.models.")
-_TRUSTED_NAMES = {"skorch.dataset.Dataset", "skorch.dataset.ValidSplit",
-                  "torch.utils.data.dataloader.DataLoader"}
+# What a file may unpack to, by default (load's max_bytes): weights of several large encoders.
+MAX_BYTES = 16 * 2**30
+_JSON_BYTES = 64 * 2**20  # manifest.json and graph.json are parsed in memory
+_MAX_RATIO = 200  # weights barely compress; a member unpacking to 200x its size is a zip bomb
+_CHUNK = 2**20
+# Packages whose classes of each kind a file may name (resolved where they really live).
+_KINDS = (
+    ("estimator", "sklearn.base.BaseEstimator", ("sklearn", "skstack")),
+    ("estimator", "skorch.net.NeuralNet", ("skstack", "skorch")),
+    ("callback", "skorch.callbacks.base.Callback", ("skorch.callbacks",)),
+    ("module", "torch.nn.modules.module.Module", ("skstack", "torch.nn.modules.loss")),
+    ("optimizer", "torch.optim.optimizer.Optimizer", ("torch.optim",)),
+    ("encoder", "transformers.modeling_utils.PreTrainedModel", ("transformers.models",)),
+)
+# Classes a net's parameters name as types (never built from a file's node).
+_PARAMETER_TYPES = frozenset({"skorch.dataset.Dataset", "skorch.dataset.ValidSplit",
+                              "torch.utils.data.dataloader.DataLoader"})
+_DTYPES = frozenset(f"numpy.{t}" for t in (
+    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float16", "float32", "float64", "complex64", "complex128", "str_"))
+_ARRAY_KINDS = "biufcU"  # dtypes of arrays stored as JSON: numbers, bools, strings
 # Fitted attributes kept as JSON, per class; the heavy ones are handled by name below.
 _STATE = {
     EncoderEmbedder: ("max_length_", "dtype_", "layer_indices_", "embedding_dim_", "fingerprint_",
@@ -89,22 +107,69 @@ def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _resolve(name: str, trusted: frozenset[str]) -> type:
-    """The class ``name`` if it may be named in a file: a trusted class, or a numpy scalar
-    type (a ``dtype`` parameter). Never a function."""
-    module, _, attr = name.rpartition(".")
-    allowed = name in trusted or name in _TRUSTED_NAMES or name.startswith(_TRUSTED_PREFIXES)
-    if not (allowed or module == "numpy"):
-        raise ModelFileError(f"The file names the class {name!r}, which is not trusted; if you "
-                             f"trust it, load with trusted=[{name!r}].")
-    try:
-        found = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ModelFileError(f"The file names the class {name!r}, which cannot be imported "
-                             f"here: {exc}") from None
-    if not isinstance(found, type) or (not allowed and not issubclass(found, np.generic)):
-        raise ModelFileError(f"The file names {name!r}, which is not a class it may name.")
+def _within(module: str, packages: Iterable[str]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def _kinds_of(cls: type) -> set[str]:
+    """The kinds (``_KINDS``) of ``cls``: which allowed base it derives from, in a package
+    allowed for that base."""
+    found = set()
+    for kind, base_name, packages in _KINDS:
+        module, _, attr = base_name.rpartition(".")
+        if not _within(cls.__module__, packages):
+            continue
+        base = getattr(importlib.import_module(module), attr)
+        if issubclass(cls, base):
+            found.add(kind)
     return found
+
+
+def _import_exactly(name: str, importable: Iterable[str]) -> type | None:
+    """The class whose ``__module__`` + ``__qualname__`` is ``name``; ``None`` if there is
+    none. Only modules inside ``importable`` are imported: naming a module runs its code."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module, qualname = ".".join(parts[:cut]), ".".join(parts[cut:])
+        if not _within(module, importable):
+            continue
+        try:
+            found = importlib.import_module(module)
+        except ImportError:
+            continue
+        for attr in qualname.split("."):
+            found = getattr(found, attr, None)
+        # a name imported into an allowed module (its real home is elsewhere) is refused
+        if isinstance(found, type) and found.__module__ == module and \
+                found.__qualname__ == qualname:
+            return found
+    return None
+
+
+def _resolve(name, trusted: frozenset[str], kinds: frozenset[str]) -> type:
+    """The class a file names, accepted only when the name is where the class really lives
+    and it is of one of ``kinds`` (see ``_KINDS``; ``"type"``: also the parameter types and
+    numpy dtypes the format defines), or when the caller trusts that exact name."""
+    if not isinstance(name, str):
+        raise ModelFileError(f"A class name must be a string, found {name!r:.60}.")
+    if name in _DTYPES and "type" in kinds:
+        return getattr(np, name.rpartition(".")[2])
+    packages = {p for _, _, ps in _KINDS for p in ps} | {"skorch.dataset", "torch.utils.data"}
+    trusted_here = name in trusted
+    if trusted_here:
+        packages.add(name.rpartition(".")[0])
+    found = _import_exactly(name, packages)
+    allowed = found is not None and (
+        trusted_here or bool(_kinds_of(found) & kinds)
+        or ("type" in kinds and name in _PARAMETER_TYPES))
+    if allowed:
+        return found
+    if found is None and trusted_here:
+        raise ModelFileError(f"The file names the class {name!r}, which cannot be imported "
+                             "here (or lives under another name).")
+    raise ModelFileError(f"The file names the class {name!r}, which is not trusted as "
+                         f"{' or '.join(sorted(kinds))}; if you trust it, load with "
+                         f"trusted=[{name!r}].")
 
 
 class _NotData(TypeError):
@@ -244,6 +309,8 @@ def save(estimator, path: str | os.PathLike, card: bool = True) -> Path:
     Parameters
     ----------
     estimator : Pipeline, skstack estimator or scikit-learn estimator
+        A fitted search (``GridSearchCV``, ...) is saved as its ``best_estimator_``, with a
+        warning that says so; one fitted with ``refit=False`` holds no model and is refused.
     path : path-like
         The file to write, replaced atomically (an existing file is never left
         half-written). A name ending in ``.joblib`` or ``.pkl`` is written with
@@ -280,6 +347,16 @@ def save(estimator, path: str | os.PathLike, card: bool = True) -> Path:
     np.True_
     """
     path = Path(path)
+    for target in (path, card_path(path)) if card else (path,):
+        if target.is_dir():  # refused before anything is written or replaced
+            raise IsADirectoryError(f"{target} is a folder; save writes a file: give a file "
+                                    f"name such as {target / 'model.skstack'}.")
+    search = estimator
+    estimator = unwrap_search(estimator, "save")
+    if estimator is not search:
+        warnings.warn(f"Saving the {type(search).__name__}'s best_estimator_ (refitted on "
+                      "all rows with its best_params_); the search itself (cv_results_) is "
+                      "not saved.", UserWarning, stacklevel=2)
     if path.suffix in (".joblib", ".pkl"):
         with _atomically(path) as partial:
             joblib.dump(estimator, partial)
@@ -308,7 +385,7 @@ def _save_skstack(estimator, path: Path) -> None:
         manifest = {
             "format": FORMAT_VERSION,
             "versions": library_versions(),
-            "sha256": {str(p.relative_to(root)): _sha256(p.read_bytes()) for p in files},
+            "sha256": {str(p.relative_to(root)): _file_sha256(p) for p in files},
         }
         with _atomically(path) as partial, \
                 zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -321,68 +398,115 @@ def _save_skstack(estimator, path: Path) -> None:
                       UserWarning, stacklevel=3)
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_ANY_TYPE = frozenset({"estimator", "callback", "module", "optimizer", "encoder", "type"})
 
 
 class _Reader:
-    def __init__(self, root: Path, trusted: frozenset[str]):
-        self.root, self.trusted = root, trusted
+    """Builds the object tree of a checked graph. Every class comes through :func:`_resolve`;
+    ``trail`` names where in the tree the reader is, for the errors."""
+
+    def __init__(self, root: Path, trusted: frozenset[str], max_bytes: int):
+        self.root, self.trusted, self.max_bytes = root, trusted, max_bytes
+        self.trail, self.failed_at = [], None
+
+    def where(self) -> str:
+        """The node an error came from, as ``Pipeline > TunedThresholds > ...``."""
+        return " > ".join(self.failed_at or []) or "the top"
 
     def value(self, v):
         if isinstance(v, list):
             return [self.value(x) for x in v]
         if not isinstance(v, dict):
             return v
-        if "__float__" in v:
-            return float(v["__float__"])
-        if "__array__" in v:
-            return np.asarray(v["__array__"], dtype=np.dtype(v["dtype"])).reshape(v["shape"])
-        if "__objects__" in v:
-            return np.asarray([self.value(x) for x in v["__objects__"]], dtype=object)
-        if "__tuple__" in v:
-            return tuple(self.value(x) for x in v["__tuple__"])
-        if "__dict__" in v:
-            return {k: self.value(x) for k, x in v["__dict__"].items()}
-        if "__type__" in v:
-            return _resolve(v["__type__"], self.trusted)
-        if "__label_statistics__" in v:
-            n, positives, correlation = v["__label_statistics__"]
+        if len(v) == 1 or "__array__" in v:
+            key = next(k for k in v if k.startswith("__"))
+        else:
+            raise ModelFileError(f"an unknown value {sorted(v)[:3]}")
+        if key == "__float__":
+            return float(_expect(v[key], str, "__float__"))
+        if key == "__array__":
+            dtype = np.dtype(_expect(v.get("dtype"), str, "an array's dtype"))
+            if dtype.kind not in _ARRAY_KINDS:
+                raise ModelFileError(f"an array of dtype {dtype.str!r}, which the format does "
+                                     "not store")
+            return np.asarray(v[key], dtype=dtype).reshape(_expect(v.get("shape"), list,
+                                                                   "an array's shape"))
+        if key == "__objects__":
+            return np.asarray([self.value(x) for x in _expect(v[key], list, key)], dtype=object)
+        if key == "__tuple__":
+            return tuple(self.value(x) for x in _expect(v[key], list, key))
+        if key == "__dict__":
+            return {k: self.value(x) for k, x in _expect(v[key], dict, key).items()}
+        if key == "__type__":
+            return _resolve(v[key], self.trusted, _ANY_TYPE)
+        if key == "__label_statistics__":
+            n, positives, correlation = _expect(v[key], list, key)
             return LabelStatistics(n, self.value(positives), self.value(correlation))
-        if "__node__" in v:
-            return self.node(v["__node__"])
-        raise ModelFileError(f"Unknown value in graph.json: {sorted(v)[:3]}.")
+        if key == "__node__":
+            return self.node(v[key])
+        raise ModelFileError(f"an unknown value {sorted(v)[:3]}")
 
     def params(self, node: dict) -> dict:
-        return {k: self.value(v) for k, v in node["params"].items()}
+        return {k: self.value(v) for k, v in _expect(node.get("params", {}), dict,
+                                                     "params").items()}
 
-    def node(self, node: dict):
-        kind = node["kind"]
+    def node(self, node):
+        node = _expect(node, dict, "a node")
+        kind = node.get("kind")
+        name = "Pipeline" if kind == "pipeline" else str(node.get("class") or kind)
+        self.trail.append(name.rpartition(".")[2])
+        try:
+            return self._build(node, kind)
+        except BaseException:
+            if self.failed_at is None:  # the innermost node, where it went wrong
+                self.failed_at = list(self.trail)
+            raise
+        finally:
+            self.trail.pop()
+
+    def _build(self, node: dict, kind):
         if kind == "pipeline":
-            steps = [(name, self.node(step)) for name, step in node["steps"]]
+            steps = [(name, self.node(step)) for name, step in _expect(node.get("steps"), list,
+                                                                       "steps")]
             return Pipeline(steps, **self.params(node))
         if kind == "skops":
-            import skops.io
-
-            try:
-                return skops.io.load(self.root / node["file"])
-            except Exception as exc:  # skops raises its own types for untrusted content
-                raise ModelFileError(f"{node['file']} could not be loaded safely: {exc}") from None
-        cls = _resolve(node["class"], self.trusted)
+            return self.skops(_expect(node.get("file"), str, "a skops file name"))
+        if kind not in ("object", "skstack"):
+            raise ModelFileError("a node without a known 'kind' (pipeline, skops, object, "
+                                 f"skstack); found {kind!r:.40}")
+        if kind == "object":  # a callback or an unfitted estimator
+            return _resolve(node.get("class"), self.trusted,
+                            frozenset({"estimator", "callback"}))(**self.params(node))
+        cls = _resolve(node.get("class"), self.trusted, frozenset({"estimator"}))
+        if cls not in _STATE:
+            raise ModelFileError(f"a skstack node of class {_qualname(cls)}, which is not one "
+                                 f"of {sorted(c.__name__ for c in _STATE)}")
         params = self.params(node)
-        if kind == "object":
-            return cls(**params)
         if cls is StackingEmbedder:
             params["members"] = [(name, self.node(m)) for name, m in node["members"]]
         if cls is BiLSTMClassifier:
             params["device"] = str(device_or_cpu(params.get("device", "cpu"), "net"))
         obj = cls(**params)
-        for key, v in node["state"].items():
+        state = _expect(node.get("state", {}), dict, "state")
+        allowed = set(_STATE[cls]) | ({"label_statistics_"} if cls is BiLSTMClassifier else set())
+        unknown = sorted(set(state) - allowed)
+        if unknown:  # setattr of anything else could replace a method or the class
+            raise ModelFileError(f"fitted attributes {unknown[:3]} that {cls.__name__} does "
+                                 "not have")
+        for key, v in state.items():
             setattr(obj, key, self.value(v))
-        if not node["state"]:
+        if not state:
             return obj
         if cls is EncoderEmbedder:
-            self.encoder(obj, node["model"])
+            self.encoder(obj, _expect(node.get("model"), dict, "the encoder's files"))
         elif cls is StackingEmbedder:
             obj.members_ = [(name, self.node(m)) for name, m in node["members_"]]
             meta = node["meta_learner_"]
@@ -391,43 +515,111 @@ class _Reader:
             from skorch.history import History
 
             obj.initialize()
-            obj.module_.load_state_dict(self.tensors(node["weights"], obj.device))
+            self.load_weights(obj.module_, node["weights"], obj.device)
             obj.module_.eval()
             obj.history_ = History(self.value(node.get("history", [])))
         elif cls is TunedThresholds:
             obj.estimator_ = self.node(node["estimator_"])
         return obj
 
-    def tensors(self, name: str, device="cpu") -> dict:
+    def member(self, name) -> Path:
+        """The extracted file a node names (only files the manifest listed exist there)."""
+        name = _expect(name, str, "a file name")
+        target = self.root / name
+        if not _safe_member_name(name) or not target.is_file():
+            raise ModelFileError(f"the file {name!r:.80}, which the archive does not hold")
+        return target
+
+    def skops(self, name: str):
+        import skops.io
+
+        file = self.member(name)
+        try:
+            with zipfile.ZipFile(file) as inner:  # a skops file is a zip of its own
+                _check_sizes(inner.infolist(), self.max_bytes)
+            return skops.io.load(file)
+        except ModelFileError:
+            raise
+        except Exception as exc:  # skops raises its own types for untrusted content
+            raise ModelFileError(f"{name} could not be loaded safely: {exc}") from None
+
+    def load_weights(self, module: torch.nn.Module, name, device="cpu") -> None:
         from safetensors.torch import load_file
 
-        return load_file(str(self.root / name), device=str(device))
+        file = self.member(name)
+        try:
+            module.load_state_dict(load_file(str(file), device=str(device)))
+        except Exception as exc:  # safetensors' header errors, load_state_dict's shape errors
+            first = str(exc).strip().splitlines()
+            raise ModelFileError(f"{name} does not fit the model it belongs to "
+                                 f"({type(exc).__name__}: {' '.join(first[:3])[:300]})") from None
 
     def encoder(self, emb: EncoderEmbedder, files: dict) -> None:
         from transformers import AutoConfig, AutoTokenizer
 
-        folder = self.root / files["folder"]
+        folder = self.member(f"{_expect(files.get('folder'), str, 'a folder')}/config.json").parent
+        model_cls = _resolve(files.get("class"), self.trusted, frozenset({"encoder"}))
         emb.tokenizer_ = AutoTokenizer.from_pretrained(folder, local_files_only=True,
                                                        trust_remote_code=False)
-        model_cls = _resolve(files["class"], self.trusted)
         config = AutoConfig.from_pretrained(folder, local_files_only=True,
                                             trust_remote_code=False)
         model = model_cls(config)
-        model.load_state_dict(self.tensors(files["weights"]))
+        self.load_weights(model, files.get("weights"))
         emb.device_ = device_or_cpu(emb.device, "embedder")
         emb.model_ = emb._placed(model.float().eval(), shared=False)
 
 
-def load(path: str | os.PathLike, trusted: Iterable[str] = ()):
-    """Load what :func:`save` wrote, checking every file's checksum first.
+def _expect(value, kind: type, what: str):
+    """``value`` if it is a ``kind``; else the error that names ``what`` was malformed."""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ModelFileError(f"{what} must be a JSON {_JSON_NAMES.get(kind, kind.__name__)}, "
+                             f"found {type(value).__name__}")
+    return value
+
+
+_JSON_NAMES = {dict: "object", list: "array", str: "string", int: "integer"}
+
+
+def _safe_member_name(name: str) -> bool:
+    """A relative POSIX path of plain parts: nothing absolute, no ``..``, no backslash."""
+    parts = name.split("/")
+    return bool(name) and "\\" not in name and "\x00" not in name and all(
+        p not in ("", ".", "..") for p in parts) and ":" not in parts[0]
+
+
+def _check_sizes(infos: list[zipfile.ZipInfo], max_bytes: int) -> None:
+    """Refuse a zip whose members, one or all together, declare more than ``max_bytes``, or
+    whose large member unpacks to more than ``_MAX_RATIO`` times its packed size."""
+    total = 0
+    for info in infos:
+        total += info.file_size
+        if info.file_size > max_bytes or total > max_bytes:
+            raise ModelFileError(
+                f"member {info.filename!r} declares {info.file_size:,} bytes, which takes the "
+                f"file past the {max_bytes:,} bytes it may unpack to (load's max_bytes)")
+        if info.file_size > 16 * _CHUNK and info.file_size > _MAX_RATIO * info.compress_size:
+            raise ModelFileError(
+                f"member {info.filename!r} unpacks to {info.file_size:,} bytes from "
+                f"{info.compress_size:,}, more than {_MAX_RATIO}:1 as no model file does "
+                "(damaged, or a zip bomb)")
+
+
+def load(path: str | os.PathLike, trusted: Iterable[str] = (), max_bytes: int = MAX_BYTES):
+    """Load what :func:`save` wrote, checking every file's size and checksum first.
 
     Parameters
     ----------
     path : path-like
     trusted : iterable of str
-        Fully qualified names of further classes the file may name (your own module or
-        criterion class, say). scikit-learn, skstack, skorch callbacks, torch optimizers and
-        transformers models are trusted already.
+        Fully qualified names (``module.Class``, where the class is defined) of further
+        classes the file may name: your own module or criterion class, say. Without it,
+        a file may name only scikit-learn and skstack estimators, skorch nets and
+        callbacks, skstack modules, torch losses and optimizers, transformers models and
+        numpy dtypes, each by the module that defines it.
+    max_bytes : int, default=16 GiB
+        The most the file may unpack to, each member and all together; checked against
+        the sizes the archive declares before anything is read, and against the bytes
+        actually read.
 
     Returns
     -------
@@ -436,7 +628,8 @@ def load(path: str | os.PathLike, trusted: Iterable[str] = ()):
     Raises
     ------
     ModelFileError
-        The file is damaged, truncated, from a newer format, or names untrusted classes.
+        The file is damaged, truncated, malformed, too large, from a newer format, or names
+        untrusted classes; the message names the file and the member or node at fault.
     """
     path = Path(path)
     if path.suffix in (".joblib", ".pkl"):
@@ -444,36 +637,114 @@ def load(path: str | os.PathLike, trusted: Iterable[str] = ()):
                              "joblib.load, and only if you trust where it came from.")
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ModelFileError(f"{path} is not a readable skstack model file ({exc}).") from None
     with archive, tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         try:
-            manifest = json.loads(archive.read("manifest.json"))
-            expected = manifest["sha256"]
-            names = set(archive.namelist()) - {"manifest.json"}
-            if names != set(expected):
-                raise ModelFileError(f"{path} does not hold the files its manifest lists.")
-            for name, digest in expected.items():
-                data = archive.read(name)
-                if _sha256(data) != digest:
-                    raise ModelFileError(f"{path} is damaged: {name} fails its checksum.")
-                target = root / name
-                if root.resolve() not in target.resolve().parents:
-                    raise ModelFileError(f"{path} names a file outside the archive: {name}.")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-        except ModelFileError:
-            raise
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
+            infos = archive.infolist()
+            _check_sizes(infos, max_bytes)
+            manifest = _read_manifest(archive, infos)
+            _extract(archive, infos, manifest["sha256"], root)
+            graph = _read_json(root, "graph.json")
+        except ModelFileError as exc:
+            raise ModelFileError(f"{path}: {exc}.") from None
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as exc:
             raise ModelFileError(f"{path} is damaged ({type(exc).__name__}: {exc}).") from None
-        if manifest.get("format", 0) > FORMAT_VERSION:
-            raise ModelFileError(f"{path} was written in format {manifest['format']} by "
-                                 f"skstack {manifest['versions'].get('skstack')}; this skstack "
-                                 f"({__version__}) reads format {FORMAT_VERSION} at most.")
         _check_versions(path, manifest.get("versions", {}))
-        graph = json.loads((root / "graph.json").read_text(encoding="utf-8"))
-        return _Reader(root, frozenset(trusted)).node(graph)
+        reader = _Reader(root, frozenset(trusted), max_bytes)
+        try:
+            return reader.node(graph)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{path}: graph.json, at {reader.where()}: {exc}.") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError,
+                RecursionError) as exc:
+            raise ModelFileError(
+                f"{path}: graph.json is malformed at {reader.where()} "
+                f"({type(exc).__name__}: {str(exc)[:200]}).") from None
+
+
+def _read_manifest(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> dict:
+    """The manifest, checked: a known format, one SHA-256 per member, exactly the members."""
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ModelFileError(f"the archive holds {twice[0]!r} more than once")
+    if "manifest.json" not in names:
+        raise ModelFileError("the archive has no manifest.json")
+    manifest = _expect(_parse_json(archive, "manifest.json"), dict, "manifest.json")
+    fmt = manifest.get("format")
+    if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT_VERSION:
+        versions = manifest.get("versions")
+        by = versions.get("skstack") if isinstance(versions, dict) else None
+        raise ModelFileError(f"written in format {fmt} by skstack {by}; this skstack "
+                             f"({__version__}) reads format {FORMAT_VERSION} at most")
+    if fmt != FORMAT_VERSION or isinstance(fmt, bool):
+        raise ModelFileError(f"manifest.json declares the format {fmt!r:.40}, which is not a "
+                             f"skstack format (1..{FORMAT_VERSION})")
+    _expect(manifest.get("versions", {}), dict, "the manifest's versions")
+    digests = _expect(manifest.get("sha256"), dict, "the manifest's sha256")
+    for name, digest in digests.items():
+        if not (isinstance(digest, str) and len(digest) == 64
+                and all(c in "0123456789abcdef" for c in digest)):
+            raise ModelFileError(f"the manifest's sha256 of {name!r:.80} is {digest!r:.80}, "
+                                 "not a SHA-256 hex digest")
+        if not _safe_member_name(name):
+            raise ModelFileError(f"the manifest names a file outside the archive: {name!r:.80}")
+    members = set(names) - {"manifest.json"}
+    missing, unlisted = sorted(set(digests) - members), sorted(members - set(digests))
+    if missing or unlisted:
+        raise ModelFileError(
+            "it does not hold the files its manifest lists ("
+            + "; ".join(filter(None, [missing and f"missing: {missing[:3]}",
+                                      unlisted and f"not in the manifest: {unlisted[:3]}"]))
+            + ")")
+    if "graph.json" not in digests:
+        raise ModelFileError("the archive has no graph.json")
+    return manifest
+
+
+def _parse_json(archive: zipfile.ZipFile, name: str):
+    if archive.getinfo(name).file_size > _JSON_BYTES:
+        raise ModelFileError(f"{name} is over {_JSON_BYTES:,} bytes")
+    with archive.open(name) as src:
+        data = src.read(_JSON_BYTES + 1)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{name} is not JSON ({str(exc)[:120]})") from None
+
+
+def _read_json(root: Path, name: str) -> dict:
+    """An extracted (so checksummed) JSON member, parsed, as an object."""
+    data = (root / name).read_bytes()
+    try:
+        return _expect(json.loads(data.decode("utf-8")), dict, name)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{name} is not JSON ({str(exc)[:120]})") from None
+
+
+def _extract(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], digests: dict,
+             root: Path) -> None:
+    """Copy every listed member under ``root`` in chunks, hashing as it goes: memory stays
+    at one chunk whatever a member declares, and no byte past its declared size is read."""
+    for info in infos:
+        if info.filename == "manifest.json":
+            continue
+        if info.filename == "graph.json" and info.file_size > _JSON_BYTES:
+            raise ModelFileError(f"graph.json is over {_JSON_BYTES:,} bytes")
+        target = root / info.filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        with archive.open(info) as src, open(target, "wb") as dst:
+            while chunk := src.read(_CHUNK):
+                size += len(chunk)
+                if size > info.file_size:
+                    raise ModelFileError(f"{info.filename} holds more bytes than it declares")
+                digest.update(chunk)
+                dst.write(chunk)
+        if digest.hexdigest() != digests[info.filename]:
+            raise ModelFileError(f"it is damaged: {info.filename} fails its checksum")
 
 
 def _check_versions(path: Path, saved: dict) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.base import TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold, check_cv, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -34,11 +34,13 @@ from skstack._validation import (
     BOOLEAN,
     ESTIMATOR,
     SEED,
+    SPLITTER,
     Check,
     Interval,
     Options,
-    check_label_matrix,
     check_proba,
+    check_target,
+    make_splitter,
     validate_params,
 )
 from skstack._version import VersionedState
@@ -109,7 +111,9 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
         Multi-label estimator with ``predict_proba``, trained on the concatenated member
         outputs. ``None`` uses :func:`default_meta_learner`; ``"drop"`` adds no meta block.
     cv : int or cross-validation splitter, default=5
-        Folds for the out-of-fold meta-features (an int means shuffled ``KFold``).
+        Folds for the out-of-fold meta-features. An int is scikit-learn's integer ``cv``
+        (``KFold``; ``StratifiedKFold`` for a 1-D ``y``), shuffled by ``random_state`` when
+        one is given and unshuffled otherwise: the same folds on every fit either way.
     leak_free : bool or int, default=False
         Also compute the training-row outputs of *supervised* members (fine-tuned
         encoders) out of fold: each fold's rows are embedded by a member fitted on the other
@@ -149,7 +153,7 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
         "meta_learner": [ESTIMATOR, Options(("drop",)),
                          Check(lambda v: v is None, "None (the default meta-learner)")],
         "cv": [Interval(numbers.Integral, 2, None),
-               Check(lambda v: hasattr(v, "split"), "a CV splitter")],
+               SPLITTER],
         "leak_free": [BOOLEAN, Interval(numbers.Integral, 2, None)],
         "random_state": SEED,
     }
@@ -181,18 +185,14 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
                              "member name.")
         self._validate_names(names)
 
-    def _splitter(self, cv):
-        if isinstance(cv, int):
-            return KFold(cv, shuffle=True, random_state=self.random_state)
-        return check_cv(cv)
-
     def _member_output(self, member, X, Y, folds):
         fitted = clone(member)
         Z = _dense(fitted.fit_transform(X, Y))
         supervised = get_tags(fitted).target_tags.required
         if self.leak_free is not False and supervised and Y is not None:
             if self.leak_free is not True:  # an int: cross-fitting folds of its own
-                folds = list(self._splitter(self.leak_free).split(np.zeros((len(Y), 1)), Y))
+                splitter = make_splitter(self.leak_free, random_state=self.random_state)
+                folds = list(splitter.split(np.zeros((len(Y), 1)), Y))
             parts = [_dense(clone(member).fit(_take(X, train), Y[train]).transform(_take(X, test)))
                      for train, test in folds]
             Z = _in_order(parts, np.concatenate([test for _, test in folds]))
@@ -219,16 +219,20 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
         validate_params(self)
         self._check_members()
         n = len(X)
-        Y = None
+        Y = y_meta = None
         if y is not None:
-            Y, names = check_label_matrix(y, n)
-            Y = Y.astype(np.int64)
-            self.label_names_ = names or [str(i) for i in range(Y.shape[1])]
+            target = check_target(y, n)
+            Y = target.Y.astype(np.int64)
+            # a 1-D target: the meta-learner learns the classes as given, and the members
+            # (fine-tuning) its one-hot (binary: one column) label matrix
+            y_meta = Y if target.kind == "multilabel" else np.asarray(y).reshape(n)
+            self.label_names_ = target.names or [str(c) for c in target.classes[-Y.shape[1]:]]
         use_meta = not (isinstance(self.meta_learner, str) and self.meta_learner == "drop")
         if use_meta and Y is None:
             raise ValueError("The meta-learner needs the label matrix y in fit(X, y); pass y or "
                              "set meta_learner='drop'.")
-        folds = list(self._splitter(self.cv).split(np.zeros((n, 1)), Y))
+        splitter = make_splitter(self.cv, y_meta, self.random_state)
+        folds = list(splitter.split(np.zeros((n, 1)), y_meta))
         self.members_, outputs = [], []
         for name, member in self.members:
             fitted, Z = self._member_output(member, X, Y, folds)
@@ -242,9 +246,9 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
             meta = self.meta_learner if self.meta_learner is not None else \
                 default_meta_learner(self.random_state)
             features = np.hstack([_sentence(Z) for Z in outputs])
-            oof = _meta_proba(cross_val_predict(clone(meta), features, Y, cv=folds,
+            oof = _meta_proba(cross_val_predict(clone(meta), features, y_meta, cv=folds,
                                                 method="predict_proba"), Y.shape[1])
-            self.meta_learner_ = clone(meta).fit(features, Y)
+            self.meta_learner_ = clone(meta).fit(features, y_meta)
         stacked = self._stacked(outputs, oof)
         self.blocks_ = stacked.blocks
         self.word_blocks_ = getattr(stacked, "word_blocks", [])
@@ -256,8 +260,10 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
         Parameters
         ----------
         X : sequence of str
-        y : array-like of shape (n_samples, n_labels)
-            0/1 label matrix (needed by the meta-learner and supervised members).
+        y : array-like of shape (n_samples, n_labels) or (n_samples,)
+            0/1 label matrix (needed by the meta-learner and supervised members), or a 1-D
+            binary or multiclass target: the meta block is then P(second class) (binary) or
+            one probability per class, and supervised members see its one-hot matrix.
         """
         self._fit(X, y)
         return self

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.model_selection import KFold, ShuffleSplit, check_cv
+from sklearn.model_selection import ShuffleSplit
 from sklearn.utils import ClassifierTags, _safe_indexing, get_tags
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
@@ -29,13 +29,14 @@ from skstack._validation import (
     ESTIMATOR,
     NONE,
     SEED,
-    Check,
+    SPLITTER,
     Interval,
     Options,
     check_label_matrix,
     check_params,
     check_proba,
     check_target,
+    make_splitter,
     parameter_error,
     validate_params,
 )
@@ -203,6 +204,9 @@ def tune_thresholds(
     P = check_proba(proba)
     if Y.shape != P.shape:
         raise ValueError(f"y_true {Y.shape} and proba {P.shape} must be of one shape.")
+    if len(Y) == 0:
+        raise ValueError("tune_thresholds needs at least one row of held-out predictions; "
+                         "y_true and proba have 0 rows.")
     n_labels = Y.shape[1]
     _check_label_limits("tune_thresholds", min_labels, max_labels, n_labels)
     shared_grid, label_grid = _candidates(P, grid)
@@ -308,16 +312,19 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
     cv : float, int, cross-validation splitter or "prefit", default=5
         Where the tuning rows come from. A float in (0, 1): that fraction is held out
         (shuffled, unstratified, so label matrices work) and the rule is tuned on it. An int
-        or a splitter: out-of-fold probabilities of every row (an int means shuffled
-        ``KFold``). ``"prefit"``: ``estimator`` is already fitted and the rule is tuned on the
-        rows passed to :meth:`fit`.
+        or a splitter: out-of-fold probabilities of every row. An int is scikit-learn's
+        integer ``cv`` (``KFold``; ``StratifiedKFold`` for a 1-D ``y``): unshuffled, or
+        shuffled by ``random_state`` when one is given, so every fit (and every ``clone``)
+        tunes on the same folds. ``"prefit"``: ``estimator`` is already fitted and the rule
+        is tuned on the rows passed to :meth:`fit`.
     refit : bool or "auto", default="auto"
         Refit ``estimator`` on every row after tuning. ``"auto"``: ``True`` except with
         ``cv="prefit"``. With a float ``cv``, ``refit=False`` keeps the model fitted on the
         remaining rows, whose probabilities the rule was tuned on (advisable for nets, whose
         calibration changes from one fit to the next).
     random_state : int, default=None
-        Seeds the hold-out or fold shuffling.
+        Seeds the hold-out or fold shuffling. With a float ``cv`` and ``None``, the held-out
+        rows differ from fit to fit (as ``train_test_split``'s); pass an int to repeat them.
 
     Attributes
     ----------
@@ -357,7 +364,7 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         "estimator": [ESTIMATOR],
         **RULE_CONSTRAINTS,
         "cv": [Interval(numbers.Real, 0, 1, closed="neither"), Interval(numbers.Integral, 2, None),
-               Options(("prefit",)), Check(lambda v: hasattr(v, "split"), "a CV splitter")],
+               Options(("prefit",)), SPLITTER],
         "refit": [BOOLEAN, Options(("auto",))],
         "random_state": SEED,
     }
@@ -403,6 +410,13 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         self.label_names_ = target.names or [str(c) for c in target.classes[-Y.shape[1]:]]
         owner = type(self).__name__
         _check_label_limits(owner, self.min_labels, self.max_labels, Y.shape[1])
+        if target.kind == "binary" and (self.min_labels or self.max_labels is not None):
+            # one label: min_labels=1 would predict the second class for every row
+            raise ValueError(
+                f"min_labels={self.min_labels} and max_labels={self.max_labels} limit how many "
+                f"labels a row of a label matrix gets; y is a 1-D binary target (one label, "
+                f"classes {target.classes.tolist()}), where min_labels=1 would predict "
+                f"{target.classes[1]!r} for every row. Use min_labels=0 and max_labels=None.")
         is_prefit = isinstance(self.cv, str)
         refit = not is_prefit if self.refit == "auto" else self.refit
         if is_prefit and refit:
@@ -446,8 +460,7 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         return self
 
     def _out_of_fold(self, X, y_fit: np.ndarray, n_labels: int, fit_params) -> np.ndarray:
-        splitter = (KFold(self.cv, shuffle=True, random_state=self.random_state)
-                    if isinstance(self.cv, numbers.Integral) else check_cv(self.cv))
+        splitter = make_splitter(self.cv, y_fit, self.random_state)
         P = np.full((len(y_fit), n_labels), np.nan)
         for train, test in splitter.split(np.zeros((len(y_fit), 1)), y_fit):
             model = clone(self.estimator).fit(_safe_indexing(X, train), y_fit[train],

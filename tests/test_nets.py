@@ -160,15 +160,18 @@ def test_block_layout_from_blockarray_and_explicit(data):
         BiLSTMClassifier(**{**SMALL, "blocks": [4, 6]}).fit(X, Y)
 
 
-def test_a_dropped_block_layout_is_an_error_not_a_single_block(data):
+def test_auto_reads_a_plain_array_as_one_block_and_an_explicit_layout_overrides(data):
     X, Y = data
     Z = BlockArray(X, [("a", 5), ("b", 7)])
     pipe = make_pipeline(StandardScaler(), BiLSTMClassifier(max_epochs=1))  # drops the layout
-    with pytest.raises(ValueError, match=r"X carries no block layout.*StandardScaler"):
-        pipe.fit(Z, Y)
-    pipe.set_params(bilstmclassifier__blocks=[5, 7]).fit(Z, Y)  # explicit layout: fine
+    assert pipe.fit(Z, Y)[-1].blocks_ == [("X", 12)]
+    assert len(pipe[-1].module_.projections) == 1
+    pipe.set_params(bilstmclassifier__blocks=[5, 7]).fit(Z, Y)  # explicit layout
     assert pipe[-1].blocks_ == [("block0", 5), ("block1", 7)]
     assert pipe[-1].predict(Z).shape == (120, 4)  # same widths under other names: fine
+    single = BiLSTMClassifier(**SMALL).fit(Z, Y)  # "single" over a carried layout
+    assert single.blocks_ == [("X", 12)]
+    np.testing.assert_array_equal(single.predict(Z), single.predict(X))
 
 
 def test_predicting_on_another_layout_of_the_same_width_is_refused(data):

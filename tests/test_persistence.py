@@ -3,7 +3,9 @@
 import json
 import subprocess
 import sys
+import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +163,292 @@ def test_joblib_files_record_the_version_that_saved_them(fitted, tmp_path, monke
     owners = {str(w.message).split()[1] for w in caught}
     assert {"EncoderEmbedder", "StackingEmbedder", "TunedThresholds",
             "BiLSTMClassifier"} <= owners
+
+
+# ------------------------------------------------------- untrusted and malformed files
+# Each case edits a saved file and, like an attacker would, recomputes the checksums, so
+# that only the checks behind them stand between the file and the loader.
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory):
+    """A pipeline with every kind of node (pipeline, skops, skstack, tensors), fitted fast."""
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 6)), rng.integers(0, 2, size=(40, 3))
+    net = BiLSTMClassifier(max_epochs=1, random_state=0, module__hidden_size=4,
+                           module__projection_dim=4)
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("clf", TunedThresholds(net, cv=0.25, refit=False, random_state=0))])
+    path = save(pipe.fit(X, Y), tmp_path_factory.mktemp("small") / "small.skstack",
+                card=False)
+    return path, X, pipe.predict_proba(X)
+
+
+def members_of(path) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def write_archive(path, members: dict, checksums: bool = True):
+    """Write ``members``; with ``checksums``, the manifest's digests match the new contents."""
+    import hashlib
+
+    members = dict(members)
+    if checksums and "manifest.json" in members:
+        try:
+            manifest = json.loads(members["manifest.json"])
+            manifest["sha256"] = {name: hashlib.sha256(data).hexdigest()
+                                  for name, data in members.items() if name != "manifest.json"}
+        except (ValueError, TypeError):  # a manifest the test itself broke: left as it is
+            pass
+        else:
+            members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def edited(small_file, tmp_path, edit_graph=None, edit_members=None, checksums=True):
+    members = members_of(small_file[0])
+    if edit_graph is not None:
+        graph = json.loads(members["graph.json"])
+        edit_graph(graph)
+        members["graph.json"] = json.dumps(graph).encode()
+    if edit_members is not None:
+        edit_members(members)
+    return write_archive(tmp_path / "edited.skstack", members, checksums)
+
+
+def clf_node(graph) -> dict:
+    return graph["steps"][1][1]  # TunedThresholds
+
+
+@pytest.mark.parametrize("name", [
+    "sklearn.datasets._openml.TemporaryDirectory",  # imported into an allowed module
+    "skstack.persistence.Path",
+    "tempfile.TemporaryDirectory",                   # outside every allowed package
+    "os.system",
+    "sklearn.utils.Bunch",                           # lives in sklearn, not an estimator
+    "skstack.persistence._Reader",
+])
+def test_a_class_is_accepted_only_where_it_really_lives_and_of_an_allowed_kind(
+        small_file, tmp_path, name):
+    def plant(graph):  # an unfitted "object" node, which the reader would instantiate
+        graph["steps"][0][1] = {"kind": "object", "class": name, "params": {}}
+
+    before = set(Path(tempfile.gettempdir()).iterdir())
+    with pytest.raises(ModelFileError, match=rf"names the class '{name}', which is not trusted"):
+        load(edited(small_file, tmp_path, plant))
+    assert set(Path(tempfile.gettempdir()).iterdir()) - before == set()
+
+
+def test_a_type_parameter_is_resolved_by_the_same_rules(small_file, tmp_path):
+    def plant(graph):
+        clf_node(graph)["estimator_"]["params"]["optimizer"] = {"__type__": "torch.optim.os"}
+
+    with pytest.raises(ModelFileError, match=r"'torch\.optim\.os', which is not trusted"):
+        load(edited(small_file, tmp_path, plant))
+
+
+def test_fitted_attributes_outside_the_declared_state_are_refused(small_file, tmp_path):
+    def plant(graph):
+        clf_node(graph)["state"]["predict"] = "anything"
+
+    with pytest.raises(ModelFileError,
+                       match=r"at Pipeline > TunedThresholds: fitted attributes \['predict'\]"):
+        load(edited(small_file, tmp_path, plant))
+
+
+def _drop(key):
+    return lambda members: members.pop(key)
+
+
+def _set(key, value):
+    def edit(members):
+        members[key] = value
+    return edit
+
+
+def _manifest(edit):
+    def apply(members):
+        manifest = json.loads(members["manifest.json"])
+        members["manifest.json"] = json.dumps(edit(manifest)).encode()
+    return apply
+
+
+def _tensor_of_another_shape(members):
+    from safetensors.torch import load, save
+
+    name = next(n for n in members if n.startswith("tensors/"))
+    tensors = load(members[name])
+    key = next(iter(tensors))
+    tensors[key] = torch.zeros(tuple(s + 1 for s in tensors[key].shape))
+    members[name] = save(tensors)
+
+
+def _rename(members):
+    name = next(n for n in members if n.startswith("tensors/"))
+    members["tensors/renamed.safetensors"] = members.pop(name)
+
+
+MALFORMED = {
+    "missing kind": (lambda g: clf_node(g).pop("kind"), None, True,
+                     r"TunedThresholds: a node without a known 'kind'"),
+    "unknown kind": (lambda g: clf_node(g).update(kind="code"), None, True,
+                     r"without a known 'kind'.*'code'"),
+    "non-JSON graph": (None, _set("graph.json", b"{not json"), True, r"graph\.json is not JSON"),
+    "graph not an object": (None, _set("graph.json", b"[1, 2]"), True,
+                            r"graph\.json must be a JSON object, found list"),
+    "missing graph": (None, _drop("graph.json"), True, r"has no graph\.json"),
+    "missing manifest": (None, _drop("manifest.json"), False, r"has no manifest\.json"),
+    "manifest of the wrong type": (None, _set("manifest.json", b"[]"), False,
+                                   r"manifest\.json must be a JSON object, found list"),
+    "sha256 of the wrong type": (None, _manifest(lambda m: {**m, "sha256": list(m["sha256"])}),
+                                 False, r"the manifest's sha256 must be a JSON object"),
+    "a digest that is not hex": (None, _manifest(lambda m: {**m, "sha256": {
+        k: 12 for k in m["sha256"]}}), False, r"sha256 of '.*' is 12, not a SHA-256"),
+    "unknown format": (None, _manifest(lambda m: {**m, "format": "one"}), False,
+                       r"declares the format 'one', which is not a skstack format"),
+    "newer format": (None, _manifest(lambda m: {**m, "format": 99}), False,
+                     r"written in format 99 by skstack .*reads format 1 at most"),
+    "tensor of the wrong shape": (None, _tensor_of_another_shape, True,
+                                  r"tensors/\d+\.safetensors does not fit the model.*size"),
+    "renamed member": (None, _rename, False,
+                       r"does not hold the files its manifest lists \(missing: \['tensors/"),
+    "extra member": (None, _set("extra.bin", b"x"), False,
+                     r"not in the manifest: \['extra\.bin'\]"),
+    "path outside": (None, _set("../evil", b"x"), True, r"names a file outside the archive"),
+    "wrong params type": (lambda g: clf_node(g).update(params=[1]), None, True,
+                          r"params must be a JSON object, found list"),
+    "array of objects dtype": (lambda g: clf_node(g)["state"].update(
+        thresholds_={"__array__": [1], "dtype": "|O", "shape": [1]}), None, True,
+        r"an array of dtype '\|O'"),
+    "array of the wrong shape": (lambda g: clf_node(g)["state"].update(
+        thresholds_={"__array__": [1, 2], "dtype": "<f8", "shape": [3]}), None, True,
+        r"graph\.json is malformed at Pipeline > TunedThresholds \(ValueError"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_but_checksummed_file_raises_model_file_error_naming_it(
+        small_file, tmp_path, case):
+    edit_graph, edit_members, checksums, message = MALFORMED[case]
+    path = edited(small_file, tmp_path, edit_graph, edit_members, checksums)
+    with pytest.raises(ModelFileError, match=r"edited\.skstack.*" + message):
+        load(path)
+
+
+def test_sizes_are_bounded_before_anything_is_read(small_file, tmp_path):
+    path = small_file[0]
+    with pytest.raises(ModelFileError, match=r"declares [\d,]+ bytes, which takes the file past "
+                                             r"the 1,000 bytes it may unpack to"):
+        load(path, max_bytes=1000)
+    bomb = edited(small_file, tmp_path, edit_members=_set("tensors/9.safetensors",
+                                                          bytes(300 * 2**20)))
+    assert bomb.stat().st_size < 2 * 2**20
+    with pytest.raises(ModelFileError, match=r"unpacks to 314,572,800 bytes from .*zip bomb"):
+        load(bomb)
+
+
+def test_members_are_checked_in_chunks_not_read_whole(small_file, tmp_path):
+    import tracemalloc
+
+    big = np.random.default_rng(0).bytes(48 * 2**20)  # incompressible, so no bomb
+    members = members_of(small_file[0])
+    name = next(n for n in members if n.startswith("tensors/"))
+    members[name] = big  # listed, with the old (now wrong) digest
+    path = write_archive(tmp_path / "big.skstack", members, checksums=False)
+    tracemalloc.start()
+    with pytest.raises(ModelFileError, match=rf"{name} fails its checksum"):
+        load(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 12 * 2**20
+
+
+def test_save_onto_a_folder_fails_before_anything_is_replaced(small_file, tmp_path):
+    from sklearn.preprocessing import StandardScaler
+
+    model = StandardScaler().fit([[0.0], [1.0]])
+    (tmp_path / "model.skstack").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"model\.skstack is a folder"):
+        save(model, tmp_path / "model.skstack")
+    (tmp_path / "other.card.md").mkdir()
+    (tmp_path / "other.skstack").write_bytes(b"the old model")
+    with pytest.raises(IsADirectoryError, match=r"other\.card\.md is a folder"):
+        save(model, tmp_path / "other.skstack")
+    assert (tmp_path / "other.skstack").read_bytes() == b"the old model"
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_fitted_search_is_saved_as_its_best_estimator(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from skstack import label_names, predict_label_lists
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    Y = (X[:, :2] > 0).astype(int)
+    rule = TunedThresholds(OneVsRestClassifier(LogisticRegression()), cv=3)
+    search = GridSearchCV(rule, {"objective": ["jaccard", "macro_f1"]}, cv=2).fit(X, Y)
+    with pytest.warns(UserWarning, match=r"Saving the GridSearchCV's best_estimator_"):
+        path = save(search, tmp_path / "search.skstack")
+    loaded = load(path)
+    assert type(loaded) is TunedThresholds
+    np.testing.assert_array_equal(loaded.predict(X), search.predict(X))
+    assert predict_label_lists(search, X[:2]) == predict_label_lists(loaded, X[:2])
+    assert label_names(search) == ["0", "1"]
+    no_refit = GridSearchCV(rule, {"objective": ["jaccard"]}, cv=2, refit=False).fit(X, Y)
+    for call in (lambda: save(no_refit, tmp_path / "n.skstack"),
+                 lambda: predict_label_lists(no_refit, X), lambda: label_names(no_refit)):
+        with pytest.raises(ValueError, match=r"fitted with refit=False and holds no fitted "
+                                             r"model.*best_params_"):
+            call()
+    assert not (tmp_path / "n.skstack").exists()
+
+
+def test_random_archives_load_equal_or_raise_model_file_error(small_file, tmp_path_factory):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    path, X, expected = small_file
+    original = members_of(path)
+    names = sorted(original)
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+            st.sampled_from(["kind", "class", "params", "state", "__type__", "__array__",
+                             "dtype", "shape", "format", "sha256", "steps"]) | st.text(
+                max_size=6), inner, max_size=4), max_leaves=12)
+    content = (st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode())
+               | st.sampled_from([original[n] for n in names]))
+    mutation = st.tuples(st.sampled_from(["replace", "drop", "add", "truncate"]),
+                         st.sampled_from([*names, "extra.json", "tensors/9.safetensors"]),
+                         content, st.integers(0, 10_000))
+    folder = tmp_path_factory.mktemp("random")
+
+    @settings(max_examples=60, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(mutation, min_size=1, max_size=3), st.booleans())
+    def check(mutations, checksums):
+        members = dict(original)
+        for op, name, data, cut in mutations:
+            if op == "drop":
+                members.pop(name, None)
+            elif op == "truncate" and name in members:
+                members[name] = members[name][: cut % (len(members[name]) + 1)]
+            else:
+                members[name] = data
+        file = write_archive(folder / "random.skstack", members, checksums)
+        try:
+            model = load(file)
+        except ModelFileError:
+            return
+        np.testing.assert_array_equal(model.predict_proba(X), expected)
+
+    check()
