@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from skstack._config import progress_enabled
+from skstack._config import progress_enabled, quiet
 
 _MAX_CACHED_MODELS = 4
 _LOADED: OrderedDict[tuple, LoadedEncoder] = OrderedDict()
@@ -132,13 +132,18 @@ def _offline_mode() -> bool:
 
 @contextlib.contextmanager
 def _transformers_bars(show: bool) -> Iterator[None]:
-    """transformers' own bars (e.g. "Loading weights") on or off for a block, then as before."""
+    """transformers' own bars (e.g. "Loading weights") and its loading warnings (the LOAD
+    REPORT table of a checkpoint's head weights that an encoder does not use) on or off for
+    a block, then as before."""
     from transformers.utils import logging as hf_logging
 
     was_on = hf_logging.is_progress_bar_enabled()
     (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
     try:
-        yield
+        with contextlib.ExitStack() as stack:
+            if not show:
+                stack.enter_context(quiet("transformers"))  # its loggers' warnings too
+            yield
     finally:
         (hf_logging.enable_progress_bar if was_on else hf_logging.disable_progress_bar)()
 

@@ -16,25 +16,24 @@ Compiled runtimes are kept per process, so clones and reloaded pickles share one
 are written to a temporary folder and renamed into place, so concurrent processes (Dask
 workers) never read half a file.
 
-Import rule: torch, the standard library and ``skstack.cache``; onnx, onnxruntime, openvino
-and nncf are imported when a backend needs them (they are optional extras).
+Import rule: torch, the standard library, ``skstack._config`` and ``skstack.cache``; onnx,
+onnxruntime, openvino and nncf are imported when a backend needs them (optional extras).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import logging
 import os
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from skstack._config import quiet
 from skstack.cache import folder_in_place
 
 BACKENDS = ("torch", "onnx", "openvino")
@@ -79,7 +78,7 @@ def _export_onnx(model: torch.nn.Module, folder: Path) -> None:
     ids = torch.arange(16, dtype=torch.long).reshape(2, 8) % model.config.vocab_size
     mask = torch.ones((2, 8), dtype=torch.long)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
-    with warnings.catch_warnings(), _quiet("torch.onnx"):
+    with warnings.catch_warnings(), quiet("torch.onnx"):
         warnings.simplefilter("ignore")  # the exporter's notes on dynamic shapes and packages
         torch.onnx.export(
             _AllStates(model.eval()), (ids, mask),
@@ -102,42 +101,35 @@ def _quantize_onnx(source: Path, folder: Path) -> None:
     config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4,
                                           bits=8)
     quantizer = MatMulNBitsQuantizer(onnx.load(str(source / "model.onnx")), algo_config=config)
-    with _quiet("onnxruntime.quantization"):  # it logs every node at INFO
+    with quiet("onnxruntime.quantization"):  # it logs every node at INFO
         quantizer.process()
     quantizer.model.save_model_to_file(str(folder / "model.onnx"), True)
 
 
-def _quantize_openvino(source: Path, folder: Path) -> None:
+def _quantize_openvino(source: Path, folder: Path, show_progress_bar: bool = False) -> None:
     import nncf
     import openvino
 
     model = openvino.Core().read_model(str(source / "model.onnx"))
-    with _quiet("nncf"):  # its progress bars and statistics tables
+    # its statistics tables log; its "Applying Weight Compression" bar prints to the terminal
+    with quiet("nncf", output=not show_progress_bar):
         compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
     openvino.save_model(compressed, str(folder / "model.xml"))
 
 
-@contextlib.contextmanager
-def _quiet(logger: str) -> Iterator[None]:
-    """Keep a library's logger to errors for the duration of a call."""
-    log = logging.getLogger(logger)
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
 def exported(model: torch.nn.Module, weights: str, backend: str, quantization: str | None,
-             folder: Path) -> Path:
-    """The folder of ``model``'s export for this backend and quantization, made if missing."""
+             folder: Path, show_progress_bar: bool = False) -> Path:
+    """The folder of ``model``'s export for this backend and quantization, made if missing
+    (quantizers' bars shown only with ``show_progress_bar``)."""
     root = folder / "exports" / _EXPORT_FORMAT / weights
     base = folder_in_place(root / "onnx", lambda tmp: _export_onnx(model, tmp))
     if quantization is None:
         return base
-    make = _quantize_onnx if backend == "onnx" else _quantize_openvino
-    return folder_in_place(root / f"{backend}-{quantization}", lambda tmp: make(base, tmp))
+    if backend == "onnx":
+        return folder_in_place(root / f"{backend}-{quantization}",
+                               lambda tmp: _quantize_onnx(base, tmp))
+    return folder_in_place(root / f"{backend}-{quantization}",
+                           lambda tmp: _quantize_openvino(base, tmp, show_progress_bar))
 
 
 def _onnxruntime_forward(path: Path) -> Forward:
@@ -174,7 +166,8 @@ def _openvino_forward(path: Path, dtype: str) -> Forward:
 
 
 def runtime_forward(model: torch.nn.Module, weights: str, backend: str,
-                    quantization: str | None, dtype: str, folder: Path) -> Forward:
+                    quantization: str | None, dtype: str, folder: Path,
+                    show_progress_bar: bool = False) -> Forward:
     """A function computing ``model``'s hidden states on ``backend`` (kept per process)."""
     key = (weights, backend, quantization, dtype)  # any folder's export gives the same one
     with _LOCK:
@@ -182,7 +175,7 @@ def runtime_forward(model: torch.nn.Module, weights: str, backend: str,
             _RUNTIMES.move_to_end(key)
             return _RUNTIMES[key]
         require_backend(backend)
-        path = exported(model, weights, backend, quantization, folder)
+        path = exported(model, weights, backend, quantization, folder, show_progress_bar)
         forward = (_onnxruntime_forward(path) if backend == "onnx"
                    else _openvino_forward(path, dtype))
         _RUNTIMES[key] = forward

@@ -112,19 +112,16 @@ SPLITTER = Check(lambda v: hasattr(v, "split") and not isinstance(v, (str, bytes
 
 
 def make_splitter(cv, y=None, random_state: int | None = None):
-    """The splitter of a ``cv`` parameter: a splitter as given; an int ``k`` is
-    scikit-learn's integer ``cv`` (``KFold``, ``StratifiedKFold`` for a 1-D class target),
-    unshuffled and so deterministic, or shuffled by ``random_state`` when one is given (the
-    same folds on every fit and every clone either way)."""
+    """The splitter of a ``cv`` parameter: a splitter as given; an int ``k`` is ``KFold``
+    (``StratifiedKFold`` for a 1-D class target), shuffled with ``random_state``, or with
+    seed 0 when that is ``None``: rows are often sorted by label (unshuffled folds would
+    then each miss whole labels), and every fit and every ``clone`` gets the same folds."""
     from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 
     if not isinstance(cv, numbers.Integral):
         return check_cv(cv)
-    one_d = y is not None and np.ndim(y) == 1
-    kind = StratifiedKFold if one_d else KFold
-    if random_state is None:
-        return kind(int(cv))
-    return kind(int(cv), shuffle=True, random_state=random_state)
+    kind = StratifiedKFold if y is not None and np.ndim(y) == 1 else KFold
+    return kind(int(cv), shuffle=True, random_state=0 if random_state is None else random_state)
 
 
 def unwrap_search(estimator, action: str):

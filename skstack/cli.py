@@ -132,7 +132,11 @@ def _load_model(path: str):
     if not file.is_file():
         raise UsageError(f"model file {file} not found.")
     if file.suffix in (".joblib", ".pkl"):
-        return joblib.load(file)  # the user's own pickle, named on the command line
+        try:  # the user's own pickle, named on the command line
+            return joblib.load(file)
+        except Exception as exc:  # unpickling a damaged file can raise almost anything
+            raise ModelFileError(f"{file} is damaged or truncated: joblib could not read it "
+                                 f"({type(exc).__name__}: {str(exc)[:120]}).") from None
     return load(file)
 
 

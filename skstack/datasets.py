@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -66,10 +67,15 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
+def _lines(text: str) -> list[str]:
+    """Lines ended by LF, CRLF or a lone CR (old Mac files): a file of CR-only lines would
+    otherwise read as one line. Other separators (U+2028, form feeds) stay inside texts."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def _read_goemotions(path: Path, names: list[str], as_frame: bool) -> MultilabelData:
     texts, rows = [], []
-    for line_no, line in enumerate(_read_text(path).split("\n"), start=1):
-        line = line.rstrip("\r")
+    for line_no, line in enumerate(_lines(_read_text(path)), start=1):
         if not line:
             continue
         parts = line.rsplit("\t", 2)
@@ -114,7 +120,10 @@ def load_goemotions(folder: str | os.PathLike, split: str = "train",
     if not labels_file.is_file():
         raise FileNotFoundError(f"{labels_file} not found: a GoEmotions folder holds "
                                 "labels.txt beside train.tsv, dev.tsv and test.tsv.")
-    names = [n.strip() for n in _read_text(labels_file).splitlines() if n.strip()]
+    names = [n.strip() for n in _lines(_read_text(labels_file)) if n.strip()]
+    if not names:
+        raise ValueError(f"{labels_file} holds no label names; it lists one name per line, "
+                         "in the order of the label ids of the .tsv files.")
     return _read_goemotions(folder / f"{split}.tsv", names, as_frame)
 
 
@@ -167,7 +176,7 @@ def load_semeval2018_ec(path: str | os.PathLike, language: str = "English",
     >>> texts, Y, names = load_semeval2018_ec("data/semeval", "Arabic", "dev")  # doctest: +SKIP
     """
     file = _semeval_file(Path(path), language, split)
-    lines = _read_text(file).replace("\r\n", "\n").split("\n")
+    lines = _lines(_read_text(file))
     header = lines[0].split("\t")
     if [h.strip().lower() for h in header] != ["id", "tweet", *SEMEVAL_LABELS]:
         raise ValueError(
@@ -207,7 +216,7 @@ def _table_records(path: Path, fmt: str) -> list[tuple[int, dict]]:
     text = _read_text(path)
     if fmt == "jsonl":
         records = []
-        for line_no, line in enumerate(text.split("\n"), start=1):
+        for line_no, line in enumerate(_lines(text), start=1):
             if not line.strip():
                 continue
             try:
@@ -230,6 +239,24 @@ def _table_records(path: Path, fmt: str) -> list[tuple[int, dict]]:
     return records
 
 
+def _label_names_of(value, sep: str, where: str) -> list[str]:
+    """One cell of a label-names column: ``"joy,optimism"``, a JSON list ``["joy",
+    "optimism"]`` (as a string in TSV/CSV, or a list in JSONL), or empty."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"{where} is {value!r}, which starts like a JSON list but is not "
+                             "one; write a JSON list of names (e.g. [\"joy\", \"anger\"]) or "
+                             f"names separated by {sep!r}.") from None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(sep) if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where} is {value!r:.80}; expected label names separated by "
+                         f"{sep!r} or a list of names (strings).")
+    return [v.strip() for v in value if v.strip()]
+
+
 def load_table(
     path: str | os.PathLike,
     text_column: str = "text",
@@ -243,8 +270,10 @@ def load_table(
     """Read texts and labels from a TSV, CSV or JSONL file with named columns.
 
     Labels come either as one column of label *names* (``label_column``: ``"joy,optimism"``
-    separated by ``label_sep`` in TSV/CSV, a list or such a string in JSONL; empty for a
-    text without labels) or as one 0/1 column per label (``label_columns``).
+    separated by ``label_sep``, or a JSON list ``["joy", "optimism"]``, in TSV/CSV; a list or
+    either string in JSONL; empty for a text without labels) or as one 0/1 column per label
+    (``label_columns``). Label names holding ``[``, ``]`` or ``"`` are warned about: they
+    usually come from a list written some other way.
 
     Parameters
     ----------
@@ -304,19 +333,18 @@ def load_table(
                                  f"{bad[0][1]!r}; expected 0 or 1.")
             label_rows.append([int(v) for v in values])
         elif label_column is not None:
-            value = record[label_column]
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(label_sep) if v.strip()]
-            elif not isinstance(value, list):
-                raise ValueError(f"{path}, line {line_no}: column {label_column!r} is "
-                                 f"{value!r}; expected label names separated by "
-                                 f"{label_sep!r} or a list of names.")
-            label_rows.append(value)
+            label_rows.append(_label_names_of(record[label_column], label_sep,
+                                              f"{path}, line {line_no}: column {label_column!r}"))
     if label_columns:
         Y = np.asarray(label_rows, dtype=np.int64).reshape(len(texts), len(label_columns))
         return _result(texts, Y, list(label_columns), as_frame)
     if label_column is None:
         return MultilabelData(texts, None, list(names or []))
+    odd = sorted({n for row in label_rows for n in row if any(c in n for c in '[]"')})
+    if odd:
+        warnings.warn(f"{path}: the label names {odd[:5]} hold '[', ']' or '\"'; if the "
+                      "column was written another way (a Python list, a quoted CSV cell), "
+                      "check that these are the names you meant.", UserWarning, stacklevel=2)
     bad = first_unknown(label_rows, names)
     if bad is not None:
         raise ValueError(f"{path}, line {records[bad[0]][0]}: label(s) {bad[1]} are not "

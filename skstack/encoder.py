@@ -380,6 +380,9 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         """
         validate_params(self)
         texts = check_texts(X)
+        if not texts:  # as scikit-learn estimators refuse to fit on no samples
+            raise ValueError("Found 0 texts while a minimum of 1 is required to fit "
+                             f"{type(self).__name__}.")
         self._check_backend()
         self.device_ = resolve_devices(self.device if self.backend == "torch" else "cpu")[0]
         native = native_bfloat16(self.device_)
@@ -632,7 +635,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             if not hasattr(self, "weights_hash_"):  # saved before runtimes existed
                 self.weights_hash_ = weights_hash(self.model_)
             run = runtime_forward(self.model_, self.weights_hash_, self.backend,
-                                  self.quantization, self.dtype_, folder)
+                                  self.quantization, self.dtype_, folder,
+                                  progress_enabled(self.show_progress_bar))
 
             def select(ids, mask):
                 states = run(ids, mask)

@@ -111,9 +111,9 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
         Multi-label estimator with ``predict_proba``, trained on the concatenated member
         outputs. ``None`` uses :func:`default_meta_learner`; ``"drop"`` adds no meta block.
     cv : int or cross-validation splitter, default=5
-        Folds for the out-of-fold meta-features. An int is scikit-learn's integer ``cv``
-        (``KFold``; ``StratifiedKFold`` for a 1-D ``y``), shuffled by ``random_state`` when
-        one is given and unshuffled otherwise: the same folds on every fit either way.
+        Folds for the out-of-fold meta-features. An int is ``KFold`` (``StratifiedKFold``
+        for a 1-D ``y``) shuffled with ``random_state``, or with seed 0 when it is ``None``:
+        the same folds on every fit.
     leak_free : bool or int, default=False
         Also compute the training-row outputs of *supervised* members (fine-tuned
         encoders) out of fold: each fold's rows are embedded by a member fitted on the other
@@ -219,6 +219,9 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
         validate_params(self)
         self._check_members()
         n = len(X)
+        if n == 0:
+            raise ValueError(f"Found 0 texts while a minimum of 1 is required to fit "
+                             f"{type(self).__name__}.")
         Y = y_meta = None
         if y is not None:
             target = check_target(y, n)

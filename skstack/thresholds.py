@@ -306,17 +306,18 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
     shrinkage : float, default=0.0
         Pseudo-positives pulling each per-label threshold toward the shared one.
     min_labels : int, default=0
-        Every row gets at least this many labels (its top-scoring ones).
+        Every row gets at least this many labels (its top-scoring ones). Refused for a 1-D
+        binary ``y``, where it would predict the second class for every row.
     max_labels : int, default=None
         No row gets more labels than this.
     cv : float, int, cross-validation splitter or "prefit", default=5
         Where the tuning rows come from. A float in (0, 1): that fraction is held out
         (shuffled, unstratified, so label matrices work) and the rule is tuned on it. An int
-        or a splitter: out-of-fold probabilities of every row. An int is scikit-learn's
-        integer ``cv`` (``KFold``; ``StratifiedKFold`` for a 1-D ``y``): unshuffled, or
-        shuffled by ``random_state`` when one is given, so every fit (and every ``clone``)
-        tunes on the same folds. ``"prefit"``: ``estimator`` is already fitted and the rule
-        is tuned on the rows passed to :meth:`fit`.
+        or a splitter: out-of-fold probabilities of every row. An int is ``KFold``
+        (``StratifiedKFold`` for a 1-D ``y``) shuffled with ``random_state``, or with seed 0
+        when it is ``None``: every fit (and every ``clone``) tunes on the same folds, and
+        rows sorted by label still spread over them. ``"prefit"``: ``estimator`` is
+        already fitted and the rule is tuned on the rows passed to :meth:`fit`.
     refit : bool or "auto", default="auto"
         Refit ``estimator`` on every row after tuning. ``"auto"``: ``True`` except with
         ``cv="prefit"``. With a float ``cv``, ``refit=False`` keeps the model fitted on the
@@ -325,6 +326,7 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
     random_state : int, default=None
         Seeds the hold-out or fold shuffling. With a float ``cv`` and ``None``, the held-out
         rows differ from fit to fit (as ``train_test_split``'s); pass an int to repeat them.
+        An int ``cv`` shuffles with seed 0 when this is ``None``.
 
     Attributes
     ----------
@@ -410,13 +412,13 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         self.label_names_ = target.names or [str(c) for c in target.classes[-Y.shape[1]:]]
         owner = type(self).__name__
         _check_label_limits(owner, self.min_labels, self.max_labels, Y.shape[1])
-        if target.kind == "binary" and (self.min_labels or self.max_labels is not None):
+        if target.kind == "binary" and self.min_labels:
             # one label: min_labels=1 would predict the second class for every row
             raise ValueError(
-                f"min_labels={self.min_labels} and max_labels={self.max_labels} limit how many "
-                f"labels a row of a label matrix gets; y is a 1-D binary target (one label, "
-                f"classes {target.classes.tolist()}), where min_labels=1 would predict "
-                f"{target.classes[1]!r} for every row. Use min_labels=0 and max_labels=None.")
+                f"min_labels={self.min_labels} gives every row of a label matrix at least that "
+                f"many labels; y is a 1-D binary target (one label, classes "
+                f"{target.classes.tolist()}), where min_labels=1 would predict "
+                f"{target.classes.tolist()[1]!r} for every row. Use min_labels=0.")
         is_prefit = isinstance(self.cv, str)
         refit = not is_prefit if self.refit == "auto" else self.refit
         if is_prefit and refit:

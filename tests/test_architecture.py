@@ -25,7 +25,7 @@ ALLOWED = {
     "losses": {"_validation", "metrics"},
     "plotting": {"losses"},
     "_finetune": {"_batching", "_pooling", "cache"},
-    "_runtimes": {"cache"},
+    "_runtimes": {"_config", "cache"},
     "parallel": {"_validation", "cache", "encoder"},
     "stacking": {"_validation", "_version", "blocks", "sequences"},
     "nets": {"_config", "_validation", "_version", "blocks", "sequences", "losses", "metrics",

@@ -89,6 +89,27 @@ def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys, monkey
     assert message in err and "\n" not in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "not a pickle"])
+def test_a_damaged_joblib_file_exits_2_with_one_line(damage, tmp_path, capsys):
+    import joblib
+    from sklearn.preprocessing import StandardScaler
+
+    path = tmp_path / "m.joblib"
+    joblib.dump(StandardScaler().fit(np.arange(400.0).reshape(-1, 4)), path)
+    raw = bytearray(path.read_bytes())
+    if damage == "truncated":
+        raw = raw[: len(raw) // 2]
+    elif damage == "flipped":
+        raw[len(raw) // 3: len(raw) // 3 + 8] = b"\xff" * 8
+    else:
+        raw = bytearray(b"hello")
+    path.write_bytes(bytes(raw))
+    assert main(["predict", str(path), "hi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "m.joblib is damaged or truncated: joblib could not read it" in err
+    assert "\n" not in err and "Traceback" not in err
+
+
 def test_evaluate_refuses_labels_the_model_does_not_know(trained, tmp_path, capsys):
     _, _, model = trained
     data = tmp_path / "other.jsonl"

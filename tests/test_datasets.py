@@ -108,3 +108,18 @@ def test_semeval_errors(tmp_path):
         load_semeval2018_ec(tmp_path, "English", "train")
     with pytest.raises(ValueError, match="language must be"):
         load_semeval2018_ec(tmp_path, "French")
+
+
+def test_goemotions_files_with_cr_only_line_endings(tmp_path):
+    (tmp_path / "labels.txt").write_bytes(b"joy\ranger\r")
+    (tmp_path / "train.tsv").write_bytes(b"so happy\t0\tid1\rgrr\t0,1\tid2\r")
+    texts, Y, names = load_goemotions(tmp_path)
+    assert texts == ["so happy", "grr"] and names == ["joy", "anger"]
+    assert Y.tolist() == [[1, 0], [1, 1]]
+
+
+def test_an_empty_labels_file_is_refused(tmp_path):
+    write_goemotions(tmp_path, ["happy\t0\tid1\n"])
+    (tmp_path / "labels.txt").write_text("\n  \n")
+    with pytest.raises(ValueError, match=r"labels\.txt holds no label names"):
+        load_goemotions(tmp_path)

@@ -99,3 +99,38 @@ def test_load_table_jsonl_errors_name_the_line(tmp_path):
     path.write_text('{"text": "a", "labels": []}\nnot json\n')
     with pytest.raises(ValueError, match=r"line 2: not valid JSON"):
         load_table(path)
+
+
+@pytest.mark.parametrize("suffix, body", [
+    (".tsv", 'text\tlabels\nhello\t["joy", "fear"]\nnone\t[]\n'),
+    (".csv", 'text,labels\nhello,"[""joy"", ""fear""]"\nnone,[]\n'),
+    (".jsonl", '{"text": "hello", "labels": "[\\"joy\\", \\"fear\\"]"}\n'
+               '{"text": "none", "labels": []}\n'),
+])
+def test_labels_written_as_a_json_list_are_read_as_a_list(tmp_path, suffix, body):
+    path = tmp_path / f"data{suffix}"
+    path.write_text(body, encoding="utf-8")
+    texts, Y, names = load_table(path)
+    assert texts == ["hello", "none"]
+    assert names == ["fear", "joy"] and Y.tolist() == [[1, 1], [0, 0]]
+
+
+@pytest.mark.parametrize("cell, message", [
+    ('["joy", "fear"', r"line 3: column 'labels' is '\[\"joy\", \"fear\"', which starts like "
+                       r"a JSON list but is not one"),
+    ('[1, 2]', r"line 3: column 'labels' is \[1, 2\]; expected label names .* \(strings\)"),
+])
+def test_a_broken_json_list_is_refused_naming_the_line(tmp_path, cell, message):
+    path = tmp_path / "bad.tsv"
+    path.write_text(f"text\tlabels\nfine\tjoy\nbroken\t{cell}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        load_table(path)
+
+
+def test_label_names_holding_brackets_or_quotes_are_warned_about(tmp_path):
+    path = tmp_path / "odd.tsv"
+    path.write_text("text\tlabels\nhello\tjoy|fear]|\"sad\"\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"odd\.tsv: the label names \['\"sad\"', 'fear\]'\] "
+                                         r"hold '\[', '\]' or '\"'"):
+        _, _, names = load_table(path, label_sep="|")
+    assert names == ['"sad"', "fear]", "joy"]

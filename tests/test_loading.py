@@ -22,7 +22,7 @@ def test_loads_saved_folders_and_embeds_english_and_arabic(folder_fixture, reque
 
 
 def test_sentence_transformers_folder_reads_its_max_seq_length(tiny_st_folder):
-    assert EncoderEmbedder(tiny_st_folder).fit([]).max_length_ == 32
+    assert EncoderEmbedder(tiny_st_folder).fit(["a"]).max_length_ == 32
 
 
 def test_missing_hub_id_offline_names_the_id(monkeypatch):
@@ -69,3 +69,23 @@ def test_resolve_device():
     assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
     with pytest.raises(ValueError, match="device must be"):
         resolve_device("gpu-please")
+
+
+@pytest.mark.parametrize("show", [False, True])
+def test_transformers_load_report_prints_only_when_asked(show, tiny_bert, tmp_path):
+    import logging
+
+    from transformers import AutoModel, AutoTokenizer, BertForMaskedLM
+
+    # a checkpoint with a task head: the encoder leaves the head's weights unused
+    BertForMaskedLM(AutoModel.from_pretrained(tiny_bert).config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(tmp_path)
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logging.getLogger("transformers").addHandler(handler)  # where its loggers propagate to
+    try:
+        EncoderEmbedder(str(tmp_path), show_progress_bar=show).fit(["hello"])
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    assert any("LOAD REPORT" in r for r in records) is show

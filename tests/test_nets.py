@@ -10,30 +10,11 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skstack import BiLSTMClassifier, BlockArray, get_scorers, jaccard_accuracy
 
 SMALL = {"module__hidden_size": 8, "module__projection_dim": 8, "max_epochs": 3,
          "blocks": "single"}
-
-# Checks that skorch's own design fails.
-EXPECTED_FAILURES = {
-    "check_no_attributes_set_in_init": "skorch's NeuralNet.__init__ sets history_, "
-    "initialized_ and virtual_params_ and stores dunder params (skorch design)",
-    "check_set_params": "skorch's set_params re-initialises components and rejects the "
-    "arbitrary values this check sets",
-}
-
-
-@parametrize_with_checks(
-    # trained long enough to pass the checks' accuracy bar (0.83 on blobs)
-    [BiLSTMClassifier(random_state=0, **{**SMALL, "max_epochs": 40, "lr": 0.01})],
-    expected_failed_checks=lambda est: EXPECTED_FAILURES,
-)
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
-
 
 @pytest.fixture
 def data():

@@ -96,3 +96,19 @@ def test_a_missing_runtime_names_the_extra_to_install(tiny_bert, monkeypatch):
                         lambda name, *a: None if name == "openvino" else real(name, *a))
     with pytest.raises(ImportError, match=r"pip install 'skstack\[openvino\]'"):
         EncoderEmbedder(tiny_bert, backend="openvino").fit(TEXTS)
+
+
+@pytest.mark.parametrize("show", [False, True])
+def test_quantizing_prints_its_bar_only_when_asked(show, tiny_bert, tmp_path):
+    pytest.importorskip("nncf")
+    import subprocess
+    import sys
+
+    # in a process of its own, as a user's script: NNCF draws on the real stdout
+    script = ("from skstack import EncoderEmbedder\n"
+              f"EncoderEmbedder({tiny_bert!r}, backend='openvino', quantization='int8', "
+              f"cache={str(tmp_path)!r}, show_progress_bar={show}).fit(['a b']).transform(['a'])")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ("Applying Weight Compression" in done.stdout + done.stderr) is show

@@ -10,7 +10,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neural_network import MLPClassifier
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skstack import BiLSTMClassifier, BlockArray, TunedThresholds, get_scorers
 from skstack.thresholds import decide, score_predictions, tune_thresholds
@@ -132,19 +131,6 @@ def features():
 
 def logreg():
     return OneVsRestClassifier(LogisticRegression())
-
-
-@parametrize_with_checks(
-    [TunedThresholds(logreg(), cv=3)],
-    expected_failed_checks=lambda est: {
-        name: "predict applies the tuned thresholds, not argmax or 0.5 (as scikit-learn's "
-        "TunedThresholdClassifierCV)"
-        for name in ("check_classifier_multioutput", "check_classifiers_train",
-                     "check_classifiers_train(readonly_memmap=True)",
-                     "check_classifiers_train(readonly_memmap=True,X_dtype=float32)")
-    })
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
 
 
 def test_prefit_tunes_on_the_given_rows_exactly_as_the_function_does(features):
@@ -276,3 +262,30 @@ def test_binary_and_multiclass_1d_targets():
     assert multi.thresholds_ is None and multi.target_type_ == "multiclass"
     np.testing.assert_array_equal(multi.predict(X), multi.estimator_.predict(X))
     assert multi.score(X, y3) == pytest.approx(multi.estimator_.score(X, y3))
+
+
+def test_tuning_on_no_rows_is_refused():
+    with pytest.raises(ValueError, match=r"at least one row of held-out predictions; y_true "
+                                         r"and proba have 0 rows"):
+        tune_thresholds(np.zeros((0, 3)), np.zeros((0, 3)))
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"shrinkage": float("inf")}, r"'shrinkage' parameter of TunedThresholds must be a number "
+                                  r">= 0; got inf"),
+    ({"cv": "kfold"}, r"'cv' parameter of TunedThresholds must be .* or a CV splitter; "
+                      r"got 'kfold'"),
+])
+def test_parameters_that_only_looked_valid_are_refused(features, params, message):
+    with pytest.raises(ValueError, match=message):
+        TunedThresholds(logreg(), **params).fit(*features)
+
+
+def test_min_labels_with_a_binary_target_is_refused_not_predicting_one_class(features):
+    X, Y = features
+    with pytest.raises(ValueError, match=r"y is a 1-D binary target \(one label, classes "
+                                         r"\[0, 1\]\), where min_labels=1 would predict 1 for "
+                                         r"every row"):
+        TunedThresholds(logreg(), min_labels=1).fit(X, Y[:, 0])
+    rule = TunedThresholds(logreg()).fit(X, Y[:, 0])
+    assert set(rule.predict(X)) == {0, 1}
