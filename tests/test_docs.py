@@ -22,3 +22,11 @@ def test_the_site_builds_strictly_and_its_pages_render(tmp_path):
         assert f'id="skstack.{name}"' in api
     gallery = site / "generated" / "gallery" / "plot_evaluation_report" / "index.html"
     assert "macro-F1" in gallery.read_text()  # the example ran and its output is shown
+
+
+def test_every_page_holds_each_section_once():
+    for page in (ROOT / "docs").glob("*.md"):
+        headings = [line for line in page.read_text(encoding="utf-8").splitlines()
+                    if line.startswith("## ")]
+        twice = sorted({h for h in headings if headings.count(h) > 1})
+        assert not twice, f"{page.name} repeats {twice}"
