@@ -32,7 +32,8 @@ from skstack.pipelines import (
 from skstack.report import evaluate_model, html_report
 from skstack.sequences import WordSequences, word_spans
 from skstack.stacking import StackingEmbedder
-from skstack.thresholds import TunedThresholds, decide, tune_thresholds
+from skstack.targets import decide
+from skstack.thresholds import TunedThresholds, tune_thresholds
 
 __all__ = [
     "BiLSTMClassifier",

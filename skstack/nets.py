@@ -10,8 +10,8 @@ The net returns probabilities; the decision rule that turns them into label sets
 :class:`skstack.thresholds.TunedThresholds`, which can wrap this net or any other classifier.
 
 Import rule: torch, skorch, scikit-learn and the skstack leaves (``_config``, ``_validation``,
-``_version``,
-``blocks``, ``sequences``, ``losses``, ``metrics``, ``thresholds``); never the encoder or the stack.
+``_version``, ``blocks``, ``sequences``, ``losses``, ``targets``); never the encoder, the
+stack or the decision-rule wrapper (``thresholds``), which wraps this net.
 """
 
 from __future__ import annotations
@@ -40,17 +40,18 @@ from skstack._validation import (
     Interval,
     Options,
     check_features,
-    check_target,
     validate_params,
 )
 from skstack._version import VersionedState
 from skstack.blocks import META_BLOCK, block_layout, check_blocks
 from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
 from skstack.sequences import WordSequences
-from skstack.thresholds import (
+from skstack.targets import (
+    check_target,
     check_thresholds,
     class_predictions,
     class_proba,
+    decide,
     multilabel_classifier_tags,
     target_score,
 )
@@ -509,8 +510,8 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         For a 1-D ``y``: class labels (binary: the second class at or above ``threshold``)."""
         proba = self.predict_proba(X)[:, -self.n_labels_:]  # binary: P(second class)
         thresholds = check_thresholds(self.threshold, self.n_labels_, type(self).__name__)
-        pred = (proba >= thresholds).astype(np.int64)
-        return class_predictions(proba, pred, self.classes_, self.target_type_)
+        return class_predictions(proba, decide(proba, thresholds), self.classes_,
+                                 self.target_type_)
 
     def score(self, X, y) -> float:
         """Jaccard accuracy (SemEval-2018 E-c definition) of :meth:`predict` against a label

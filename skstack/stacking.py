@@ -39,13 +39,13 @@ from skstack._validation import (
     Interval,
     Options,
     check_proba,
-    check_target,
     make_splitter,
     validate_params,
 )
 from skstack._version import VersionedState
 from skstack.blocks import META_BLOCK, BlockArray
 from skstack.sequences import WordSequences
+from skstack.targets import check_target
 
 
 def default_meta_learner(random_state: int | None = None):

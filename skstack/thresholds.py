@@ -9,8 +9,8 @@ any ``predict_proba``; :class:`TunedThresholds` wraps any multi-label classifier
 its rule in ``fit`` (held-out or out-of-fold rows), keeping the rule out of the model, as
 scikit-learn's ``TunedThresholdClassifierCV`` does for binary classifiers.
 
-Import rule: numpy, scikit-learn, ``skstack._validation``, ``skstack._version`` and
-``skstack.metrics`` only.
+Import rule: numpy, scikit-learn, ``skstack._validation``, ``skstack._version``,
+``skstack.metrics`` and ``skstack.targets`` only.
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.model_selection import ShuffleSplit
-from sklearn.utils import ClassifierTags, _safe_indexing, get_tags
+from sklearn.utils import _safe_indexing, get_tags
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from skstack._validation import (
     BOOLEAN,
     ESTIMATOR,
-    NONE,
     SEED,
     SPLITTER,
     Interval,
@@ -35,13 +34,27 @@ from skstack._validation import (
     check_label_matrix,
     check_params,
     check_proba,
-    check_target,
     make_splitter,
     parameter_error,
     validate_params,
 )
 from skstack._version import VersionedState
-from skstack.metrics import jaccard_accuracy, jaccard_from_counts
+from skstack.metrics import jaccard_from_counts
+from skstack.targets import (
+    LIMIT_CONSTRAINTS,
+    _decide,
+    check_label_limits,
+    check_target,
+    class_predictions,
+    class_proba,
+    decide,
+    multilabel_classifier_tags,
+    target_score,
+)
+
+# decide lives in targets (the net decides with it too); it stays importable from here
+__all__ = ["OBJECTIVES", "RULE_CONSTRAINTS", "TunedThresholds", "decide", "score_predictions",
+           "tune_thresholds"]
 
 OBJECTIVES = ("macro_f1", "micro_f1", "jaccard")
 # Quantile levels of the scores tried as thresholds: even steps, then ever closer to the top,
@@ -53,32 +66,8 @@ RULE_CONSTRAINTS = {
     "objective": [Options(OBJECTIVES)],
     "per_label": [BOOLEAN],
     "shrinkage": [Interval(numbers.Real, 0, None)],
-    "min_labels": [Interval(numbers.Integral, 0, None)],
-    "max_labels": [Interval(numbers.Integral, 1, None), NONE],
+    **LIMIT_CONSTRAINTS,
 }
-
-
-def _check_label_limits(owner: str, min_labels: int, max_labels: int | None,
-                        n_labels: int) -> None:
-    """The checks of ``min_labels``/``max_labels`` that depend on each other and the data."""
-    if min_labels > n_labels:
-        raise parameter_error(owner, "min_labels", f"at most the number of labels ({n_labels})",
-                              min_labels)
-    if max_labels is not None and max_labels < min_labels:
-        raise parameter_error(owner, "max_labels", f"None or >= min_labels ({min_labels})",
-                              max_labels)
-
-
-def check_thresholds(thresholds, n_labels: int, owner: str = "decide") -> np.ndarray:
-    """One threshold for every label, or one per label, each a finite number in [0, 1]."""
-    t = np.asarray(thresholds, dtype=np.float64)
-    if t.ndim == 0:
-        t = np.full(n_labels, float(t))
-    if t.shape != (n_labels,) or not np.all((t >= 0) & (t <= 1)):
-        raise parameter_error(owner, "threshold",
-                              f"a number in [0, 1] or {n_labels} such numbers (one per label)",
-                              thresholds)
-    return t
 
 
 def _candidates(P: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:
@@ -109,45 +98,6 @@ def score_predictions(Y: np.ndarray, pred: np.ndarray, objective: str) -> np.nda
     if objective == "micro_f1":
         return _f1(tp.sum(axis=-1), fp.sum(axis=-1), fn.sum(axis=-1))
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
-
-
-def _decide(proba: np.ndarray, thresholds, min_labels: int, max_labels: int | None) -> np.ndarray:
-    """:func:`decide` without the checks; ``thresholds`` may carry leading candidate axes,
-    e.g. shape (T, 1, L), to evaluate many rules at once."""
-    pred = proba >= np.asarray(thresholds)
-    if min_labels or max_labels is not None:
-        order = np.argsort(-proba, axis=-1, kind="stable")  # best label first
-        rank = np.argsort(order, axis=-1, kind="stable")
-        if min_labels:
-            short = pred.sum(axis=-1, keepdims=True) < min_labels
-            pred = pred | (short & (rank < min_labels))
-        if max_labels is not None:
-            order_b = np.broadcast_to(order, pred.shape)
-            in_order = np.take_along_axis(pred, order_b, axis=-1)
-            keep = in_order & (np.cumsum(in_order, axis=-1) <= max_labels)
-            pred = np.zeros_like(pred)
-            np.put_along_axis(pred, order_b, keep, axis=-1)
-    return pred.astype(np.int64)
-
-
-def decide(
-    proba, thresholds=0.5, min_labels: int = 0, max_labels: int | None = None
-) -> np.ndarray:
-    """0/1 label matrix from probabilities.
-
-    A label is predicted when its probability reaches its threshold. Rows with fewer than
-    ``min_labels`` labels also get their top-scoring labels; rows with more than
-    ``max_labels`` keep only their top-scoring predicted labels.
-
-    Examples
-    --------
-    >>> decide([[0.1, 0.3], [0.8, 0.6]], 0.5, min_labels=1).tolist()
-    [[0, 1], [1, 1]]
-    """
-    P = check_proba(proba)
-    check_params("decide", RULE_CONSTRAINTS, {"min_labels": min_labels, "max_labels": max_labels})
-    _check_label_limits("decide", min_labels, max_labels, P.shape[1])
-    return _decide(P, check_thresholds(thresholds, P.shape[1]), min_labels, max_labels)
 
 
 def tune_thresholds(
@@ -208,7 +158,7 @@ def tune_thresholds(
         raise ValueError("tune_thresholds needs at least one row of held-out predictions; "
                          "y_true and proba have 0 rows.")
     n_labels = Y.shape[1]
-    _check_label_limits("tune_thresholds", min_labels, max_labels, n_labels)
+    check_label_limits("tune_thresholds", min_labels, max_labels, n_labels)
     shared_grid, label_grid = _candidates(P, grid)
 
     def best(candidates: np.ndarray) -> tuple[int, float]:
@@ -236,40 +186,6 @@ def tune_thresholds(
         positives = Y.sum(axis=0)
         thresholds = (positives * thresholds + shrinkage * shared) / (positives + shrinkage)
     return thresholds
-
-
-def multilabel_classifier_tags(tags):
-    """scikit-learn tags of a classifier whose target is a 2-D 0/1 label matrix or a 1-D
-    binary or multiclass target."""
-    tags.estimator_type = "classifier"
-    tags.classifier_tags = ClassifierTags(multi_class=True, multi_label=True)
-    tags.target_tags.required = True
-    tags.target_tags.two_d_labels = True
-    tags.target_tags.multi_output = True
-    tags.target_tags.single_output = True
-    return tags
-
-
-def class_proba(P: np.ndarray, target_type: str) -> np.ndarray:
-    """``predict_proba`` in scikit-learn's layout: a binary target's one column P(second
-    class) becomes (n, 2); label matrices and multiclass targets keep theirs."""
-    return np.hstack([1 - P, P]) if target_type == "binary" else P
-
-
-def class_predictions(P: np.ndarray, pred: np.ndarray, classes: np.ndarray,
-                      target_type: str) -> np.ndarray:
-    """``predict`` from the (n, L) probabilities and 0/1 decisions: the 0/1 matrix for label
-    matrices, class labels for 1-D targets (multiclass: the most probable class)."""
-    if target_type == "multiclass":
-        return classes[P.argmax(axis=1)]
-    return classes[pred[:, 0]] if target_type == "binary" else pred
-
-
-def target_score(y, pred: np.ndarray, target_type: str) -> float:
-    """``score``: Jaccard accuracy against a label matrix, accuracy against a 1-D target."""
-    if target_type != "multilabel":
-        return float(np.mean(pred == np.asarray(y).ravel()))
-    return jaccard_accuracy(y, pred)
 
 
 def _check_tuning_rows(n_rows: int) -> None:
@@ -411,7 +327,7 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         self.n_samples_fit_ = len(Y)
         self.label_names_ = target.names or [str(c) for c in target.classes[-Y.shape[1]:]]
         owner = type(self).__name__
-        _check_label_limits(owner, self.min_labels, self.max_labels, Y.shape[1])
+        check_label_limits(owner, self.min_labels, self.max_labels, Y.shape[1])
         if target.kind == "binary" and self.min_labels:
             # one label: min_labels=1 would predict the second class for every row
             raise ValueError(
@@ -423,36 +339,35 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         refit = not is_prefit if self.refit == "auto" else self.refit
         if is_prefit and refit:
             raise parameter_error(owner, "refit", "False or 'auto' with cv='prefit'", refit)
-        if target.kind == "multiclass":  # argmax, nothing to tune
-            if not is_prefit:
-                self.estimator_ = clone(self.estimator).fit(X, y_fit, **fit_params)
-            else:
-                check_is_fitted(self.estimator)
-                self.estimator_ = self.estimator
-            self.thresholds_, self.best_score_, self.n_tuning_rows_ = None, float("nan"), 0
-            return self
-        if not isinstance(self.cv, float):
-            _check_tuning_rows(len(Y))
+        one_split = isinstance(self.cv, float)
+        multiclass = target.kind == "multiclass"  # argmax: nothing to tune, no tuning rows
+        if not (refit or is_prefit or one_split or multiclass):
+            raise parameter_error(owner, "refit", f"True with cv={self.cv!r} (the fold models "
+                                  "are not kept)", self.refit)
         if is_prefit:
             check_is_fitted(self.estimator)
-            self.estimator_ = self.estimator
-            P, Y_tune = self._proba(self.estimator_, X, Y.shape[1]), Y
-        elif isinstance(self.cv, float):
-            split = ShuffleSplit(1, test_size=self.cv, random_state=self.random_state)
-            train, valid = next(split.split(np.zeros((len(Y), 1))))
-            _check_tuning_rows(len(valid))  # before any fit: nothing computed is thrown away
+        splits = [] if is_prefit or multiclass else self._splits(len(Y), y_fit)
+        rows = np.arange(len(Y)) if is_prefit else np.concatenate(
+            [test for _, test in splits] or [np.zeros(0, int)])
+        if not multiclass:
+            _check_tuning_rows(len(rows))  # before any fit: nothing computed is thrown away
+        # one loop for every cv: fit on each split's training rows, predict its held-out rows
+        parts, model = [], None
+        for train, test in splits:
             model = clone(self.estimator).fit(_safe_indexing(X, train), y_fit[train],
                                               **fit_params)
-            P = self._proba(model, _safe_indexing(X, valid), Y.shape[1])
-            Y_tune = Y[valid]
-            self.estimator_ = clone(self.estimator).fit(X, y_fit, **fit_params) if refit \
-                else model
-        else:
-            if not refit:
-                raise parameter_error(owner, "refit", f"True with cv={self.cv!r} (the fold "
-                                      "models are not kept)", self.refit)
-            P, Y_tune = self._out_of_fold(X, y_fit, Y.shape[1], fit_params), Y
+            parts.append(self._proba(model, _safe_indexing(X, test), Y.shape[1]))
+        if is_prefit:
+            self.estimator_ = self.estimator
+        elif refit or multiclass:
             self.estimator_ = clone(self.estimator).fit(X, y_fit, **fit_params)
+        else:  # one held-out split, refit=False: the model the rule was tuned on
+            self.estimator_ = model
+        if multiclass:
+            self.thresholds_, self.best_score_, self.n_tuning_rows_ = None, float("nan"), 0
+            return self
+        P = self._proba(self.estimator_, X, Y.shape[1]) if is_prefit else np.vstack(parts)
+        Y_tune = Y[rows]
         self.thresholds_ = tune_thresholds(
             Y_tune, P, self.objective, per_label=self.per_label, min_labels=self.min_labels,
             max_labels=self.max_labels, shrinkage=self.shrinkage)
@@ -461,18 +376,21 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         self.n_tuning_rows_ = len(Y_tune)
         return self
 
-    def _out_of_fold(self, X, y_fit: np.ndarray, n_labels: int, fit_params) -> np.ndarray:
-        splitter = make_splitter(self.cv, y_fit, self.random_state)
-        P = np.full((len(y_fit), n_labels), np.nan)
-        for train, test in splitter.split(np.zeros((len(y_fit), 1)), y_fit):
-            model = clone(self.estimator).fit(_safe_indexing(X, train), y_fit[train],
-                                              **fit_params)
-            P[test] = self._proba(model, _safe_indexing(X, test), n_labels)
-        missing = np.isnan(P[:, 0])
-        if missing.any():
-            raise ValueError(f"The cv splitter left {int(missing.sum())} row(s) out of every "
-                             "test fold; out-of-fold tuning needs a partition of the rows.")
-        return P
+    def _splits(self, n: int, y_fit: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The (train, held-out) row splits of ``cv``: one shuffled hold-out for a float,
+        the folds of an int or a splitter. The held-out rows of the folds must partition the
+        rows: out-of-fold tuning reads every row once."""
+        if isinstance(self.cv, float):
+            return list(ShuffleSplit(1, test_size=self.cv, random_state=self.random_state)
+                        .split(np.zeros((n, 1))))
+        splits = list(make_splitter(self.cv, y_fit, self.random_state)
+                      .split(np.zeros((n, 1)), y_fit))
+        tested = np.bincount(np.concatenate([test for _, test in splits]), minlength=n)
+        if (tested != 1).any():
+            raise ValueError(f"The cv splitter holds out {int((tested == 0).sum())} row(s) in "
+                             f"no fold and {int((tested > 1).sum())} in several; out-of-fold "
+                             "tuning needs folds whose held-out rows partition the rows.")
+        return splits
 
     @staticmethod
     def _proba(model, X, n_labels: int) -> np.ndarray:

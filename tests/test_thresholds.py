@@ -289,3 +289,11 @@ def test_min_labels_with_a_binary_target_is_refused_not_predicting_one_class(fea
         TunedThresholds(logreg(), min_labels=1).fit(X, Y[:, 0])
     rule = TunedThresholds(logreg()).fit(X, Y[:, 0])
     assert set(rule.predict(X)) == {0, 1}
+
+
+def test_out_of_fold_tuning_needs_folds_that_partition_the_rows(features):
+    with pytest.raises(ValueError, match=r"holds out 45 row\(s\) in no fold and 0 in several; "
+                                         r"out-of-fold tuning needs folds whose held-out rows "
+                                         r"partition the rows"):
+        TunedThresholds(logreg(), cv=ShuffleSplit(1, test_size=0.7, random_state=0)).fit(
+            *features)
