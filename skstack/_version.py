@@ -23,9 +23,30 @@ def library_versions() -> dict[str, str]:
 
 
 class VersionedState:
-    """Mixin for estimators: a pickled (joblib) estimator records the skstack version that
-    saved it, and loading it under another version warns, as scikit-learn does for its own
-    version."""
+    """Mixin for estimators, about what a saved one carries.
+
+    A pickled (joblib) estimator records the skstack version that saved it, and loading it
+    under another version warns, as scikit-learn does for its own version.
+
+    For the pickle-free format (``skstack.save``) a class declares its fitted state, and the
+    format's walker, which knows no class, reads the declaration: ``_portable_state`` names
+    the fitted attributes that are data (numbers, strings, arrays, lists of them),
+    ``_portable_parts`` those holding fitted estimators (one, ``None``, or a list of
+    ``(name, estimator)`` pairs); ``_persist_state(writer)`` returns what else a fitted
+    instance needs (weights, model files) as entries of its node, and
+    ``_restore_state(saved, reader)`` puts that back on a new instance whose declared
+    attributes are already set. Any estimator class with these attributes can be saved.
+    """
+
+    _portable_state: tuple[str, ...] = ()
+    _portable_parts: tuple[str, ...] = ()
+
+    def _persist_state(self, writer) -> dict:
+        """Entries beyond the declared attributes that a saved fitted instance needs."""
+        return {}
+
+    def _restore_state(self, saved: dict, reader) -> None:
+        """Put back what :meth:`_persist_state` wrote (``saved``: the node's entries)."""
 
     def __getstate__(self):
         state = dict(super().__getstate__())

@@ -452,3 +452,16 @@ def test_random_archives_load_equal_or_raise_model_file_error(small_file, tmp_pa
         np.testing.assert_array_equal(model.predict_proba(X), expected)
 
     check()
+
+
+@pytest.mark.parametrize("mode", ["blocks", "words"])
+@pytest.mark.parametrize("suffix", [".skstack", ".joblib"])
+def test_files_written_by_0_2_still_load_and_predict_the_same(mode, suffix):
+    import joblib
+
+    folder = Path(__file__).parent / "data" / "format-0.2"
+    texts = json.loads((folder / "texts.json").read_text(encoding="utf-8"))
+    path = folder / f"{mode}{suffix}"
+    pipe = load(path) if suffix == ".skstack" else joblib.load(path)
+    np.testing.assert_allclose(pipe.predict_proba(texts), np.load(folder / f"{mode}_proba.npy"),
+                               rtol=1e-5, atol=1e-6)
