@@ -32,10 +32,12 @@ class VersionedState:
     format's walker, which knows no class, reads the declaration: ``_portable_state`` names
     the fitted attributes that are data (numbers, strings, arrays, lists of them),
     ``_portable_parts`` those holding fitted estimators (one, ``None``, or a list of
-    ``(name, estimator)`` pairs); ``_persist_state(writer)`` returns what else a fitted
-    instance needs (weights, model files) as entries of its node, and
+    ``(name, estimator)`` pairs); ``_persist_state(writer)`` (optional) returns what else a
+    fitted instance needs (weights, model files) as entries of its node, and
     ``_restore_state(saved, reader)`` puts that back on a new instance whose declared
-    attributes are already set. Any estimator class with these attributes can be saved.
+    attributes are already set. Any estimator class with ``_portable_state`` (and
+    ``get_params``) can be saved; one outside scikit-learn and skstack loads with
+    ``load(path, trusted=["its.module.Class"])``.
     """
 
     _portable_state: tuple[str, ...] = ()

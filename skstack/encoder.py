@@ -272,6 +272,11 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     (2, 384)
     """
 
+    # what skstack.save keeps of a fitted encoder, besides its model files (_persist_state)
+    _portable_state: ClassVar[tuple[str, ...]] = (
+        "max_length_", "dtype_", "layer_indices_", "embedding_dim_", "fingerprint_",
+        "weights_hash_", "finetune_loss_")
+
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "model": [PATH],
         "layers": [Interval(numbers.Integral, None, None), STRING,
@@ -656,6 +661,31 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     @property
     def _n_features_out(self) -> int:
         return self.embedding_dim_
+
+    def _persist_state(self, writer) -> dict:
+        """The model's files for the safe format: tokenizer and config as ``save_pretrained``
+        writes them, the weights in float32 whatever dtype it runs in (cast again on load)."""
+        name, folder = writer.folder()
+        self.tokenizer_.save_pretrained(folder)
+        self.model_.config.to_json_file(folder / "config.json")
+        weights = {k: v.float() if v.is_floating_point() else v
+                   for k, v in self.model_.state_dict().items()}
+        return {"model": {"folder": name, "class": writer.class_name(type(self.model_)),
+                          "weights": writer.tensors(weights)}}
+
+    def _restore_state(self, saved: dict, reader) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        files = saved["model"]
+        folder = reader.folder(files["folder"])
+        model_class = reader.resolve(files["class"], "encoder")  # a transformers model only
+        self.tokenizer_ = AutoTokenizer.from_pretrained(folder, local_files_only=True,
+                                                        trust_remote_code=False)
+        model = model_class(AutoConfig.from_pretrained(folder, local_files_only=True,
+                                                       trust_remote_code=False))
+        reader.load_weights(model, files["weights"])
+        self.device_ = device_or_cpu(self.device, "embedder")
+        self.model_ = self._placed(model.float().eval(), shared=False)
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: the live object must keep its model

@@ -279,6 +279,11 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
     ((64, 3), [('block0', 6), ('block1', 4)])
     """
 
+    # what skstack.save keeps of a fitted net, besides its weights and history
+    _portable_state: ClassVar[tuple[str, ...]] = (
+        "blocks_", "word_blocks_", "label_names_", "n_labels_", "n_features_in_", "classes_",
+        "target_type_", "label_statistics_")
+
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "module": [_PART],
         "criterion": [_PART],
@@ -325,6 +330,19 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         self.blocks = blocks
         self.mixed_precision = mixed_precision
         self.random_state = random_state
+
+    def _persist_state(self, writer) -> dict:
+        return {"weights": writer.tensors(self.module_.state_dict()),
+                "history": writer.data(self.history.to_list(), f"{type(self).__name__}.history")}
+
+    def _restore_state(self, saved: dict, reader) -> None:
+        from skorch.history import History
+
+        self.device = reader.device(self.device, "net")  # a GPU-saved net loads on a CPU
+        self.initialize()
+        reader.load_weights(self.module_, saved["weights"], self.device)
+        self.module_.eval()
+        self.history_ = History(reader.value(saved.get("history") or []))
 
     @property
     def _default_callbacks(self):

@@ -17,8 +17,12 @@ Loading never executes code from the file: classes are looked up by name among s
 skstack, skorch callbacks, torch optimizers and transformers models (plus names the caller
 passes in ``trusted``), and the tokenizer and model loaders run with remote code off.
 
-Import rule: any skstack module except ``pipelines``, ``plotting``, ``report`` and ``cli``;
-skops and safetensors only inside the functions that need them.
+The format knows no estimator class: each one declares its fitted state (``_portable_state``,
+``_portable_parts``, ``_persist_state`` / ``_restore_state``; see
+:class:`skstack._version.VersionedState`), and the walker here writes and reads that.
+
+Import rule: ``_loading``, ``_validation``, ``_version``, ``losses`` and ``cards``; skops and
+safetensors only inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import inspect
 import json
 import math
 import os
@@ -46,11 +51,7 @@ from skstack._loading import device_or_cpu
 from skstack._validation import unwrap_search
 from skstack._version import LIBRARIES, __version__, library_versions
 from skstack.cards import model_card
-from skstack.encoder import EncoderEmbedder
 from skstack.losses import LabelStatistics
-from skstack.nets import BiLSTMClassifier
-from skstack.stacking import StackingEmbedder
-from skstack.thresholds import TunedThresholds
 
 FORMAT_VERSION = 1
 # What a file may unpack to, by default (load's max_bytes): weights of several large encoders.
@@ -74,18 +75,6 @@ _DTYPES = frozenset(f"numpy.{t}" for t in (
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float16", "float32", "float64", "complex64", "complex128", "str_"))
 _ARRAY_KINDS = "biufcU"  # dtypes of arrays stored as JSON: numbers, bools, strings
-# Fitted attributes kept as JSON, per class; the heavy ones are handled by name below.
-_STATE = {
-    EncoderEmbedder: ("max_length_", "dtype_", "layer_indices_", "embedding_dim_", "fingerprint_",
-                      "weights_hash_", "finetune_loss_"),
-    StackingEmbedder: ("blocks_", "word_blocks_", "n_labels_", "label_names_"),
-    BiLSTMClassifier: ("blocks_", "word_blocks_", "label_names_", "n_labels_",
-                       "n_features_in_", "classes_", "target_type_"),
-    TunedThresholds: ("estimator_", "thresholds_", "best_score_", "n_tuning_rows_",
-                      "n_samples_fit_", "label_names_", "classes_", "target_type_", "n_labels_"),
-}
-
-
 @contextlib.contextmanager
 def _atomically(path: Path) -> Iterator[Path]:
     """A temporary name beside ``path`` to write to; when the block succeeds it replaces
@@ -214,9 +203,18 @@ class _Writer:
         if isinstance(v, LabelStatistics):
             return {"__label_statistics__": [v.n_samples, self.value(v.positives),
                                              self.value(v.correlation)]}
-        if isinstance(v, (Pipeline, BaseEstimator, BiLSTMClassifier)) or _is_callback(v):
+        if _is_estimator(v) or _is_callback(v):
             return {"__node__": self.node(v)}
         raise _NotData(type(v).__name__)
+
+    def data(self, v, what: str):
+        """``v`` as JSON, or ``None`` (named in the warning ``save`` gives) when it is not
+        data; for the entries an estimator's ``_persist_state`` writes."""
+        try:
+            return self.value(v)
+        except _NotData as exc:
+            self.dropped.append(f"{what} ({exc})")
+            return None
 
     def params(self, obj, skip: Iterable[str] = ()) -> dict:
         out = {}
@@ -229,41 +227,42 @@ class _Writer:
                 self.dropped.append(f"{type(obj).__name__}.{key} ({exc})")
         return out
 
+    def part(self, v):
+        """A fitted part: ``None``, an estimator's node, or ``[[name, node], ...]``."""
+        if v is None:
+            return None
+        if _is_named_estimators(v):
+            return [[name, self.node(est)] for name, est in v]
+        return self.node(v)
+
     def node(self, obj) -> dict:
         if isinstance(obj, Pipeline):
             return {"kind": "pipeline", "params": self.params(obj, skip=("steps",)),
                     "steps": [[name, self.node(step)] for name, step in obj.steps]}
-        skstack = type(obj) in _STATE
-        if not skstack and (_is_callback(obj) or not _is_fitted(obj)):
+        portable = hasattr(type(obj), "_portable_state")
+        if not portable and (_is_callback(obj) or not _is_fitted(obj)):
             return {"kind": "object", "class": _qualname(type(obj)), "params": self.params(obj)}
-        if not skstack:
+        if not portable:
             return self.skops(obj)
+        # an estimator that declares its state (VersionedState): parameters, then, fitted,
+        # the declared attributes, its parts and what its _persist_state adds
+        groups = {k: v for k, v in obj.get_params(deep=False).items()
+                  if _is_named_estimators(v)}  # e.g. a stack's members, kept as nodes
         node = {"kind": "skstack", "class": _qualname(type(obj)),
-                "params": self.params(obj, skip=("members",)), "state": {}}
-        if isinstance(obj, StackingEmbedder):
-            node["members"] = [[name, self.node(m)] for name, m in obj.members]
-        if not hasattr(obj, _STATE[type(obj)][0]):
+                "params": self.params(obj, skip=groups), "state": {}}
+        node.update({k: self.part(v) for k, v in groups.items()})
+        declared = (*obj._portable_state, *getattr(obj, "_portable_parts", ()))
+        if not any(hasattr(obj, k) for k in declared):
             return node  # not fitted: parameters only
-        node["state"] = {k: self.value(getattr(obj, k)) for k in _STATE[type(obj)]
-                         if hasattr(obj, k) and k != "estimator_"}
-        if isinstance(obj, EncoderEmbedder):
-            node["model"] = self.encoder_files(obj)
-        elif isinstance(obj, StackingEmbedder):
-            node["members_"] = [[name, self.node(m)] for name, m in obj.members_]
-            node["meta_learner_"] = None if obj.meta_learner_ is None else self.node(
-                obj.meta_learner_)
-        elif isinstance(obj, BiLSTMClassifier):
-            node["state"]["label_statistics_"] = self.value(obj.label_statistics_)
-            node["weights"] = self.tensors(obj.module_.state_dict())
-            try:
-                node["history"] = self.value(obj.history.to_list())
-            except _NotData as exc:
-                self.dropped.append(f"{type(obj).__name__}.history ({exc})")
-        elif isinstance(obj, TunedThresholds):
-            node["estimator_"] = self.node(obj.estimator_)
+        node["state"] = {k: self.value(getattr(obj, k)) for k in obj._portable_state
+                         if hasattr(obj, k)}
+        node.update({k: self.part(getattr(obj, k)) for k in getattr(obj, "_portable_parts", ())})
+        if hasattr(obj, "_persist_state"):  # more than the declared attributes
+            node.update(obj._persist_state(self))
         return node
 
     def tensors(self, tensors: dict) -> str:
+        """Write torch tensors as one safetensors member; returns its name."""
         from safetensors.torch import save_file
 
         name = f"tensors/{self._name()}.safetensors"
@@ -272,15 +271,17 @@ class _Writer:
                   str(self.root / name))
         return name
 
-    def encoder_files(self, emb: EncoderEmbedder) -> dict:
-        folder = f"models/{self._name()}"
-        emb.tokenizer_.save_pretrained(self.root / folder)
-        emb.model_.config.to_json_file(self.root / folder / "config.json")
-        # float32 whatever dtype the encoder runs in; it is cast again on load
-        weights = {k: v.float() if v.is_floating_point() else v
-                   for k, v in emb.model_.state_dict().items()}
-        return {"folder": folder, "class": _qualname(type(emb.model_)),
-                "weights": self.tensors(weights)}
+    def folder(self) -> tuple[str, Path]:
+        """A new folder for an estimator's files (``save_pretrained`` output): its member
+        name and where to write it."""
+        name = f"models/{self._name()}"
+        (self.root / name).mkdir(parents=True)
+        return name, self.root / name
+
+    @staticmethod
+    def class_name(cls: type) -> str:
+        """How a file names a class: where it is defined (what the reader resolves)."""
+        return _qualname(cls)
 
     def skops(self, obj) -> dict:
         import skops.io
@@ -297,6 +298,19 @@ class _Writer:
 
 def _is_callback(v) -> bool:
     return type(v).__module__.startswith("skorch.callbacks")
+
+
+def _is_estimator(v) -> bool:
+    from skorch import NeuralNet
+
+    return isinstance(v, (BaseEstimator, NeuralNet)) or hasattr(type(v), "_portable_state")
+
+
+def _is_named_estimators(v) -> bool:
+    """A list of ``(name, estimator)`` pairs, as a Pipeline's steps or a stack's members."""
+    return isinstance(v, list) and bool(v) and all(
+        isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) and _is_estimator(x[1])
+        for x in v)
 
 
 def _is_fitted(obj) -> bool:
@@ -426,9 +440,8 @@ class _Reader:
             return [self.value(x) for x in v]
         if not isinstance(v, dict):
             return v
-        if len(v) == 1 or "__array__" in v:
-            key = next(k for k in v if k.startswith("__"))
-        else:
+        key = next((k for k in v if k.startswith("__")), None)
+        if key is None or (len(v) > 1 and key != "__array__"):
             raise ModelFileError(f"an unknown value {sorted(v)[:3]}")
         if key == "__float__":
             return float(_expect(v[key], str, "__float__"))
@@ -486,41 +499,57 @@ class _Reader:
             return _resolve(node.get("class"), self.trusted,
                             frozenset({"estimator", "callback"}))(**self.params(node))
         cls = _resolve(node.get("class"), self.trusted, frozenset({"estimator"}))
-        if cls not in _STATE:
-            raise ModelFileError(f"a skstack node of class {_qualname(cls)}, which is not one "
-                                 f"of {sorted(c.__name__ for c in _STATE)}")
+        if not hasattr(cls, "_portable_state"):
+            raise ModelFileError(f"a skstack node of class {_qualname(cls)}, which declares "
+                                 "no portable state")
         params = self.params(node)
-        if cls is StackingEmbedder:
-            params["members"] = [(name, self.node(m)) for name, m in node["members"]]
-        if cls is BiLSTMClassifier:
-            params["device"] = str(device_or_cpu(params.get("device", "cpu"), "net"))
+        accepted = inspect.signature(cls.__init__).parameters
+        for key in set(node) - set(params) - {"kind", "class", "params", "state"}:
+            if key in accepted and key not in getattr(cls, "_portable_parts", ()):  # members
+                params[key] = self.part(node[key])
         obj = cls(**params)
         state = _expect(node.get("state", {}), dict, "state")
-        allowed = set(_STATE[cls]) | ({"label_statistics_"} if cls is BiLSTMClassifier else set())
-        unknown = sorted(set(state) - allowed)
+        unknown = sorted(set(state) - set(cls._portable_state))
         if unknown:  # setattr of anything else could replace a method or the class
             raise ModelFileError(f"fitted attributes {unknown[:3]} that {cls.__name__} does "
                                  "not have")
+        if not state:
+            return obj  # not fitted
         for key, v in state.items():
             setattr(obj, key, self.value(v))
-        if not state:
-            return obj
-        if cls is EncoderEmbedder:
-            self.encoder(obj, _expect(node.get("model"), dict, "the encoder's files"))
-        elif cls is StackingEmbedder:
-            obj.members_ = [(name, self.node(m)) for name, m in node["members_"]]
-            meta = node["meta_learner_"]
-            obj.meta_learner_ = None if meta is None else self.node(meta)
-        elif cls is BiLSTMClassifier:
-            from skorch.history import History
-
-            obj.initialize()
-            self.load_weights(obj.module_, node["weights"], obj.device)
-            obj.module_.eval()
-            obj.history_ = History(self.value(node.get("history", [])))
-        elif cls is TunedThresholds:
-            obj.estimator_ = self.node(node["estimator_"])
+        for key in getattr(cls, "_portable_parts", ()):
+            setattr(obj, key, self.part(node[key]))
+        if hasattr(obj, "_restore_state"):
+            obj._restore_state(node, self)
         return obj
+
+    def part(self, saved):
+        """What :meth:`_Writer.part` wrote: ``None``, an estimator, or (name, estimator)
+        pairs."""
+        if saved is None:
+            return None
+        if isinstance(saved, list):
+            return [(name, self.node(m)) for name, m in saved]
+        return self.node(saved)
+
+    def resolve(self, name, kind: str) -> type:
+        """The class a node's entry names, of ``kind`` (e.g. ``"encoder"``), under the
+        format's rules (:func:`_resolve`)."""
+        return _resolve(name, self.trusted, frozenset({kind}))
+
+    @staticmethod
+    def device(name, owner: str) -> str:
+        """``name`` where that device exists here, else ``"cpu"`` (with a warning): a model
+        saved on a GPU loads on a CPU-only machine."""
+        return str(device_or_cpu(name, owner))
+
+    def folder(self, name) -> Path:
+        """An extracted folder (``save_pretrained`` output) that a node names."""
+        name = _expect(name, str, "a folder name")
+        target = self.root / name
+        if not _safe_member_name(name) or not target.is_dir():
+            raise ModelFileError(f"the folder {name!r:.80}, which the archive does not hold")
+        return target
 
     def member(self, name) -> Path:
         """The extracted file a node names (only files the manifest listed exist there)."""
@@ -544,6 +573,8 @@ class _Reader:
             raise ModelFileError(f"{name} could not be loaded safely: {exc}") from None
 
     def load_weights(self, module: torch.nn.Module, name, device="cpu") -> None:
+        """Load a safetensors member into ``module``; tensors that do not fit its shapes
+        are a :class:`ModelFileError` naming the member."""
         from safetensors.torch import load_file
 
         file = self.member(name)
@@ -553,21 +584,6 @@ class _Reader:
             first = str(exc).strip().splitlines()
             raise ModelFileError(f"{name} does not fit the model it belongs to "
                                  f"({type(exc).__name__}: {' '.join(first[:3])[:300]})") from None
-
-    def encoder(self, emb: EncoderEmbedder, files: dict) -> None:
-        from transformers import AutoConfig, AutoTokenizer
-
-        folder = self.member(f"{_expect(files.get('folder'), str, 'a folder')}/config.json").parent
-        model_cls = _resolve(files.get("class"), self.trusted, frozenset({"encoder"}))
-        emb.tokenizer_ = AutoTokenizer.from_pretrained(folder, local_files_only=True,
-                                                       trust_remote_code=False)
-        config = AutoConfig.from_pretrained(folder, local_files_only=True,
-                                            trust_remote_code=False)
-        model = model_cls(config)
-        self.load_weights(model, files.get("weights"))
-        emb.device_ = device_or_cpu(emb.device, "embedder")
-        emb.model_ = emb._placed(model.float().eval(), shared=False)
-
 
 def _expect(value, kind: type, what: str):
     """``value`` if it is a ``kind``; else the error that names ``what`` was malformed."""

@@ -147,6 +147,12 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
     ((20, 5), [('tfidf', 3), ('meta', 2)])
     """
 
+    # what skstack.save keeps of a fitted stack: its layout, and its fitted members and
+    # meta-learner as nodes of their own
+    _portable_state: ClassVar[tuple[str, ...]] = ("blocks_", "word_blocks_", "n_labels_",
+                                                  "label_names_")
+    _portable_parts: ClassVar[tuple[str, ...]] = ("members_", "meta_learner_")
+
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "members": [Check(lambda v: isinstance(v, list) and len(v) > 0,
                           "a non-empty list of (name, transformer) pairs")],

@@ -278,6 +278,12 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
     ((3,), 1)
     """
 
+    # what skstack.save keeps of a fitted rule, and the fitted classifier as a node
+    _portable_state: ClassVar[tuple[str, ...]] = (
+        "thresholds_", "best_score_", "n_tuning_rows_", "n_samples_fit_", "label_names_",
+        "classes_", "target_type_", "n_labels_")
+    _portable_parts: ClassVar[tuple[str, ...]] = ("estimator_",)
+
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "estimator": [ESTIMATOR],
         **RULE_CONSTRAINTS,

@@ -465,3 +465,54 @@ def test_files_written_by_0_2_still_load_and_predict_the_same(mode, suffix):
     pipe = load(path) if suffix == ".skstack" else joblib.load(path)
     np.testing.assert_allclose(pipe.predict_proba(texts), np.load(folder / f"{mode}_proba.npy"),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["blocks", "words"])
+def test_saving_again_writes_the_graph_0_2_wrote(mode, tmp_path):
+    old = Path(__file__).parent / "data" / "format-0.2" / f"{mode}.skstack"
+    again = save(load(old), tmp_path / "again.skstack", card=False)
+    assert members_of(again)["graph.json"] and json.loads(members_of(again)["graph.json"]) == \
+        json.loads(members_of(old)["graph.json"])
+    assert sorted(members_of(again)) == sorted(members_of(old))
+
+
+class Centroids:
+    """A user's estimator, saveable by declaring its state: nothing in the format names it."""
+
+    _portable_state = ("centroids_", "labels_seen_")
+    _portable_parts = ("scaler_",)
+
+    def __init__(self, shrink=0.5):
+        self.shrink = shrink
+
+    def get_params(self, deep=True):
+        return {"shrink": self.shrink}
+
+    def fit(self, X, Y):
+        from sklearn.preprocessing import StandardScaler
+
+        self.scaler_ = StandardScaler().fit(X)
+        Z = self.scaler_.transform(X)
+        self.centroids_ = np.stack([Z[Y[:, j] == 1].mean(axis=0) for j in range(Y.shape[1])])
+        self.labels_seen_ = [f"label{j}" for j in range(Y.shape[1])]
+        return self
+
+    def predict(self, X):
+        distance = ((self.scaler_.transform(X)[:, None] - self.centroids_) ** 2).sum(axis=2)
+        return (distance < self.shrink * distance.mean()).astype(int)
+
+
+def test_an_estimator_that_declares_its_state_is_saved_and_loaded(tmp_path):
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(50, 4)), rng.integers(0, 2, size=(50, 3))
+    model = Centroids(shrink=0.8).fit(X, Y)
+    path = save(model, tmp_path / "own.skstack", card=False)
+    node = json.loads(members_of(path)["graph.json"])
+    assert node["kind"] == "skstack" and sorted(node["state"]) == ["centroids_", "labels_seen_"]
+    assert node["scaler_"]["kind"] == "skops"  # a fitted scikit-learn part, its own member
+    name = f"{__name__}.Centroids"
+    with pytest.raises(ModelFileError, match=r"not trusted"):
+        load(path)
+    loaded = load(path, trusted=[name])
+    assert loaded.shrink == 0.8 and loaded.labels_seen_ == model.labels_seen_
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
