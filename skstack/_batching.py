@@ -1,5 +1,8 @@
 """Tokenise once, then feed the encoder batches of similar length (less padding).
 
+:class:`Tokens` remembers each text's token ids, so that one ``fit_transform`` (fine-tuning,
+then encoding, on one device or several) tokenises every distinct text once.
+
 Import rule: a leaf (numpy and torch only).
 """
 
@@ -12,23 +15,57 @@ import torch
 
 
 def tokenize(tokenizer, texts: list[str], max_length: int, offsets: bool = False
-             ) -> tuple[list[list[int]], int, list | None]:
-    """Token ids of each text cut at ``max_length``, how many texts were cut, and (with
+             ) -> tuple[list[list[int]], list[bool], list | None]:
+    """Token ids of each text cut at ``max_length``, whether each text was cut, and (with
     ``offsets``, fast tokenizers only) each token's character ``(start, end)``."""
     encoded = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True,
                         return_attention_mask=False, return_token_type_ids=False,
                         return_offsets_mapping=offsets)
     ids = encoded["input_ids"]
     at_limit = [i for i, seq in enumerate(ids) if len(seq) >= max_length]
-    n_cut = 0
+    cut = [False] * len(ids)
     if at_limit:  # only texts that reached the limit can have been cut
         # verbose=False: the caller warns about cut texts; transformers' own "longer than the
         # maximum" log line would only repeat it
         full = tokenizer([texts[i] for i in at_limit], add_special_tokens=True,
                          return_attention_mask=False, return_token_type_ids=False,
                          verbose=False)["input_ids"]
-        n_cut = sum(len(seq) > max_length for seq in full)
-    return ids, n_cut, encoded["offset_mapping"] if offsets else None
+        for i, seq in zip(at_limit, full, strict=True):
+            cut[i] = len(seq) > max_length
+    return ids, cut, encoded["offset_mapping"] if offsets else None
+
+
+class Tokens:
+    """Token ids of texts, each distinct text tokenised once for the life of this object.
+
+    ``of(texts)`` returns the ids of ``texts`` in their order (cut at ``max_length``), how
+    many of them were cut, and with ``offsets`` (word mode) each token's character span in
+    the text with ``prefix`` prepended. Texts not seen before are tokenised in one call.
+    """
+
+    def __init__(self, tokenizer, max_length: int, prefix: str = "", offsets: bool = False):
+        self.tokenizer, self.max_length, self.prefix = tokenizer, max_length, prefix
+        self.offsets = offsets
+        self._by_text: dict[str, tuple[list[int], bool, list | None]] = {}
+
+    def of(self, texts: list[str]) -> tuple[list[list[int]], int, list | None]:
+        new = [t for t in dict.fromkeys(texts) if t not in self._by_text]
+        if new:
+            ids, cut, offsets = tokenize(self.tokenizer, [self.prefix + t for t in new],
+                                         self.max_length, self.offsets)
+            for i, text in enumerate(new):
+                self._by_text[text] = (ids[i], cut[i], offsets[i] if offsets else None)
+        entries = [self._by_text[t] for t in texts]  # only(): every text is here already
+        return ([e[0] for e in entries], sum(e[1] for e in entries),
+                [e[2] for e in entries] if self.offsets else None)
+
+
+    def only(self, texts: list[str]) -> Tokens:
+        """The ids of ``texts`` alone, without the tokenizer: what a worker process that
+        encodes these texts needs (it never tokenises again)."""
+        part = Tokens(None, self.max_length, self.prefix, self.offsets)
+        part._by_text = {t: self._by_text[t] for t in texts}
+        return part
 
 
 def length_sorted_batches(

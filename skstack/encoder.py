@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from skstack._batching import length_sorted_batches, tokenize
+from skstack._batching import Tokens, length_sorted_batches
 from skstack._config import progress_enabled
 from skstack._finetune import (
     fine_tune_encoder,
@@ -140,13 +140,13 @@ def _check_finite(vectors: torch.Tensor, positions: np.ndarray, texts: list[str]
                          "damaged, or dtype may overflow; nothing was cached.")
 
 
-def _embed_share(payload: bytes, texts: list[str], n_devices: int):
+def _embed_share(payload: bytes, texts: list[str], tokens: Tokens, n_devices: int):
     """In a worker process: one device's share of a multi-device :meth:`EncoderEmbedder._embed`
-    (``payload``: the embedder pickled with its one device)."""
+    (``payload``: the embedder pickled with its one device; ``tokens``: its texts' ids)."""
     embedder = pickle.loads(payload)
     if embedder.device_.type == "cpu":  # the processes share the CPU's cores
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_devices))
-    return embedder._embed(texts)
+    return embedder._embed(texts, tokens)
 
 
 class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
@@ -383,8 +383,13 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         -------
         self : EncoderEmbedder
         """
+        self._fit(check_texts(X), y)
+        return self
+
+    def _fit(self, texts: list[str], y) -> Tokens | None:
+        """:meth:`fit` on checked texts; returns the :class:`Tokens` fine-tuning made (so
+        that ``fit_transform`` does not tokenise the texts again), else ``None``."""
         validate_params(self)
-        texts = check_texts(X)
         if not texts:  # as scikit-learn estimators refuse to fit on no samples
             raise ValueError("Found 0 texts while a minimum of 1 is required to fit "
                              f"{type(self).__name__}.")
@@ -412,12 +417,15 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         self.max_length_ = self.max_length or min(limit, positions)
         model, weights = loaded.model, loaded.weights_hash
         self.finetune_loss_ = []
+        tokens = None
         if self.finetune_epochs > 0:
             if y is None:
                 raise ValueError("finetune_epochs > 0 needs the label matrix y in fit(X, y).")
             Y, _ = check_label_matrix(y, len(texts))
             model = copy.deepcopy(model)  # the loaded encoder is shared with other embedders
-            self._fine_tune(model, texts, Y, weights, loaded.tokenizer_hash, mixed)
+            tokens = self._new_tokens()
+            self._fine_tune(model, tokens.of(texts)[0], Y, weights, loaded.tokenizer_hash,
+                            mixed)
             weights = weights_hash(model)
         self.model_ = self._placed(model, shared=self.finetune_epochs == 0)
         n_states = self.model_.config.num_hidden_layers + 1
@@ -428,13 +436,18 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         self.embedding_dim_ = min(width, self.truncate_dim or width)
         self.weights_hash_ = weights
         self.fingerprint_ = self._fingerprint(weights, loaded.tokenizer_hash)
-        return self
+        return tokens
 
-    def _fine_tune(self, model: torch.nn.Module, texts: list[str], Y: np.ndarray,
+    def _new_tokens(self) -> Tokens:
+        """A memo of this encoder's token ids (with offsets in word mode)."""
+        return Tokens(self.tokenizer_, self.max_length_, self.prefix,
+                      offsets=self.word_pooling is not None)
+
+    def _fine_tune(self, model: torch.nn.Module, ids: list[list[int]], Y: np.ndarray,
                    weights: str, tokenizer: str, mixed: bool) -> None:
-        """Fine-tune ``model`` in place, or load the weights an identical fine-tuning (same
-        weights, texts, labels, settings and integer seed) kept; sets ``finetune_loss_``."""
-        ids, _, _ = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
+        """Fine-tune ``model`` in place on the texts' token ``ids``, or load the weights an
+        identical fine-tuning (same weights, texts, labels, settings and integer seed) kept;
+        sets ``finetune_loss_``."""
         settings = {"pooling": self.pooling, "epochs": self.finetune_epochs,
                     "learning_rate": self.finetune_learning_rate,
                     "warmup_ratio": self.finetune_warmup_ratio,
@@ -489,9 +502,6 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         pad = self.tokenizer_.pad_token_id
         return 0 if pad is None else pad
 
-    def _with_prefix(self, texts: list[str]) -> list[str]:
-        return [self.prefix + t for t in texts] if self.prefix else texts
-
     def _fingerprint(self, weights: str, tokenizer: str) -> str:
         spec = {
             "weights": weights,
@@ -525,9 +535,12 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             holding each text's (n_words, embedding_dim_) states.
         """
         check_is_fitted(self, "model_")
-        texts = check_texts(X)
+        return self._transform(check_texts(X))
+
+    def _transform(self, texts: list[str], tokens: Tokens | None = None
+                   ) -> np.ndarray | WordSequences:
         lookup = Lookup(texts, self.fingerprint_, open_stores(self.cache))
-        arrays, n_cut = self._embed_on_devices(lookup.missing)
+        arrays, n_cut = self._embed_on_devices(lookup.missing, tokens)
         rows = lookup.complete(arrays)
         if n_cut:
             warnings.warn(
@@ -543,7 +556,9 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         return np.stack(rows)
 
     def fit_transform(self, X, y=None, **fit_params) -> np.ndarray | WordSequences:
-        return self.fit(X, y).transform(X)
+        """:meth:`fit`, then :meth:`transform` of ``X``, tokenising each text once for both."""
+        texts = check_texts(X)
+        return self._transform(texts, self._fit(texts, y))
 
     def _word_index(self, texts: list[str], offsets: list) -> list[list[int]]:
         """Each token's word index (-1 outside words), words as the shared splitter cuts them."""
@@ -551,16 +566,17 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
                 for o, t in zip(offsets, texts, strict=True)]
 
     @torch.inference_mode()
-    def _embed(self, texts: list[str]) -> tuple[np.ndarray | list[np.ndarray], int]:
+    def _embed(self, texts: list[str], tokens: Tokens) -> tuple[np.ndarray | list[np.ndarray],
+                                                                int]:
         """The arrays of ``texts`` and how many texts were cut at ``max_length_``: (n, dim)
-        float32 vectors, or in word mode one (n_words, dim) float16 array per text."""
+        float32 vectors, or in word mode one (n_words, dim) float16 array per text. The
+        encoding is a function of the token ids in ``tokens`` (tokenised there once)."""
         words = self.word_pooling is not None
         out = [None] * len(texts) if words else np.empty((len(texts), self.embedding_dim_),
                                                          dtype=np.float32)
         if not texts:
             return out, 0
-        ids, n_cut, offsets = tokenize(self.tokenizer_, self._with_prefix(texts),
-                                       self.max_length_, offsets=words)
+        ids, n_cut, offsets = tokens.of(texts)
         word_index = self._word_index(texts, offsets) if words else None
         forward = self._forward()
         batches = length_sorted_batches(ids, self.batch_size, self._pad_id())
@@ -597,14 +613,17 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
                 out[positions] = vectors.cpu().numpy()
         return out, n_cut
 
-    def _embed_on_devices(self, texts: list[str]) -> tuple[np.ndarray | list[np.ndarray], int]:
+    def _embed_on_devices(self, texts: list[str], tokens: Tokens | None = None
+                          ) -> tuple[np.ndarray | list[np.ndarray], int]:
         """:meth:`_embed`, split over several devices when ``device`` names several: texts
         sorted by token length are dealt out in runs of four batches, so every device gets
-        short and long ones, and each device's process encodes its share."""
+        short and long ones, and each device's process encodes its share of the token ids
+        tokenised here."""
+        tokens = tokens or self._new_tokens()
         devices = [] if self.backend != "torch" else resolve_devices(self.device)
         if len(devices) < 2 or len(texts) <= self.batch_size:
-            return self._embed(texts)
-        ids, _, _ = tokenize(self.tokenizer_, self._with_prefix(texts), self.max_length_)
+            return self._embed(texts, tokens)
+        ids = tokens.of(texts)[0]
         order = np.argsort([len(i) for i in ids], kind="stable")
         run = 4 * self.batch_size
         shares: list[list[int]] = [[] for _ in devices]
@@ -613,9 +632,10 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         # spawn, not fork: CUDA cannot be used in a forked child
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(len(devices), mp_context=context) as pool:
-            futures = [pool.submit(_embed_share, self._for_device(str(device)),
-                                   [texts[i] for i in share], len(devices))
-                       for device, share in zip(devices, shares, strict=True) if share]
+            futures = [pool.submit(_embed_share, self._for_device(str(device)), part,
+                                   tokens.only(part), len(devices))
+                       for device, share in zip(devices, shares, strict=True) if share
+                       for part in [[texts[i] for i in share]]]
             results = [future.result() for future in futures]
         words = self.word_pooling is not None
         out = [None] * len(texts) if words else np.empty((len(texts), self.embedding_dim_),

@@ -83,3 +83,25 @@ def test_the_arabic_pipeline_names_the_papers_encoders_by_default():
     assert {name: m.model for name, m in stack.members} == ARABIC_ENCODERS
     assert ARABIC_ENCODERS["marbert"] == "UBC-NLP/MARBERT"
     assert all(m.finetune_epochs == 2 and m.max_length == 128 for _, m in stack.members)
+
+
+def test_a_pipeline_fit_tokenises_each_distinct_text_once_per_encoder(
+        tiny_bert, tiny_bert_b, emotion_data, monkeypatch):
+    from skstack import _batching
+
+    texts, Y = emotion_data
+    texts = texts + texts[:10]  # repeated texts are tokenised once too
+    Y = np.vstack([Y, Y[:10]])
+    seen = []
+    real = _batching.tokenize
+
+    def counting(tokenizer, batch, *args, **kwargs):
+        seen.extend((id(tokenizer), text) for text in batch)
+        return real(tokenizer, batch, *args, **kwargs)
+
+    monkeypatch.setattr(_batching, "tokenize", counting)
+    pipe = make_stacked_pipeline([("a", tiny_bert), ("b", tiny_bert_b)], objective="jaccard",
+                                 cv=2, encoder_params={"cache": None}, classifier_params=NET)
+    pipe.set_params(embed__a__finetune_epochs=1)  # fine-tuning, then encoding: one tokenising
+    pipe.fit(texts, Y)
+    assert len(seen) == len(set(seen)) == 2 * len(set(texts))
