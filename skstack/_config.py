@@ -1,9 +1,14 @@
-"""One switch for every progress bar skstack shows or lets a library show.
+"""The package's switches: progress bars, and the home folder of what skstack builds.
 
 ``set_config(show_progress_bar=True)`` (or ``with config_context(...)``) turns on the bars of
 encoder loading (transformers'), encoding, fine-tuning and net training; off by default, so
 that a quiet program stays quiet. An ``EncoderEmbedder(show_progress_bar=...)`` that is not
 ``None`` overrides the switch for that encoder.
+
+``set_config(home=folder)`` names where built artifacts live on disk: exported ONNX/OpenVINO
+models (``<home>/exports``) and seeded fine-tunings (``<home>/finetuned``). Without it,
+``$SKSTACK_HOME``; without that, exports go to ``~/.cache/skstack`` and fine-tunings stay in
+memory. (The embedding cache is the encoders' ``cache`` parameter, apart from this.)
 
 :func:`quiet` keeps other libraries' logs and terminal bars out of a quiet program.
 
@@ -15,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
-_CONFIG = {"show_progress_bar": False}
+_CONFIG: dict = {"show_progress_bar": False, "home": None}
 
 
 def get_config() -> dict:
@@ -25,8 +32,15 @@ def get_config() -> dict:
     return dict(_CONFIG)
 
 
-def set_config(show_progress_bar: bool | None = None) -> None:
+def set_config(show_progress_bar: bool | None = None,
+               home: str | os.PathLike | None = None) -> None:
     """Change the settings; ``None`` leaves one as it is.
+
+    Parameters
+    ----------
+    show_progress_bar : bool
+    home : path-like
+        The folder for exported models and kept fine-tunings (see the module's notes).
 
     Examples
     --------
@@ -40,17 +54,32 @@ def set_config(show_progress_bar: bool | None = None) -> None:
         if not isinstance(show_progress_bar, bool):
             raise TypeError(f"show_progress_bar must be a bool, got {show_progress_bar!r}.")
         _CONFIG["show_progress_bar"] = show_progress_bar
+    if home is not None:
+        if not isinstance(home, (str, os.PathLike)):
+            raise TypeError(f"home must be a folder path, got {home!r}.")
+        _CONFIG["home"] = Path(home).expanduser()
 
 
 @contextlib.contextmanager
-def config_context(show_progress_bar: bool | None = None) -> Iterator[None]:
+def config_context(show_progress_bar: bool | None = None,
+                   home: str | os.PathLike | None = None) -> Iterator[None]:
     """Change the settings inside a ``with`` block, and restore them after."""
     old = get_config()
-    set_config(show_progress_bar=show_progress_bar)
+    set_config(show_progress_bar=show_progress_bar, home=home)
     try:
         yield
     finally:
         _CONFIG.update(old)
+
+
+def home_folder(default: bool = True) -> Path | None:
+    """The home folder: ``set_config(home=...)``, else ``$SKSTACK_HOME``, else (with
+    ``default``) ``~/.cache/skstack``; ``None`` when none is set and ``default`` is False."""
+    if _CONFIG["home"] is not None:
+        return _CONFIG["home"]
+    if os.environ.get("SKSTACK_HOME"):
+        return Path(os.environ["SKSTACK_HOME"]).expanduser()
+    return Path.home() / ".cache" / "skstack" if default else None
 
 
 def progress_enabled(override: bool | None = None) -> bool:

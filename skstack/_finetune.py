@@ -4,21 +4,21 @@ The paper fine-tunes each encoder on the emotion task before extracting embeddin
 linear head on the pooled last layer is trained with binary cross-entropy together with the
 encoder; the head is thrown away afterwards and only the encoder's new weights are kept.
 
-Fine-tuned weights are kept under a key of everything that decides them (the pretrained
-weights, the token ids, the labels, every setting and the seed): in memory, and in the cache
-folder when there is one, so that the clones of a grid search that differ only in the
-classifier's parameters reuse one fine-tuning per fold instead of repeating it per candidate.
+:func:`fine_tune_or_reuse` decides reuse: a seeded fine-tuning is kept under a key of
+everything that decides its weights (the pretrained weights, the token ids, the labels, every
+setting and the seed): in memory (the process's artifact store), and under the home folder
+(``<home>/finetuned``) when one is set, so that the clones of a grid search that differ only
+in the classifier's parameters reuse one fine-tuning per fold instead of repeating it per
+candidate. An unseeded one is never reused (it is not repeatable).
 
-Import rule: torch, transformers, safetensors, ``skstack._batching``, ``skstack._pooling`` and
-``skstack.cache`` only.
+Import rule: torch, transformers, safetensors, ``skstack._batching``, ``skstack._config``,
+``skstack._pooling``, ``skstack.artifacts`` and ``skstack.cache`` only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from skstack._batching import bucketed_batches, pad_batch
+from skstack._config import home_folder
 from skstack._pooling import pool
+from skstack.artifacts import ARTIFACTS
 from skstack.cache import folder_in_place
-
-_MAX_KEPT_BYTES = 2 * 1024**3
-_KEPT: OrderedDict[str, tuple[dict[str, torch.Tensor], list[float]]] = OrderedDict()
-_LOCK = threading.Lock()
 
 
 def fine_tune_encoder(
@@ -113,6 +111,29 @@ def fine_tune_encoder(
     return history
 
 
+def fine_tune_or_reuse(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray, *,
+                       weights: str, tokenizer: str, reuse: bool, pad_id: int,
+                       device: torch.device | str, show_progress_bar: bool,
+                       **settings) -> list[float]:
+    """:func:`fine_tune_encoder`, or the weights and losses an identical seeded fine-tuning
+    kept (loaded into ``model``). ``settings`` are the training settings (all part of the
+    key); ``weights`` and ``tokenizer`` digest the pretrained model; ``reuse=False`` (an
+    encoder without a cache) neither reads nor keeps."""
+    if not (reuse and settings.get("random_state") is not None):
+        return fine_tune_encoder(model, token_ids, Y, pad_id=pad_id, device=device,
+                                 show_progress_bar=show_progress_bar, **settings)
+    key = fine_tune_key(weights, tokenizer, token_ids, Y, settings)
+    folder = home_folder(default=False)
+    found = recall_fine_tuned(key, folder)
+    if found is not None:
+        model.load_state_dict(found[0])
+        return list(found[1])
+    losses = fine_tune_encoder(model, token_ids, Y, pad_id=pad_id, device=device,
+                               show_progress_bar=show_progress_bar, **settings)
+    keep_fine_tuned(key, folder, model, losses)
+    return losses
+
+
 def fine_tune_key(weights: str, tokenizer: str, token_ids: list[list[int]], Y: np.ndarray,
                   settings: dict) -> str:
     """A digest of everything that decides fine-tuned weights (``settings`` includes the seed)."""
@@ -129,10 +150,9 @@ def fine_tune_key(weights: str, tokenizer: str, token_ids: list[list[int]], Y: n
 def recall_fine_tuned(key: str, folder: Path | None
                       ) -> tuple[dict[str, torch.Tensor], list[float]] | None:
     """Weights and loss history kept under ``key``: in memory, else in ``folder``."""
-    with _LOCK:
-        if key in _KEPT:
-            _KEPT.move_to_end(key)
-            return _KEPT[key]
+    found = ARTIFACTS.get("fine-tuned", key)
+    if found is not None:
+        return found
     path = None if folder is None else folder / "finetuned" / key
     if path is None or not path.is_dir():
         return None
@@ -140,15 +160,14 @@ def recall_fine_tuned(key: str, folder: Path | None
 
     found = (load_file(str(path / "model.safetensors")),
              json.loads((path / "loss.json").read_text()))
-    _keep_in_memory(key, found)
-    return found
+    return ARTIFACTS.put("fine-tuned", key, found)
 
 
 def keep_fine_tuned(key: str, folder: Path | None, model: torch.nn.Module,
                     losses: list[float]) -> None:
     """Keep ``model``'s weights under ``key`` in memory, and in ``folder`` if given."""
     state = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
-    _keep_in_memory(key, (state, list(losses)))
+    ARTIFACTS.put("fine-tuned", key, (state, list(losses)))
     if folder is None:
         return
     from safetensors.torch import save_file
@@ -160,20 +179,6 @@ def keep_fine_tuned(key: str, folder: Path | None, model: torch.nn.Module,
     folder_in_place(folder / "finetuned" / key, write)
 
 
-def _keep_in_memory(key: str, item: tuple[dict[str, torch.Tensor], list[float]]) -> None:
-    with _LOCK:
-        _KEPT[key] = item
-        _KEPT.move_to_end(key)
-        while len(_KEPT) > 1 and sum(_nbytes(state) for state, _ in _KEPT.values()) > \
-                _MAX_KEPT_BYTES:
-            _KEPT.popitem(last=False)
-
-
-def _nbytes(state: dict[str, torch.Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in state.values())
-
-
 def forget_fine_tuned() -> None:
     """Drop the fine-tuned weights kept in this process (not those in cache folders)."""
-    with _LOCK:
-        _KEPT.clear()
+    ARTIFACTS.discard("fine-tuned")

@@ -5,7 +5,8 @@ fits one after another do not read the same weights from disk again; a folder wh
 change is read again. Callers that change
 weights (fine-tuning) must work on a copy.
 
-Import rule: torch, transformers, huggingface_hub and ``skstack._config`` only.
+Import rule: torch, transformers, huggingface_hub, ``skstack._config`` and
+``skstack.artifacts`` only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import json
 import os
 import socket
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +25,7 @@ from urllib.parse import urlparse
 import torch
 
 from skstack._config import progress_enabled, quiet
-
-_MAX_CACHED_MODELS = 4
-_LOADED: OrderedDict[tuple, LoadedEncoder] = OrderedDict()
+from skstack.artifacts import ARTIFACTS, size_of
 
 
 @dataclass
@@ -210,12 +208,15 @@ def load_encoder(model: str | os.PathLike, trust_remote_code: bool = False,
     # A folder is known by its files' sizes and times too: weights saved over it again
     # (save_pretrained) must be read again, not served from memory.
     key = (str(model), bool(trust_remote_code), _folder_state(folder))
-    if key in _LOADED:
-        _LOADED.move_to_end(key)
-        return _LOADED[key]
-    for stale in [k for k in _LOADED if k[:2] == key[:2]]:
-        del _LOADED[stale]
+    # the same folder with other files (saved over) is a stale entry: dropped
+    ARTIFACTS.discard("encoder", lambda k: k[:2] == key[:2] and k != key)
+    return ARTIFACTS.get_or_make(
+        "encoder", key, lambda: _load(model, folder, trust_remote_code, show_progress_bar),
+        nbytes=lambda loaded: size_of(loaded.model))
 
+
+def _load(model, folder: Path, trust_remote_code: bool,
+          show_progress_bar: bool | None) -> LoadedEncoder:
     bars = progress_enabled(show_progress_bar)
     default_max_length = None
     if folder.is_dir():
@@ -254,17 +255,13 @@ def load_encoder(model: str | os.PathLike, trust_remote_code: bool = False,
                     f"{exc}"
                 ) from exc
     encoder = encoder.float().eval()
-    loaded = LoadedEncoder(tokenizer, encoder, source, default_max_length, weights_hash(encoder),
-                           tokenizer_hash(tokenizer))
-    _LOADED[key] = loaded
-    while len(_LOADED) > _MAX_CACHED_MODELS:
-        _LOADED.popitem(last=False)
-    return loaded
+    return LoadedEncoder(tokenizer, encoder, source, default_max_length, weights_hash(encoder),
+                         tokenizer_hash(tokenizer))
 
 
 def clear_loaded_encoders() -> None:
     """Forget the encoders kept in memory by :func:`load_encoder`."""
-    _LOADED.clear()
+    ARTIFACTS.discard("encoder")
 
 
 def model_to_portable(model: torch.nn.Module) -> dict:

@@ -16,17 +16,16 @@ Compiled runtimes are kept per process, so clones and reloaded pickles share one
 are written to a temporary folder and renamed into place, so concurrent processes (Dask
 workers) never read half a file.
 
-Import rule: torch, the standard library, ``skstack._config`` and ``skstack.cache``; onnx,
-onnxruntime, openvino and nncf are imported when a backend needs them (optional extras).
+Import rule: torch, the standard library, ``skstack._config``, ``skstack.artifacts`` and
+``skstack.cache``; onnx, onnxruntime, openvino and nncf are imported when a backend needs
+them (optional extras).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from skstack._config import quiet
+from skstack.artifacts import ARTIFACTS
 from skstack.cache import folder_in_place
 
 BACKENDS = ("torch", "onnx", "openvino")
@@ -41,9 +41,6 @@ QUANTIZATIONS = ("int8",)
 _EXTRAS = {"onnx": ("onnx", "onnxruntime", "onnxscript"),
            "openvino": ("onnx", "openvino", "nncf", "onnxscript")}
 _EXPORT_FORMAT = "v1"  # a change to how exports are made gets a new folder, never old files
-_MAX_RUNTIMES = 4
-_RUNTIMES: OrderedDict[tuple, Callable] = OrderedDict()
-_LOCK = threading.Lock()
 
 # (input_ids, attention_mask) -> every hidden state, float32
 Forward = Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]]
@@ -168,23 +165,15 @@ def _openvino_forward(path: Path, dtype: str) -> Forward:
 def runtime_forward(model: torch.nn.Module, weights: str, backend: str,
                     quantization: str | None, dtype: str, folder: Path,
                     show_progress_bar: bool = False) -> Forward:
-    """A function computing ``model``'s hidden states on ``backend`` (kept per process)."""
-    key = (weights, backend, quantization, dtype)  # any folder's export gives the same one
-    with _LOCK:
-        if key in _RUNTIMES:
-            _RUNTIMES.move_to_end(key)
-            return _RUNTIMES[key]
+    """A function computing ``model``'s hidden states on ``backend``, kept in the process's
+    artifact store (its size: the exported model's files, which the session holds)."""
+    def make() -> Forward:
         require_backend(backend)
         path = exported(model, weights, backend, quantization, folder, show_progress_bar)
         forward = (_onnxruntime_forward(path) if backend == "onnx"
                    else _openvino_forward(path, dtype))
-        _RUNTIMES[key] = forward
-        while len(_RUNTIMES) > _MAX_RUNTIMES:
-            _RUNTIMES.popitem(last=False)
+        forward.nbytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         return forward
 
-
-def default_folder() -> Path:
-    """Where exports go when the cache names no folder: ``$SKSTACK_HOME`` or
-    ``~/.cache/skstack``."""
-    return Path(os.environ.get("SKSTACK_HOME") or Path.home() / ".cache" / "skstack")
+    key = (weights, backend, quantization, dtype)  # any folder's export gives the same one
+    return ARTIFACTS.get_or_make("runtime", key, make, nbytes=lambda f: f.nbytes)

@@ -225,15 +225,49 @@ def _describe(value) -> str:
     return f"of type {type(value).__name__} ({value!r:.40})"
 
 
+class CheckedLabels(np.ndarray):
+    """A label matrix :func:`check_label_matrix` has validated (0/1 values, 2-D, its
+    ``names``). A parent estimator hands it to the estimators inside it, which then take it
+    without checking it again; its rows (a fold's labels) stay checked. Arithmetic on it gives
+    plain arrays, which are checked like any other input."""
+
+    names: list[str] | None = None
+
+    def __array_finalize__(self, obj) -> None:
+        names = getattr(obj, "names", None)
+        # a column subset keeps 0/1 values but not the names of the columns it dropped
+        self.names = names if names is not None and self.ndim == 2 and \
+            len(names) == self.shape[-1] else None
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        plain = [np.asarray(x) if isinstance(x, CheckedLabels) else x for x in inputs]
+        if "out" in kwargs:
+            kwargs["out"] = tuple(np.asarray(x) if isinstance(x, CheckedLabels) else x
+                                  for x in kwargs["out"])
+        return getattr(ufunc, method)(*plain, **kwargs)
+
+
 def check_label_matrix(
     Y, n_samples: int | None = None, name: str = "Y"
 ) -> tuple[np.ndarray, list[str] | None]:
     """Validate a multi-label target: a 2-D 0/1 array, sparse matrix or DataFrame.
 
-    Returns the matrix as ``float32`` and the label names (the DataFrame's columns, or
-    ``None`` otherwise). The one label-matrix check of the package: estimators, metrics and
-    decision rules all use it.
+    Returns the matrix as ``float32`` (a :class:`CheckedLabels`) and the label names (the
+    DataFrame's columns, or ``None`` otherwise). The one label-matrix check of the package:
+    estimators, metrics and decision rules all use it. A :class:`CheckedLabels` is checked
+    for its number of rows only.
     """
+    if isinstance(Y, CheckedLabels) and Y.ndim == 2:
+        if n_samples is not None and Y.shape[0] != n_samples:
+            raise ValueError(f"{name} has {Y.shape[0]} rows but X has {n_samples}; they must "
+                             "match.")
+        return Y.astype(np.float32, copy=False), Y.names
+    return _validated_label_matrix(Y, n_samples, name)
+
+
+def _validated_label_matrix(Y, n_samples: int | None, name: str
+                            ) -> tuple[CheckedLabels, list[str] | None]:
+    """:func:`check_label_matrix` of an input nobody checked before."""
     from scipy import sparse
 
     if Y is None:
@@ -265,7 +299,9 @@ def check_label_matrix(
             f"{Y[row, col].item()!r} at row {row}, column {col}"
             + (f" ({names[col]!r})." if names else ".")
         )
-    return Y.astype(np.float32), names
+    checked = Y.astype(np.float32).view(CheckedLabels)
+    checked.names = names
+    return checked, names
 
 
 def check_proba(proba, n_labels: int | None = None, name: str = "proba") -> np.ndarray:

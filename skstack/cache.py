@@ -15,7 +15,8 @@ recomputed, never returned). A new backend is
 one subclass with a ``scheme``: ``cache="<scheme>://<location>"`` then selects it
 (:func:`open_stores`).
 
-Import rule: a leaf (numpy and the standard library only).
+Import rule: numpy, the standard library and ``skstack.artifacts`` (the in-memory arrays
+live in the process's one artifact store).
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+
+from skstack.artifacts import ARTIFACTS, ArtifactStore
 
 _DB_NAME = "skstack-embeddings.sqlite3"
 
@@ -83,48 +85,41 @@ class EmbeddingStore(ABC):
 
 
 class MemoryStore(EmbeddingStore):
-    """Arrays in this process, at most ``max_bytes`` of them; the least recently used go
-    first when a put would exceed the bound."""
+    """Arrays in this process, in an :class:`~skstack.artifacts.ArtifactStore`: by default
+    the process's one store (:data:`MEMORY`, bounded with the loaded models and the other
+    artifacts); ``max_bytes`` gives a store of its own. The least recently used go first."""
 
-    def __init__(self, max_bytes: int = 2 * 1024**3):
-        self.max_bytes = max_bytes
-        self.nbytes = 0
-        self._items: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+    def __init__(self, max_bytes: int | None = None, store: ArtifactStore | None = None):
+        self._store = store if store is not None else ArtifactStore(
+            2 * 1024**3 if max_bytes is None else max_bytes)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in self._arrays().values())
+
+    def _arrays(self) -> dict:
+        return {k: self._store.get("vectors", k) for k in self._store.keys("vectors")}
 
     def get_many(self, fingerprint: str, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         found = {}
-        with self._lock:
-            for key in keys:
-                vector = self._items.get((fingerprint, key))
-                if vector is not None:
-                    self._items.move_to_end((fingerprint, key))
-                    found[key] = vector
+        for key in keys:
+            vector = self._store.get("vectors", (fingerprint, key))
+            if vector is not None:
+                found[key] = vector
         return found
 
     def put_many(self, fingerprint: str, items: Mapping[bytes, np.ndarray]) -> None:
-        with self._lock:
-            for key, vector in items.items():
-                vector = np.array(vector)  # a copy: callers may reuse theirs
-                vector.flags.writeable = False
-                old = self._items.pop((fingerprint, key), None)
-                self.nbytes += vector.nbytes - (0 if old is None else old.nbytes)
-                self._items[(fingerprint, key)] = vector
-            while self.nbytes > self.max_bytes and self._items:
-                _, evicted = self._items.popitem(last=False)
-                self.nbytes -= evicted.nbytes
+        for key, vector in items.items():
+            vector = np.array(vector)  # a copy: callers may reuse theirs
+            vector.flags.writeable = False
+            self._store.put("vectors", (fingerprint, key), vector, vector.nbytes)
 
     def clear(self, fingerprint: str | None = None) -> None:
-        with self._lock:
-            if fingerprint is None:
-                self._items.clear()
-                self.nbytes = 0
-                return
-            for key in [k for k in self._items if k[0] == fingerprint]:
-                self.nbytes -= self._items.pop(key).nbytes
+        self._store.discard("vectors", None if fingerprint is None else
+                            lambda key: key[0] == fingerprint)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._store.keys("vectors"))
 
 
 _TABLE = (
@@ -310,7 +305,7 @@ def _inode(path: Path) -> int | None:
         return None
 
 
-MEMORY = MemoryStore()  # shared by every embedder of this process
+MEMORY = MemoryStore(store=ARTIFACTS)  # shared by every embedder of this process
 
 
 def open_stores(cache) -> list[EmbeddingStore]:

@@ -28,13 +28,8 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skstack._batching import Tokens, length_sorted_batches
-from skstack._config import progress_enabled
-from skstack._finetune import (
-    fine_tune_encoder,
-    fine_tune_key,
-    keep_fine_tuned,
-    recall_fine_tuned,
-)
+from skstack._config import home_folder, progress_enabled
+from skstack._finetune import fine_tune_or_reuse
 from skstack._loading import (
     device_or_cpu,
     load_encoder,
@@ -48,7 +43,6 @@ from skstack._pooling import POOLING_MODES, WORD_POOLING_MODES, pool, pool_words
 from skstack._runtimes import (
     BACKENDS,
     QUANTIZATIONS,
-    default_folder,
     require_backend,
     runtime_forward,
 )
@@ -66,7 +60,7 @@ from skstack._validation import (
     validate_params,
 )
 from skstack._version import VersionedState
-from skstack.cache import Lookup, cache_folder, open_stores
+from skstack.cache import Lookup, open_stores
 from skstack.sequences import WordSequences, token_words, word_spans
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -168,8 +162,9 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     layer_combine : {"mean", "concat"}, default="mean"
         How several layers are combined (after pooling each).
     pooling : {"mean", "cls", "max"}, default="mean"
-        How token vectors become one vector; padding never counts. Fine-tuning pools this
-        way in word mode too.
+        How token vectors become one vector; padding never counts. In word mode it is only
+        how the fine-tuning head pools (its effect is in the fine-tuned weights), so it is no
+        part of a word-mode encoder's cache key.
     word_pooling : {None, "first", "mean"}, default=None
         Word mode: return one vector per word instead of per text, a
         :class:`~skstack.sequences.WordSequences`. Words come from one splitter shared by
@@ -205,9 +200,9 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         What runs the forward pass at :meth:`transform` (fine-tuning always runs in torch).
         ``"onnx"`` (ONNX Runtime, float32) and ``"openvino"`` (float32 or bfloat16, after
         ``dtype``) run on the CPU from an ONNX export made once per weights and kept in
-        ``<cache folder>/exports`` (``$SKSTACK_HOME`` or ``~/.cache/skstack`` when ``cache``
-        names no folder). Optional extras: ``pip install 'skstack[onnx]'`` or
-        ``'skstack[openvino]'``.
+        ``<home>/exports`` (the home folder: ``skstack.set_config(home=...)``, else
+        ``$SKSTACK_HOME``, else ``~/.cache/skstack``). Optional extras:
+        ``pip install 'skstack[onnx]'`` or ``'skstack[openvino]'``.
     quantization : {None, "int8"}, default=None
         ``"int8"`` with ``backend="onnx"`` or ``"openvino"``: 8-bit weights and int8
         arithmetic, quantized once beside the export. Backends and quantizations never share
@@ -216,8 +211,10 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         Bars for loading, fine-tuning and encoding. ``None`` follows the package-wide
         switch (``skstack.set_config(show_progress_bar=...)``, off by default).
     cache : "memory", None or path-like, default="memory"
-        ``"memory"`` keeps vectors in this process; a folder also stores them in a SQLite file
-        there, shared by every process that names it; ``None`` turns caching off.
+        Where vectors live. ``"memory"`` keeps them in this process (in its one artifact
+        store, bounded with the loaded models); a folder also stores them in a SQLite file
+        there, shared by every process that names it; ``None`` turns caching off (and the
+        reuse of fine-tunings).
     trust_remote_code : bool, default=False
         Allow model code from the hub to run; only for models you trust.
     finetune_epochs : int, default=0
@@ -233,11 +230,12 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         Fine-tune under bfloat16 autocast (the forward pass at inference follows ``dtype``).
         ``"auto"``: where the device computes bfloat16 natively.
     random_state : int, default=None
-        Seed for fine-tuning (head initialisation and batch order). With an int seed and a
-        cache, fine-tuned weights are kept (in memory; in the cache folder, ``finetuned/``,
-        when ``cache`` names one) and reused by any embedder that would fine-tune the same
-        weights on the same texts and labels with the same settings: the clones of a grid
-        search that differ only in the classifier's parameters fine-tune once per fold.
+        Seed for fine-tuning (head initialisation and batch order). With an int seed (and
+        ``cache`` not ``None``), fine-tuned weights are kept (in memory; in
+        ``<home>/finetuned`` when a home folder is set) and reused by any embedder that would
+        fine-tune the same weights on the same texts and labels with the same settings: the
+        clones of a grid search that differ only in the classifier's parameters fine-tune
+        once per fold.
 
     Attributes
     ----------
@@ -448,26 +446,15 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         """Fine-tune ``model`` in place on the texts' token ``ids``, or load the weights an
         identical fine-tuning (same weights, texts, labels, settings and integer seed) kept;
         sets ``finetune_loss_``."""
-        settings = {"pooling": self.pooling, "epochs": self.finetune_epochs,
-                    "learning_rate": self.finetune_learning_rate,
-                    "warmup_ratio": self.finetune_warmup_ratio,
-                    "batch_size": self.finetune_batch_size,
-                    "accumulation_steps": self.finetune_accumulation_steps,
-                    "mixed_precision": bool(mixed), "random_state": self.random_state}
-        # only a seeded fine-tuning is repeatable, so only that one is reused
-        reusable = self.cache is not None and self.random_state is not None
-        key = fine_tune_key(weights, tokenizer, ids, Y, settings) if reusable else None
-        folder = cache_folder(self.cache)
-        found = recall_fine_tuned(key, folder) if reusable else None
-        if found is not None:
-            model.load_state_dict(found[0])
-            self.finetune_loss_ = list(found[1])
-            return
-        self.finetune_loss_ = fine_tune_encoder(
-            model, ids, Y, pad_id=self._pad_id(), device=self.device_,
-            show_progress_bar=progress_enabled(self.show_progress_bar), **settings)
-        if reusable:
-            keep_fine_tuned(key, folder, model, self.finetune_loss_)
+        self.finetune_loss_ = fine_tune_or_reuse(
+            model, ids, Y, weights=weights, tokenizer=tokenizer,
+            reuse=self.cache is not None, pad_id=self._pad_id(), device=self.device_,
+            show_progress_bar=progress_enabled(self.show_progress_bar),
+            pooling=self.pooling, epochs=self.finetune_epochs,
+            learning_rate=self.finetune_learning_rate, warmup_ratio=self.finetune_warmup_ratio,
+            batch_size=self.finetune_batch_size,
+            accumulation_steps=self.finetune_accumulation_steps, mixed_precision=bool(mixed),
+            random_state=self.random_state)
 
     def _check_backend(self) -> None:
         """Refuse what a runtime backend cannot do, before anything loads."""
@@ -508,7 +495,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             "tokenizer": tokenizer,
             "layers": self.layer_indices_,
             "layer_combine": self.layer_combine,
-            "pooling": self.pooling,
+            # word mode: pooling only shapes fine-tuning, whose weights are in "weights"
+            "pooling": None if self.word_pooling is not None else self.pooling,
             "word_pooling": self.word_pooling,
             "max_length": self.max_length_,
             "prefix": self.prefix,
@@ -656,7 +644,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     def _forward(self):
         """A function from (input_ids, attention_mask) to the hidden states of ``layers``."""
         if getattr(self, "backend", "torch") != "torch":
-            folder = cache_folder(self.cache) or default_folder()
+            folder = home_folder()
             if not hasattr(self, "weights_hash_"):  # saved before runtimes existed
                 self.weights_hash_ = weights_hash(self.model_)
             run = runtime_forward(self.model_, self.weights_hash_, self.backend,

@@ -424,7 +424,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         elif Y.shape[1] != self.n_labels_:
             raise ValueError(f"y has {Y.shape[1]} labels; this net was fitted with "
                              f"{self.n_labels_}.")
-        return X, Y
+        return X, np.asarray(Y)  # skorch gets a plain array
 
     def fit(self, X, y, **fit_params):
         """Train on features ``X`` (n, d) and a 0/1 label matrix ``y`` (n, L).

@@ -9,8 +9,8 @@ Members that return :class:`~skstack.sequences.WordSequences` (encoders in word 
 aligned word by word; the output is then a ``WordSequences`` whose sentence-level blocks are
 the other members and the meta-learner.
 
-Import rule: scikit-learn, ``skstack._validation``, ``skstack._version``, ``skstack.blocks``
-and ``skstack.sequences`` only.
+Import rule: scikit-learn, ``skstack._validation``, ``skstack._version``, ``skstack.blocks``,
+``skstack.sequences`` and ``skstack.targets`` only.
 """
 
 from __future__ import annotations
@@ -232,9 +232,10 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
         if y is not None:
             target = check_target(y, n)
             Y = target.Y.astype(np.int64)
-            # a 1-D target: the meta-learner learns the classes as given, and the members
-            # (fine-tuning) its one-hot (binary: one column) label matrix
-            y_meta = Y if target.kind == "multilabel" else np.asarray(y).reshape(n)
+            # the members get the checked matrix (a fine-tuned encoder does not check it
+            # again); a 1-D target's meta-learner learns the classes as given, the members its
+            # one-hot (binary: one column) label matrix
+            y_meta = np.asarray(Y) if target.kind == "multilabel" else np.asarray(y).reshape(n)
             self.label_names_ = target.names or [str(c) for c in target.classes[-Y.shape[1]:]]
         use_meta = not (isinstance(self.meta_learner, str) and self.meta_learner == "drop")
         if use_meta and Y is None:

@@ -19,6 +19,7 @@ from sklearn.utils import ClassifierTags
 
 from skstack._validation import (
     NONE,
+    CheckedLabels,
     Interval,
     check_label_matrix,
     check_params,
@@ -59,6 +60,9 @@ def check_target(y, n_samples: int | None = None, classes=None, name: str = "y")
     """
     if y is None:
         raise ValueError("This estimator requires y to be passed, but the target y is None.")
+    if isinstance(y, CheckedLabels) and y.ndim == 2:  # a parent checked it
+        Y, names = check_label_matrix(y, n_samples, name)
+        return Target(Y, "multilabel", np.arange(Y.shape[1]), names)
     values = y.to_numpy() if hasattr(y, "to_numpy") and getattr(y, "ndim", 2) == 1 else y
     if not (hasattr(values, "shape") or hasattr(values, "__array__")
             or isinstance(values, (list, tuple))):

@@ -51,6 +51,27 @@ def _build_tiny_bert(folder, texts, hidden: int = 32, seed: int = 0):
     return str(folder)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def skstack_home(tmp_path_factory):
+    """Exports and kept fine-tunings of the tests go to a temporary home, not the user's."""
+    import skstack._config
+
+    home = tmp_path_factory.mktemp("skstack_home")
+    old = skstack._config._CONFIG["home"]
+    skstack._config._CONFIG["home"] = home
+    yield home
+    skstack._config._CONFIG["home"] = old
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A home folder of this test's own (``tmp_path``)."""
+    import skstack._config
+
+    monkeypatch.setitem(skstack._config._CONFIG, "home", tmp_path)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> str:
     """Folder of a tiny BERT (hidden size 32, 2 layers) in plain transformers layout."""

@@ -269,24 +269,24 @@ def test_dtype_auto_picks_bfloat16_only_where_it_is_native(tiny_bert, monkeypatc
 
 
 def test_seeded_fine_tuning_is_done_once_and_reused(tiny_bert, emotion_data, monkeypatch,
-                                                    tmp_path):
+                                                    home):
+    import skstack._config
     import skstack._finetune
-    import skstack.encoder
 
+    tmp_path = home  # kept fine-tunings go under the home folder
     texts, Y = emotion_data
     calls = []
-    real = skstack.encoder.fine_tune_encoder
-    monkeypatch.setattr(skstack.encoder, "fine_tune_encoder",
+    real = skstack._finetune.fine_tune_encoder
+    monkeypatch.setattr(skstack._finetune, "fine_tune_encoder",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    params = {"finetune_epochs": 1, "finetune_learning_rate": 1e-3, "random_state": 3,
-              "cache": tmp_path}
+    params = {"finetune_epochs": 1, "finetune_learning_rate": 1e-3, "random_state": 3}
     first = EncoderEmbedder(tiny_bert, **params).fit(texts, Y)
     second = clone(first).fit(texts, Y)  # a grid-search clone on the same fold
     assert len(calls) == 1
     assert second.fingerprint_ == first.fingerprint_
     assert second.finetune_loss_ == first.finetune_loss_
     np.testing.assert_array_equal(second.transform(texts), first.transform(texts))
-    skstack._finetune.forget_fine_tuned()  # a new process: the cache folder still has them
+    skstack._finetune.forget_fine_tuned()  # a new process: the home folder still has them
     EncoderEmbedder(tiny_bert, **params).fit(texts, Y)
     assert len(calls) == 1 and len(list((tmp_path / "finetuned").iterdir())) == 1
     # anything that changes the result fine-tunes again
@@ -298,6 +298,15 @@ def test_seeded_fine_tuning_is_done_once_and_reused(tiny_bert, emotion_data, mon
     EncoderEmbedder(tiny_bert, **unseeded).fit(texts, Y)
     EncoderEmbedder(tiny_bert, **unseeded).fit(texts, Y)
     assert len(calls) == 6  # an unseeded fine-tuning is not repeatable, so never reused
+    EncoderEmbedder(tiny_bert, **{**params, "cache": None}).fit(texts, Y)
+    assert len(calls) == 7  # cache=None: nothing kept, nothing reused
+    monkeypatch.setitem(skstack._config._CONFIG, "home", None)
+    monkeypatch.delenv("SKSTACK_HOME", raising=False)
+    skstack._finetune.forget_fine_tuned()
+    EncoderEmbedder(tiny_bert, **{**params, "random_state": 5}).fit(texts, Y)
+    EncoderEmbedder(tiny_bert, **{**params, "random_state": 5}).fit(texts, Y)
+    assert len(calls) == 8  # no home: kept in memory only
+    assert len(list((tmp_path / "finetuned").iterdir())) == 4
 
 
 def test_gradient_accumulation_equals_one_larger_batch():

@@ -2,6 +2,7 @@
 
 import joblib
 import numpy as np
+import pytest
 from sklearn.model_selection import GridSearchCV
 
 from conftest import ARABIC_TEXTS
@@ -105,3 +106,28 @@ def test_a_pipeline_fit_tokenises_each_distinct_text_once_per_encoder(
     pipe.set_params(embed__a__finetune_epochs=1)  # fine-tuning, then encoding: one tokenising
     pipe.fit(texts, Y)
     assert len(seen) == len(set(seen)) == 2 * len(set(texts))
+
+
+def test_y_is_checked_where_it_enters_and_not_again_inside(tiny_bert, emotion_data,
+                                                           monkeypatch):
+    from skstack import _validation
+
+    texts, Y = emotion_data
+    checked = []
+    real = _validation._validated_label_matrix
+
+    def counting(y, *args, **kwargs):
+        checked.append(y.shape)
+        return real(y, *args, **kwargs)
+
+    monkeypatch.setattr(_validation, "_validated_label_matrix", counting)
+    pipe = make_stacked_pipeline([("a", tiny_bert)], objective="jaccard", cv=2,
+                                 encoder_params={"cache": None}, classifier_params=NET)
+    pipe.set_params(embed__a__finetune_epochs=1)
+    pipe.fit(texts, Y)
+    # the two steps that take y from the Pipeline (the stack, the decision rule) check it;
+    # the fine-tuned encoder, the held-out split and the net inside take it checked
+    assert checked == [(60, 4), (60, 4)]
+    with pytest.raises(ValueError, match=r"must contain only 0 and 1; found 2 at row 0"):
+        pipe.named_steps["clf"].estimator_.fit(pipe.named_steps["embed"].transform(texts),
+                                               np.full((60, 4), 2))  # standalone: checked

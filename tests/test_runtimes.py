@@ -4,6 +4,7 @@ once and kept beside the cache, precisions and backends never sharing cached vec
 from __future__ import annotations
 
 import importlib.util
+import os
 import pickle
 
 import numpy as np
@@ -25,7 +26,8 @@ def reference(tiny_bert):
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
-def test_float32_runtime_matches_torch_and_exports_once(backend, tiny_bert, reference, tmp_path):
+def test_float32_runtime_matches_torch_and_exports_once(backend, tiny_bert, reference, home):
+    tmp_path = home  # exports go under the home folder
     pytest.importorskip("onnxruntime" if backend == "onnx" else "openvino")
     emb = EncoderEmbedder(tiny_bert, backend=backend, layers="-1,-2", cache=tmp_path,
                           dtype="float32").fit(TEXTS)
@@ -42,7 +44,8 @@ def test_float32_runtime_matches_torch_and_exports_once(backend, tiny_bert, refe
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_int8_is_close_to_float32_and_keeps_its_own_cache_entries(backend, tiny_bert,
-                                                                  reference, tmp_path):
+                                                                  reference, home):
+    tmp_path = home  # the cache and the exports in one folder
     pytest.importorskip("onnxruntime" if backend == "onnx" else "nncf")
     fp32 = EncoderEmbedder(tiny_bert, backend=backend, layers="-1,-2", cache=tmp_path).fit(TEXTS)
     int8 = EncoderEmbedder(tiny_bert, backend=backend, quantization="int8", layers="-1,-2",
@@ -109,6 +112,6 @@ def test_quantizing_prints_its_bar_only_when_asked(show, tiny_bert, tmp_path):
               f"EncoderEmbedder({tiny_bert!r}, backend='openvino', quantization='int8', "
               f"cache={str(tmp_path)!r}, show_progress_bar={show}).fit(['a b']).transform(['a'])")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env={**os.environ, "SKSTACK_HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert ("Applying Weight Compression" in done.stdout + done.stderr) is show
