@@ -170,12 +170,21 @@ def parameter_error(owner: str, name: str, expected: str, value) -> InvalidParam
 # ----------------------------------------------------------------------------- data
 
 
+class CheckedTexts(list):
+    """Texts :func:`check_texts` has validated: a parent (the stack) hands them to its
+    members, which take them without checking them again. A slice or a new list is an
+    ordinary list, checked like any other input."""
+
+
 def check_texts(X) -> list[str]:
-    """Return ``X`` as a list of ``str``, or raise naming the first bad element.
+    """Return ``X`` as a list of ``str`` (a :class:`CheckedTexts`), or raise naming the
+    first bad element.
 
     Accepts a list or tuple of str, a 1-D numpy array, a pandas Series or a one-column
     DataFrame. ``None``, NaN, numbers, bytes and nested sequences are rejected.
     """
+    if isinstance(X, CheckedTexts):
+        return X
     if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # pandas DataFrame
         if X.shape[1] != 1:
             raise ValueError(
@@ -214,7 +223,7 @@ def check_texts(X) -> list[str]:
                     f"{text[exc.start]!r} at character {exc.start} ({text[:40]!r}). Decode the "
                     "bytes with errors='replace', or fix the text."
                 ) from None
-    return texts
+    return CheckedTexts(texts)
 
 
 def _describe(value) -> str:

@@ -671,14 +671,17 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         return self.embedding_dim_
 
     def _persist_state(self, writer) -> dict:
-        """The model's files for the safe format: tokenizer and config as ``save_pretrained``
-        writes them, the weights in float32 whatever dtype it runs in (cast again on load)."""
+        """The model's files for the safe format: what a pickle keeps of it
+        (:func:`~skstack._loading.model_to_portable`: class, config, weights), as files, the
+        weights in float32 whatever dtype it runs in (cast again on load), with the
+        tokenizer as ``save_pretrained`` writes it."""
+        portable = model_to_portable(self.model_)
         name, folder = writer.folder()
         self.tokenizer_.save_pretrained(folder)
-        self.model_.config.to_json_file(folder / "config.json")
+        portable["config"].to_json_file(folder / "config.json")
         weights = {k: v.float() if v.is_floating_point() else v
-                   for k, v in self.model_.state_dict().items()}
-        return {"model": {"folder": name, "class": writer.class_name(type(self.model_)),
+                   for k, v in portable["state_dict"].items()}
+        return {"model": {"folder": name, "class": writer.class_name(portable["class"]),
                           "weights": writer.tensors(weights)}}
 
     def _restore_state(self, saved: dict, reader) -> None:

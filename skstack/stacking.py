@@ -39,6 +39,7 @@ from skstack._validation import (
     Interval,
     Options,
     check_proba,
+    check_texts,
     make_splitter,
     validate_params,
 )
@@ -73,6 +74,12 @@ def _dense(Z) -> np.ndarray | WordSequences:
 
 def _meta_proba(proba, n_labels: int) -> np.ndarray:
     return check_proba(proba, n_labels, name="meta-learner probabilities").astype(np.float32)
+
+
+def _texts_once(X):
+    """Texts checked here, once, for every member (a DataFrame passes as it is, for members
+    that read columns)."""
+    return X if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2 else check_texts(X)
 
 
 def _take(X, rows):
@@ -224,6 +231,7 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
     def _fit(self, X, y):
         validate_params(self)
         self._check_members()
+        X = _texts_once(X)
         n = len(X)
         if n == 0:
             raise ValueError(f"Found 0 texts while a minimum of 1 is required to fit "
@@ -286,6 +294,7 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
     def transform(self, X) -> BlockArray | WordSequences:
         """Stack the fitted members' outputs and the meta-learner's probabilities."""
         check_is_fitted(self, "members_")
+        X = _texts_once(X)
         outputs = [_dense(member.transform(X)) for _, member in self.members_]
         meta = None
         if self.meta_learner_ is not None:

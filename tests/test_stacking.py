@@ -98,3 +98,27 @@ def test_member_errors(emotion_data):
         StackingEmbedder([("chars", tfidf())], cv=1).fit(texts, Y)
     with pytest.raises(ValueError, match="meta-learner needs the label matrix"):
         StackingEmbedder([("chars", tfidf())]).fit(texts)
+
+
+def test_texts_are_checked_once_for_every_member(tiny_bert, tiny_bert_b, emotion_data,
+                                                 monkeypatch):
+    import skstack.encoder
+    import skstack.stacking
+    from skstack import EncoderEmbedder, _validation
+
+    texts, Y = emotion_data
+    full = []  # the lengths of inputs checked in full (not handed on already checked)
+
+    def counting(X):
+        if not isinstance(X, _validation.CheckedTexts):
+            full.append(len(X))
+        return _validation.check_texts(X)
+
+    monkeypatch.setattr(skstack.stacking, "check_texts", counting)
+    monkeypatch.setattr(skstack.encoder, "check_texts", counting)
+    stack = StackingEmbedder([("a", EncoderEmbedder(tiny_bert)),
+                              ("b", EncoderEmbedder(tiny_bert_b)), ("chars", tfidf())], cv=2)
+    stack.fit(texts, Y).transform(texts)
+    assert full == [60, 60]  # once in fit, once in transform; never by the two encoders
+    with pytest.raises(TypeError, match=r"Text at position 1 is None"):
+        stack.transform(["fine", None])
