@@ -61,7 +61,7 @@ from skstack._validation import (
 )
 from skstack._version import VersionedState
 from skstack.cache import Lookup, open_stores
-from skstack.sequences import WordSequences, token_words, word_spans
+from skstack.sequences import WORD_SPLITTER, WordSequences, token_words, word_spans
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _LAYER_COMBINE = ("mean", "concat")
@@ -504,6 +504,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             "normalize": bool(self.normalize),
             "truncate_dim": self.embedding_dim_,
         }
+        if self.word_pooling is not None:  # the splitter decides the words' vectors
+            spec["words"] = WORD_SPLITTER
         if self.backend != "torch":  # torch leaves them out: caches made before stay valid
             spec.update(backend=self.backend, quantization=self.quantization)
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()

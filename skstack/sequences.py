@@ -8,29 +8,54 @@ Texts have different numbers of words: :class:`WordSequences` keeps all states i
 float16 array with row offsets (no padding is stored), beside the sentence-level blocks
 (character n-grams, the meta-learner's probabilities) that join at the classifier's head.
 
-Import rule: a leaf (numpy and the standard library only).
+Words are orthographic words in every script (see :func:`word_spans`).
+
+Import rule: a leaf (numpy, ``regex`` and the standard library only).
 """
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from collections.abc import Sequence
 
 import numpy as np
+import regex
 
-# A word: letters/digits (any script) with inner apostrophes ("don't"), or one other
-# non-space character (punctuation, an emoji) on its own.
-_WORD = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
+# Versions of the splitter: a new one changes word-mode vectors, so it is in their cache key.
+WORD_SPLITTER = "2"
+_CJK = r"\p{Han}\p{Hiragana}\p{Katakana}"  # scripts written without spaces between words
+_START = rf"[\p{{L}}\p{{N}}_--[{_CJK}]]"  # a word starts with a letter, digit or _ ...
+# ... and goes on with those, combining marks (harakat, shadda, Hebrew points, matras,
+# accents of NFD text) and the joiners ZWJ/ZWNJ (Persian, Indic); tatweel is a letter (Lm)
+_GO_ON = rf"[\p{{L}}\p{{N}}_\p{{M}}\u200c\u200d--[{_CJK}]]"
+_WORD = regex.compile(
+    rf"[{_CJK}]\p{{M}}*"  # one ideograph or kana (with its marks) is one word
+    rf"|{_START}{_GO_ON}*(?:['’]{_START}{_GO_ON}*)*"  # inner apostrophes: "don't"
+    rf"|(?=[^\p{{L}}\p{{N}}_\p{{M}}\s\u200c\u200d])\X",  # any other character with what
+    regex.V1,  # joins it (a grapheme: an emoji ZWJ sequence, a skin tone) is a word of its own
+)
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:
     """Character ``(start, end)`` of each word of ``text``, in order.
 
+    A word is a run of letters and digits of any script with the combining marks that
+    follow them (Arabic harakat and shadda, Hebrew points, Devanagari matras, the accents of
+    NFD text), tatweel, ZWJ/ZWNJ and inner apostrophes; a word never starts with a mark, and
+    a mark with no letter before it belongs to no word. Every other character is a word of
+    its own with what joins it: punctuation (``،``, ``؟``), one emoji with its ZWJ sequence
+    or skin tone. Scripts written without spaces: a Chinese or Japanese ideograph or kana
+    is one word (the same for every tokenizer, as no dictionary is assumed); a run of Thai,
+    Lao or Khmer letters is one word, as a space-free run is in any script. The text is not
+    normalised (no NFC): the spans index the very text the tokenizers see, and NFC and NFD
+    forms of a text give the same words.
+
     Examples
     --------
     >>> [("I don't know!")[s:e] for s, e in word_spans("I don't know!")]
     ['I', "don't", 'know', '!']
+    >>> [("السَّلَامُ عَلَيْكُمْ")[s:e] for s, e in word_spans("السَّلَامُ عَلَيْكُمْ")]
+    ['السَّلَامُ', 'عَلَيْكُمْ']
     """
     return [m.span() for m in _WORD.finditer(text)]
 

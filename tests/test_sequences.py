@@ -27,6 +27,56 @@ def test_word_splitter_keeps_contractions_and_splits_punctuation_and_emoji():
     assert _words("   ") == []
 
 
+@pytest.mark.parametrize("text, words", [
+    # Arabic with full diacritics (harakat, shadda, sukun), and without
+    ("السَّلَامُ عَلَيْكُمْ", ["السَّلَامُ", "عَلَيْكُمْ"]),
+    ("السلام عليكم", ["السلام", "عليكم"]),
+    # clitics are part of the word; Arabic comma, semicolon, question mark are words
+    ("وبالكتاب، لِلْمَدْرَسَةِ؛ هل ذهبتَ؟", ["وبالكتاب", "،", "لِلْمَدْرَسَةِ", "؛", "هل",
+                                          "ذهبتَ", "؟"]),
+    ("مرحبـــا", ["مرحبـــا"]),  # tatweel inside a word
+    ("می‌خواهم", ["می‌خواهم"]),  # Persian: a ZWNJ inside the word
+    ("שָׁלוֹם עוֹלָם", ["שָׁלוֹם", "עוֹלָם"]),  # Hebrew points
+    ("नमस्ते दुनिया", ["नमस्ते", "दुनिया"]),  # Devanagari matras and virama
+    ("cafe\u0301 au lait", ["cafe\u0301", "au", "lait"]),  # NFD accent
+    ("你好，世界", ["你", "好", "，", "世", "界"]),  # Chinese: one ideograph a word
+    ("สวัสดีครับ ผม", ["สวัสดีครับ", "ผม"]),  # Thai: a space-free run is one word
+    ("us 👨\u200d👩\u200d👧 ok 👍🏽!", ["us", "👨\u200d👩\u200d👧", "ok", "👍🏽", "!"]),
+    ("\u0301alone", ["alone"]),  # a mark with no letter before it is no word
+])
+def test_one_word_per_orthographic_word_in_every_script(text, words):
+    assert _words(text) == words
+
+
+def test_words_never_start_with_a_mark_and_marks_never_change_the_count():
+    import unicodedata
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    letters = st.sampled_from([*"abcاسلمשלוםनमतक你好ก", " ", "!", "،", "😊", "\u200d"])
+    marks = st.sampled_from(["\u064e", "\u0651", "\u05b8", "\u093e", "\u094d", "\u0301",
+                             "\ufe0f"])
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.lists(letters | marks, max_size=30).map("".join))
+    def check(text):
+        spans = word_spans(text)
+        assert all(not unicodedata.category(text[start]).startswith("M") for start, _ in spans)
+        bare = "".join(c for c in text if not unicodedata.category(c).startswith("M"))
+        assert len(spans) == len(word_spans(bare))
+        assert len(word_spans(unicodedata.normalize("NFC", text))) == len(spans)
+
+    check()
+
+
+def test_word_mode_gives_one_state_per_arabic_word_with_or_without_diacritics(tiny_bert_b):
+    emb = EncoderEmbedder(tiny_bert_b, word_pooling="first", cache=None).fit(["x"])
+    out = emb.transform(["السَّلَامُ عَلَيْكُمْ", "السلام عليكم"])
+    assert [len(out.words(i)) for i in range(2)] == [2, 2]
+    assert np.abs(out.words(0).astype(np.float32)).sum(axis=1).min() > 0  # no empty state
+
+
 def test_tokens_map_to_the_word_holding_their_last_character():
     spans = word_spans("unhappy day")  # (0, 7), (8, 11)
     offsets = [(0, 0), (0, 2), (2, 7), (8, 11), (0, 0)]  # [CLS] un ##happy day [SEP]
