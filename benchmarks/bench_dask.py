@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from bench_encode import DATA
 from joblib import parallel_backend
+from machine import describe
 from sklearn.model_selection import GridSearchCV, KFold
 
 from skstack import load_goemotions, quickstart_pipeline, warm_cache
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-epochs", type=int, default=10)
     args = parser.parse_args()
+    print(describe())  # which CPU (and GPU) these figures come from
     split = load_goemotions(DATA, "train")
     texts, Y = split.texts[: args.n], split.Y[: args.n]
     folder = Path(tempfile.mkdtemp(prefix="skstack-dask-"))

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from bench_head import ROOT, RULES, table
 from bench_quality import CACHE, SEEDS, encoders, load_splits, scores
+from machine import describe
 from sklearn.model_selection import ShuffleSplit
 
 from skstack import (
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None,
                         help="run only the heads whose names contain one of these")
     args = parser.parse_args()
+    print(describe())  # which CPU (and GPU) these figures come from
     torch.set_num_threads(2)
     texts, Y, labels = load_splits(quick=False)
     order = np.random.default_rng(0).permutation(len(texts["train"]))

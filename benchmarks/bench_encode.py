@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import describe
 
 # ../shared beside the repository; SKSTACK_GOEMOTIONS names another copy (a GPU machine's)
 DATA = Path(os.environ.get("SKSTACK_GOEMOTIONS")
@@ -179,6 +180,7 @@ def main() -> None:
     parser.add_argument("--export-folder", default="runs/embedding-cache",
                         help="where --precisions keeps its ONNX/OpenVINO exports")
     args = parser.parse_args()
+    print(describe())  # which CPU (and GPU) these figures come from
     if args.model:
         os.environ["SKSTACK_MODEL"] = args.model
     torch.set_num_threads(2)

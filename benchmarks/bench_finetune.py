@@ -27,6 +27,7 @@ import time
 import numpy as np
 import torch
 from bench_encode import DATA, model_path
+from machine import describe
 from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
 from skstack import EncoderEmbedder, load_goemotions
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--precisions", nargs="*", default=["fp32", "bf16"])
     args = parser.parse_args()
+    print(describe())  # which CPU (and GPU) these figures come from
     if args.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     path = args.model or model_path()

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_quality import CACHE, SEEDS, encoders, load_splits, net, scores, summarise
+from machine import describe
 
 from skstack import (
     EncoderEmbedder,
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None,
                         help="run only the configurations whose names contain one of these")
     args = parser.parse_args()
+    print(describe())  # which CPU (and GPU) these figures come from
     torch.set_num_threads(2)
     texts, Y, labels = load_splits(args.quick)
     log: dict = {"finetune_epochs": args.finetune_epochs, "quick": args.quick,

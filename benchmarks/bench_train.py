@@ -9,12 +9,11 @@ Both train the same BiLSTMModule with the same HybridLoss, data, batch size and 
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 
 import numpy as np
 import torch
+from machine import describe
 
 from skstack import BiLSTMClassifier, BlockArray, HybridLoss
 from skstack.nets import BiLSTMModule
@@ -62,8 +61,8 @@ def hand_epochs(X, Y) -> list[float]:
 
 
 def main() -> None:
+    print(describe())  # which CPU (and GPU) these figures come from
     torch.set_num_threads(2)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     print(f"data: {N} rows, blocks {BLOCKS}, {L} labels; batch {BATCH}; {EPOCHS} epochs a run")
     X, Y = data()
     ratios = []

@@ -28,6 +28,7 @@ from unittest import mock
 
 import numpy as np
 import torch
+from machine import describe
 from skorch.callbacks import Callback
 
 from skstack import BiLSTMClassifier, EncoderEmbedder, TunedThresholds, load_sample_emotions
@@ -47,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder (default: the PyPI MiniLM)")
     args = parser.parse_args()
+    print(describe())  # which CPU (and GPU) these figures come from
     if not torch.cuda.is_available():
         sys.exit("no CUDA device: this check needs a GPU")
     path = args.model or default_model()

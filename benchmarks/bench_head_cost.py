@@ -1,0 +1,147 @@
+"""Where the fit of the quickstart pipeline spends its time, against the plain baseline.
+
+``quickstart_pipeline`` (MiniLM in word mode + character n-grams, the out-of-fold
+meta-learner, the Bi-LSTM head and its rule) is fitted on the first ``--n`` GoEmotions
+training texts, its stages timed: the encoder, the other member, the meta-learner (its
+out-of-fold fits and the final one) and the head (the net and its tuned rule). Beside it, in
+the same process: ``SentenceTransformer.encode`` + one-vs-rest logistic regression with
+tuned thresholds. Both are scored on ``--n-test`` test texts. The head's own profile follows:
+epochs run, the padding its word batches carry, and its most expensive calls.
+
+To measure a CPU without bfloat16 on one that has it (the issue's target)::
+
+    ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
+        python benchmarks/bench_head_cost.py --dtype float32
+
+Run from the repository root, with ``../shared/data/goemotions`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import time
+
+import numpy as np
+import torch
+from machine import describe
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+
+import skstack.stacking
+from skstack import (
+    TunedThresholds,
+    default_minilm,
+    load_goemotions,
+    multilabel_report,
+    quickstart_pipeline,
+)
+
+DATA = "../shared/data/goemotions"
+
+
+class Clock:
+    """Seconds spent in wrapped calls, by name."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, name: str, fn):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+        return timed
+
+
+def padding_share(lengths: np.ndarray, batch_size: int, seed: int = 0) -> float:
+    """Share of padded word steps in shuffled batches of ``batch_size`` (as the net trains)."""
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    padded = sum(lengths[order[i:i + batch_size]].max() * len(order[i:i + batch_size])
+                 for i in range(0, len(order), batch_size))
+    return 1 - lengths.sum() / padded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--n-test", type=int, default=1000)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "auto"])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(describe())
+    train, test = load_goemotions(DATA, "train"), load_goemotions(DATA, "test")
+    texts, Y = train.texts[: args.n], train.Y[: args.n]
+    test_texts, Y_test = test.texts[: args.n_test], test.Y[: args.n_test]
+
+    # the pipeline, its stages timed
+    pipe = quickstart_pipeline(random_state=args.seed)
+    pipe.set_params(embed__minilm__dtype=args.dtype, embed__minilm__cache=None)
+    clock = Clock()
+    stack, rule = pipe.named_steps["embed"], pipe.named_steps["clf"]
+    minilm, chars = (member for _, member in stack.members)
+    minilm.fit_transform = clock.wrap("encoder (MiniLM, word mode)", minilm.fit_transform)
+    chars.fit_transform = clock.wrap("character n-grams", chars.fit_transform)
+    real_cvp = skstack.stacking.cross_val_predict
+    skstack.stacking.cross_val_predict = clock.wrap("meta-learner, out of fold", real_cvp)
+    start = time.perf_counter()
+    Z = stack.fit_transform(texts, Y)
+    stack_seconds = time.perf_counter() - start
+    skstack.stacking.cross_val_predict = real_cvp
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    profile.enable()
+    rule.fit(Z, Y)
+    profile.disable()
+    clock.seconds["head (net + rule)"] = time.perf_counter() - start
+    clock.seconds["meta-learner, final fit"] = stack_seconds - sum(
+        v for k, v in clock.seconds.items() if k != "head (net + rule)")
+    pipe_seconds = stack_seconds + clock.seconds["head (net + rule)"]
+    pred = pipe.predict(test_texts)
+
+    # the baseline: sentence-transformers + one-vs-rest logistic regression, tuned thresholds
+    from sentence_transformers import SentenceTransformer
+
+    start = time.perf_counter()
+    st = SentenceTransformer(default_minilm(), device="cpu")
+    vectors = st.encode(texts, batch_size=64)
+    base = TunedThresholds(OneVsRestClassifier(LogisticRegression(max_iter=1000)), cv=0.1,
+                           random_state=args.seed).fit(vectors, Y)
+    base_seconds = time.perf_counter() - start
+    base_pred = base.predict(st.encode(test_texts, batch_size=64))
+
+    print(f"\n{args.n} training texts, dtype {args.dtype}, seed {args.seed}")
+    print("| stage | seconds | share of the pipeline's fit |\n|---|---|---|")
+    for name, seconds in clock.seconds.items():
+        print(f"| {name} | {seconds:.1f} | {seconds / pipe_seconds:.0%} |")
+    print(f"| **pipeline fit** | {pipe_seconds:.1f} | 100% |")
+    print(f"| ST encode + LR + tuned thresholds | {base_seconds:.1f} | "
+          f"ratio pipeline/baseline **{pipe_seconds / base_seconds:.1f}x** |")
+    for name, p in (("pipeline", pred), ("baseline", base_pred)):
+        report = multilabel_report(Y_test, p, train.label_names)
+        print(f"{name}: macro-F1 {report.averages['macro']['f1']:.3f}, Jaccard "
+              f"{report.jaccard_accuracy:.3f}")
+
+    net = rule.estimator_
+    lengths = np.asarray([len(Z.words(i)) or 1 for i in range(len(texts))])
+    print(f"\nhead: {len(net.history)} epochs (patience {net.patience}, at most "
+          f"{net.max_epochs}), words per text median {np.median(lengths):.0f}, max "
+          f"{lengths.max()}; padded share of word steps in batches of {net.batch_size}: "
+          f"{padding_share(lengths, net.batch_size):.0%}; module "
+          f"{sum(p.numel() for p in net.module_.parameters()):,} parameters, word width "
+          f"{sum(w for _, w in net.word_blocks_)} -> projection "
+          f"{net.module_.word_projection.out_features}, LSTM hidden "
+          f"{net.module_.lstm.hidden_size}")
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(12)
+    print("\nthe head's most expensive calls (own time):")
+    print("\n".join(out.getvalue().splitlines()[6:22]))
+    print(f"torch threads {torch.get_num_threads()}")
+
+
+if __name__ == "__main__":
+    main()
