@@ -29,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from skstack._validation import (
     BOOLEAN,
@@ -264,9 +265,14 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
             meta = self.meta_learner if self.meta_learner is not None else \
                 default_meta_learner(self.random_state)
             features = np.hstack([_sentence(Z) for Z in outputs])
-            oof = _meta_proba(cross_val_predict(clone(meta), features, y_meta, cv=folds,
-                                                method="predict_proba"), Y.shape[1])
-            self.meta_learner_ = clone(meta).fit(features, y_meta)
+            # One BLAS thread: after the encoders ran, torch's OpenMP threads still spin, and
+            # a multi-threaded BLAS fighting them for the cores made the meta-learner's fit
+            # up to 24x slower (3.9 s against 0.16 s on 1,000 texts, 2 cores); its solvers
+            # gain little from BLAS threads (docs/benchmarks.md, "The head's cost").
+            with threadpool_limits(1, user_api="blas"):
+                oof = _meta_proba(cross_val_predict(clone(meta), features, y_meta, cv=folds,
+                                                    method="predict_proba"), Y.shape[1])
+                self.meta_learner_ = clone(meta).fit(features, y_meta)
         stacked = self._stacked(outputs, oof)
         self.blocks_ = stacked.blocks
         self.word_blocks_ = getattr(stacked, "word_blocks", [])
