@@ -545,18 +545,17 @@ class _Reader:
 
     def folder(self, name) -> Path:
         """An extracted folder (``save_pretrained`` output) that a node names."""
-        name = _expect(name, str, "a folder name")
-        target = self.root / name
-        if not _safe_member_name(name) or not target.is_dir():
-            raise ModelFileError(f"the folder {name!r:.80}, which the archive does not hold")
-        return target
+        return self._extracted(name, "folder", Path.is_dir)
 
     def member(self, name) -> Path:
         """The extracted file a node names (only files the manifest listed exist there)."""
-        name = _expect(name, str, "a file name")
+        return self._extracted(name, "file", Path.is_file)
+
+    def _extracted(self, name, what: str, exists) -> Path:
+        name = _expect(name, str, f"a {what} name")
         target = self.root / name
-        if not _safe_member_name(name) or not target.is_file():
-            raise ModelFileError(f"the file {name!r:.80}, which the archive does not hold")
+        if not _safe_member_name(name) or not exists(target):
+            raise ModelFileError(f"the {what} {name!r:.80}, which the archive does not hold")
         return target
 
     def skops(self, name: str):
