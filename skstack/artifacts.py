@@ -4,8 +4,8 @@ Loaded encoders, kept fine-tunings, runtime (ONNX Runtime / OpenVINO) sessions a
 in-memory embedding cache all live in :data:`ARTIFACTS`: entries keyed by ``(kind, key)``,
 made at most once by :meth:`ArtifactStore.get_or_make`, bounded together by bytes, and
 evicted by one rule (the least recently used entry of any kind goes first, never the one
-just made). ``SKSTACK_MEMORY_BYTES`` sets the bound (default 4 GiB); :func:`clear` empties
-one kind or all.
+just made). ``SKSTACK_MEMORY_BYTES`` sets the bound (default 4 GiB). Each kind's owner
+empties its own: ``clear_loaded_encoders``, ``forget_fine_tuned``, ``clear_memory_cache``.
 
 What is kept on disk (exported models, fine-tuned weights) is written with
 :func:`skstack.cache.folder_in_place`, atomically, under the home folder
@@ -122,11 +122,3 @@ class ArtifactStore:
 
 ARTIFACTS = ArtifactStore()  # the process's one store
 
-
-def clear(kind: str | None = None) -> None:
-    """Empty the process's store: entries of one ``kind`` ("encoder", "fine-tuned",
-    "runtime", "vectors"), or all."""
-    if kind is None:
-        ARTIFACTS.clear()
-    else:
-        ARTIFACTS.discard(kind)

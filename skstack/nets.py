@@ -47,11 +47,11 @@ from skstack.blocks import META_BLOCK, block_layout, check_blocks
 from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
 from skstack.sequences import WordSequences
 from skstack.targets import (
+    _decide,
     check_target,
     check_thresholds,
     class_predictions,
     class_proba,
-    decide,
     multilabel_classifier_tags,
     target_score,
 )
@@ -528,7 +528,8 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         For a 1-D ``y``: class labels (binary: the second class at or above ``threshold``)."""
         proba = self.predict_proba(X)[:, -self.n_labels_:]  # binary: P(second class)
         thresholds = check_thresholds(self.threshold, self.n_labels_, type(self).__name__)
-        return class_predictions(proba, decide(proba, thresholds), self.classes_,
+        # the rule decide applies, without checking again what was just checked
+        return class_predictions(proba, _decide(proba, thresholds, 0, None), self.classes_,
                                  self.target_type_)
 
     def score(self, X, y) -> float:

@@ -661,7 +661,9 @@ def load(path: str | os.PathLike, trusted: Iterable[str] = (), max_bytes: int = 
             _check_sizes(infos, max_bytes)
             manifest = _read_manifest(archive, infos)
             _extract(archive, infos, manifest["sha256"], root)
-            graph = _read_json(root, "graph.json")
+            # read from the extracted, checksummed copy
+            graph = _expect(_json((root / "graph.json").read_bytes(), "graph.json"), dict,
+                            "graph.json")
         except ModelFileError as exc:
             raise ModelFileError(f"{path}: {exc}.") from None
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as exc:
@@ -723,18 +725,13 @@ def _parse_json(archive: zipfile.ZipFile, name: str):
     if archive.getinfo(name).file_size > _JSON_BYTES:
         raise ModelFileError(f"{name} is over {_JSON_BYTES:,} bytes")
     with archive.open(name) as src:
-        data = src.read(_JSON_BYTES + 1)
+        return _json(src.read(_JSON_BYTES + 1), name)
+
+
+def _json(data: bytes, name: str):
+    """A JSON member's content; anything else is a :class:`ModelFileError` naming it."""
     try:
         return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ModelFileError(f"{name} is not JSON ({str(exc)[:120]})") from None
-
-
-def _read_json(root: Path, name: str) -> dict:
-    """An extracted (so checksummed) JSON member, parsed, as an object."""
-    data = (root / name).read_bytes()
-    try:
-        return _expect(json.loads(data.decode("utf-8")), dict, name)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{name} is not JSON ({str(exc)[:120]})") from None
 
