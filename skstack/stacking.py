@@ -266,9 +266,9 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
                 default_meta_learner(self.random_state)
             features = np.hstack([_sentence(Z) for Z in outputs])
             # One BLAS thread: after the encoders ran, torch's OpenMP threads still spin, and
-            # a multi-threaded BLAS fighting them for the cores made the meta-learner's fit
-            # up to 24x slower (3.9 s against 0.16 s on 1,000 texts, 2 cores); its solvers
-            # gain little from BLAS threads (docs/benchmarks.md, "The head's cost").
+            # a multi-threaded BLAS fighting them for the cores made the meta-learner's final
+            # fit 3.8 s against 0.2 s on 1,000 texts, 2 cores (benchmarks/bench_head_cost.py;
+            # docs/benchmarks.md, "The head's cost"); its solvers gain little from BLAS threads.
             with threadpool_limits(1, user_api="blas"):
                 oof = _meta_proba(cross_val_predict(clone(meta), features, y_meta, cv=folds,
                                                     method="predict_proba"), Y.shape[1])
