@@ -177,5 +177,8 @@ def _model_section(stack, net) -> list[str]:
             valid = [e["valid_loss"] for e in history if "valid_loss" in e]
             if valid:
                 lines.append(f"Best validation loss {_number(float(min(valid)))}.")
+            if getattr(net, "best_epoch_", None) == 0:  # older files lack the attribute
+                lines.append("No epoch beat the meta-learner's probabilities on the "
+                             "validation split: the net predicts them unchanged.")
         lines.append("")
     return lines

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from copy import deepcopy
 from typing import ClassVar
 
 import numpy as np
@@ -193,6 +194,44 @@ def _residual_index(residual, names: list[str], widths: list[int], n_labels: int
     return names.index(residual)
 
 
+class _EarlyStoppingFromStart(EarlyStopping):
+    """Early stopping that counts the starting point as epoch 0 when it means something.
+
+    With the residual path, the untrained net predicts exactly the meta-learner's
+    probabilities (its head starts at zero, its gain at one). Its validation loss before the
+    first step is then the loss to beat: when no epoch beats it, the net keeps its starting
+    weights and predicts what the meta-learner predicts (``best_epoch_ == 0``), which is how
+    the pipeline falls back where the head does not help (docs/benchmarks.md, "Beyond one
+    data set").
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        super().on_train_begin(net, **kwargs)
+        self._start_pending = True
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        if not self._start_pending:
+            return
+        self._start_pending = False
+        if dataset_valid is None or getattr(net.module_, "residual_index", None) is None \
+                or net.target_type_ != "multilabel" or not isinstance(net.criterion_,
+                                                                       HybridLoss):
+            return
+        total, rows = 0.0, 0
+        net.module_.eval()
+        with torch.no_grad():
+            for Xi, yi in net.get_iterator(dataset_valid, training=False):
+                logits, hidden = net.infer(Xi)
+                yi = to_tensor(yi, device=net.device).to(logits.dtype)
+                total += float(net.criterion_(logits, yi, hidden)) * len(yi)
+                rows += len(yi)
+        start = total / rows  # what skorch's valid_loss is: the batch losses' weighted mean
+        net.history.record("valid_loss_start", start)
+        self.dynamic_threshold_ = self._calc_new_threshold(start)
+        self.best_epoch_ = 0
+        self.best_model_weights_ = deepcopy(net.module_.state_dict())
+
+
 class BiLSTMClassifier(VersionedState, NeuralNet):
     """Multi-label Bi-LSTM classifier over stacked embeddings, trained with :class:`HybridLoss`.
 
@@ -233,6 +272,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
     patience : int, default=None
         Early stopping: end training when the validation loss has not improved for this
         many epochs, and keep the weights of the best epoch (``max_epochs`` is then a cap).
+        With the residual path the starting point counts as epoch 0 (see ``best_epoch_``).
         Needs ``train_split``. ``None`` trains for ``max_epochs``.
     threshold : float or array-like of shape (n_labels,), default=0.5
         Decision threshold(s) of :meth:`predict`, each in [0, 1].
@@ -267,6 +307,11 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         Label indices ``0 .. n_labels - 1`` for a label matrix (what scikit-learn's scorers
         expect); the class labels of a 1-D ``y``.
     n_features_in_ : int
+    best_epoch_ : int
+        The epoch whose weights the net kept: the last one, or with ``patience`` the one of
+        lowest validation loss. 0 with the residual path means that no epoch beat the
+        starting point, the meta-learner's own probabilities, which the net then predicts
+        unchanged: the pipeline falls back to its meta-learner where the head does not help.
 
     Examples
     --------
@@ -282,7 +327,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
     # what skstack.save keeps of a fitted net, besides its weights and history
     _portable_state: ClassVar[tuple[str, ...]] = (
         "blocks_", "word_blocks_", "label_names_", "n_labels_", "n_features_in_", "classes_",
-        "target_type_", "label_statistics_")
+        "target_type_", "label_statistics_", "best_epoch_")
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "module": [_PART],
@@ -354,11 +399,16 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         ]
         defaults = super()._default_callbacks
         if getattr(self, "patience", None) is not None:  # set before skorch's __init__ asks
-            components.append(("early_stopping", EarlyStopping(
+            components.append(("early_stopping", _EarlyStoppingFromStart(
                 monitor="valid_loss", patience=self.patience, load_best=True)))
         if progress_enabled():  # the package-wide switch (skstack.set_config)
             components.append(("progress_bar", ProgressBar()))
         return defaults[:-1] + components + defaults[-1:]  # print_log stays last
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        super().on_train_end(net, X=X, y=y, **kwargs)
+        stopper = dict(self.callbacks_).get("early_stopping")
+        self.best_epoch_ = len(self.history) if stopper is None else int(stopper.best_epoch_)
 
     def __sklearn_tags__(self):
         tags = multilabel_classifier_tags(super().__sklearn_tags__())

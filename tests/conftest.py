@@ -109,6 +109,23 @@ def emotion_data():
     return texts, Y
 
 
+@pytest.fixture
+def calibrated_meta():
+    """Stacked blocks whose meta block holds the labels' true probabilities (the rest is
+    noise), their labels, and a residual net's settings: early stopping on plain BCE."""
+    from skstack import BlockArray
+
+    rng = np.random.default_rng(0)
+    meta = rng.uniform(0.05, 0.95, size=(300, 3))
+    Y = (rng.uniform(size=(300, 3)) < meta).astype(int)
+    Z = BlockArray(np.hstack([rng.normal(size=(300, 8)), meta]), [("x", 8), ("meta", 3)])
+    params = {"blocks": "auto", "module__residual": "auto", "module__hidden_size": 8,
+              "module__projection_dim": 8, "train_split": 0.2, "patience": 3,
+              "max_epochs": 30, "random_state": 0, "criterion__pos_weight": None,
+              "criterion__corr_weight": 0.0, "criterion__contrastive_weight": 0.0}
+    return Z, Y, params
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -284,6 +284,36 @@ def test_residual_path_starts_from_the_meta_learner(data):
     assert not np.allclose(plain.predict_proba(Z), meta, atol=0.05)
 
 
+def test_early_stopping_keeps_the_meta_learner_when_no_epoch_beats_it(calibrated_meta):
+    Z, Y, params = calibrated_meta  # nothing to add to a calibrated meta-learner
+    net = BiLSTMClassifier(**params).fit(Z, Y)
+    assert net.best_epoch_ == 0 and len(net.history) == 3  # three epochs without improvement
+    np.testing.assert_allclose(net.predict_proba(Z), np.asarray(Z)[:, 8:], rtol=1e-5,
+                               atol=1e-6)
+    # the loss to beat, by hand: the meta-learner's BCE on the validation rows
+    split = net.get_split_datasets(np.asarray(Z, dtype=np.float32), Y.astype(np.float32))[1]
+    Xv, Yv = (np.stack([split[i][k] for i in range(len(split))]) for k in (0, 1))
+    p = Xv[:, 8:]
+    bce = -np.mean(Yv * np.log(p) + (1 - Yv) * np.log(1 - p))
+    assert net.history[0, "valid_loss_start"] == pytest.approx(bce, rel=1e-4)
+    assert min(net.history[:, "valid_loss"]) > net.history[0, "valid_loss_start"]
+
+
+def test_early_stopping_keeps_a_correction_that_beats_the_meta_learner(calibrated_meta):
+    Z, Y, params = calibrated_meta
+    blurred = np.asarray(Z).copy()
+    blurred[:, 8:] = 0.5 + 0.3 * (blurred[:, 8:] - 0.5)  # under-confident: a gain helps
+    net = BiLSTMClassifier(**params, lr=0.01).fit(BlockArray(blurred, Z.blocks), Y)
+    valid = net.history[:, "valid_loss"]
+    assert net.best_epoch_ == int(np.argmin(valid)) + 1 > 0
+    assert min(valid) < net.history[0, "valid_loss_start"]
+
+
+def test_best_epoch_without_early_stopping_is_the_last(data):
+    X, Y = data
+    assert BiLSTMClassifier(random_state=0, **SMALL).fit(X, Y).best_epoch_ == 3
+
+
 def test_residual_path_needs_a_block_of_label_probabilities(data):
     X, Y = data
     Z = BlockArray(X, [("a", 8), ("b", 4)])

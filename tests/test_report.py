@@ -68,6 +68,15 @@ def test_save_writes_a_card_that_says_what_the_model_is(tmp_path):
     assert not (tmp_path / "n.card.md").exists()
 
 
+def test_the_card_says_when_the_net_kept_its_meta_learners_probabilities(calibrated_meta):
+    Z, Y, params = calibrated_meta
+    kept = BiLSTMClassifier(**params).fit(Z, Y)
+    line = "No epoch beat the meta-learner's probabilities on the validation split"
+    assert kept.best_epoch_ == 0 and line in model_card(kept)
+    assert line not in model_card(BiLSTMClassifier(**{**params, "patience": None,
+                                                      "train_split": None}).fit(Z, Y))
+
+
 def test_progress_bars_only_with_the_switch(tiny_bert, capfd):
     texts = ["one text", "another text"]
     clear_loaded_encoders()
