@@ -96,7 +96,8 @@ def head_scores(params: dict, seed: int, S_train, Y_train, S_test, Y_test, label
     jac = TunedThresholds(f1.estimator_, objective="jaccard", shrinkage=rule["shrinkage"],
                           min_labels=1, cv="prefit").fit(S_train[held], Y_train[held])
     return {"macro_f1": scores(Y_test, f1.predict(S_test), labels),
-            "jaccard": scores(Y_test, jac.predict(S_test), labels)}
+            "jaccard": scores(Y_test, jac.predict(S_test), labels),
+            "best_epoch": f1.estimator_.best_epoch_}  # 0: the net kept the meta-learner
 
 
 def meta_scores(S_train, Y_train, S_test, Y_test, labels) -> dict:

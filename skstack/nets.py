@@ -194,6 +194,39 @@ def _residual_index(residual, names: list[str], widths: list[int], n_labels: int
     return names.index(residual)
 
 
+class _Batches(torch.utils.data.Sampler):
+    """Training batches in a new random order each epoch; ``lengths`` given, of texts of
+    similar length.
+
+    By length: the shuffled rows are sorted by length in runs of ``span`` batches and cut
+    into batches, whose order is shuffled again. A batch then carries little padding, so
+    the Bi-LSTM steps through fewer padded positions, and batches still change from epoch to
+    epoch. The order follows torch's seed (``random_state``).
+    """
+
+    def __init__(self, n: int, batch_size: int, lengths: np.ndarray | None = None,
+                 span: int = 20):
+        self.n, self.batch_size, self.lengths, self.span = n, batch_size, lengths, span
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))
+        order = torch.randperm(self.n, generator=generator).numpy()
+        if self.lengths is None:
+            batches = [order[i:i + self.batch_size] for i in range(0, self.n, self.batch_size)]
+        else:
+            run, batches = self.batch_size * self.span, []
+            for start in range(0, self.n, run):
+                rows = order[start:start + run]
+                rows = rows[np.argsort(self.lengths[rows], kind="stable")]
+                batches += [rows[i:i + self.batch_size]
+                            for i in range(0, len(rows), self.batch_size)]
+        for i in torch.randperm(len(batches), generator=generator).tolist():
+            yield batches[i].tolist()
+
+
 class _EarlyStoppingFromStart(EarlyStopping):
     """Early stopping that counts the starting point as epoch 0 when it means something.
 
@@ -219,7 +252,8 @@ class _EarlyStoppingFromStart(EarlyStopping):
             return
         total, rows = 0.0, 0
         net.module_.eval()
-        with torch.no_grad():
+        # a DataLoader draws its seed from torch's generator: keep the training's draws
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
             for Xi, yi in net.get_iterator(dataset_valid, training=False):
                 logits, hidden = net.infer(Xi)
                 yi = to_tensor(yi, device=net.device).to(logits.dtype)
@@ -281,6 +315,12 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         blocks). ``"auto"`` takes the layout that X carries (the output of
         ``StackingEmbedder``) and reads an X without one (a plain array) as one block, as
         ``"single"`` does. ``"single"`` and an explicit layout override what X carries.
+    batch_order : {"rows", "shuffled", "by_length"}, default="rows"
+        The training batches: consecutive rows in the order given, every epoch alike
+        (skorch's ``NeuralNet`` default); ``"shuffled"``: a new random order each epoch;
+        ``"by_length"``: shuffled, then in word mode sorted by length in runs of 20 batches,
+        so that a batch holds texts of similar length and carries little padding (block
+        mode: as ``"shuffled"``). The validation split and predictions keep the row order.
     mixed_precision : bool, default=False
         Run the module's forward pass (training and prediction) under bfloat16 autocast.
     random_state : int, default=None
@@ -341,6 +381,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         "patience": [NONE, Interval(numbers.Integral, 1, None)],
         "threshold": [Interval(numbers.Real, 0, 1), ARRAY_LIKE],
         "blocks": [Options(("auto", "single")), ARRAY_LIKE],
+        "batch_order": [Options(("rows", "shuffled", "by_length"))],
         "mixed_precision": [BOOLEAN],
         "random_state": SEED,
         "device": [NONE, Check(lambda v: isinstance(v, (str, torch.device)), "a device name")],
@@ -359,6 +400,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         patience: int | None = None,
         threshold=0.5,
         blocks="auto",
+        batch_order: str = "rows",
         mixed_precision: bool = False,
         random_state: int | None = None,
         device: str = "cpu",
@@ -373,6 +415,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         self.patience = patience
         self.threshold = threshold
         self.blocks = blocks
+        self.batch_order = batch_order
         self.mixed_precision = mixed_precision
         self.random_state = random_state
 
@@ -515,6 +558,22 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         if isinstance(X, WordSequences):
             return _WordDataset(X, y)
         return super().get_dataset(X, y)
+
+    def get_iterator(self, dataset, training=False):
+        if not training or self.batch_order == "rows":
+            return super().get_iterator(dataset, training)
+        kwargs = self.get_params_for("iterator_train")
+        batch_size = kwargs.pop("batch_size", self.batch_size)
+        kwargs.pop("shuffle", None)  # the batch sampler shuffles
+        base, rows = dataset, np.arange(len(dataset))
+        if isinstance(dataset, torch.utils.data.Subset):  # the rows left by train_split
+            base, rows = dataset.dataset, np.asarray(dataset.indices)
+        lengths = None
+        if self.batch_order == "by_length" and isinstance(base, _WordDataset):
+            lengths = base.X.lengths[rows]
+        size = len(dataset) if batch_size == -1 else batch_size
+        return self.iterator_train(dataset, batch_sampler=_Batches(len(dataset), size, lengths),
+                                   **kwargs)
 
     def get_params_for(self, prefix: str) -> dict:
         params = super().get_params_for(prefix)

@@ -11,7 +11,13 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skstack import BiLSTMClassifier, BlockArray, get_scorers, jaccard_accuracy
+from skstack import (
+    BiLSTMClassifier,
+    BlockArray,
+    WordSequences,
+    get_scorers,
+    jaccard_accuracy,
+)
 
 SMALL = {"module__hidden_size": 8, "module__projection_dim": 8, "max_epochs": 3,
          "blocks": "single"}
@@ -93,6 +99,57 @@ def test_patience_needs_a_validation_split(data):
         BiLSTMClassifier(patience=3, **SMALL).fit(X, Y)
 
 
+def word_sequences(n: int = 200, seed: int = 0) -> WordSequences:
+    rng = np.random.default_rng(seed)
+    rows = [rng.normal(size=(k, 4)) for k in rng.integers(1, 60, size=n)]
+    ws = WordSequences.from_rows(rows, "enc")
+    return WordSequences(ws.values, ws.offsets, ws.word_blocks, rng.normal(size=(n, 3)),
+                         [("s", 3)])
+
+
+def epoch_batches(net, X, epochs: int = 2) -> list[list[list[int]]]:
+    """The rows of each training batch, epoch by epoch, as the net would draw them."""
+    torch.manual_seed(0)
+    dataset = net.get_dataset(X, np.zeros((len(X), 2), dtype=np.float32))
+    iterator = net.get_iterator(dataset, training=True)
+    return [list(iterator.batch_sampler) for _ in range(epochs)]
+
+
+@pytest.mark.parametrize("order", ["rows", "shuffled", "by_length"])
+def test_batch_order_draws_every_row_once_per_epoch(order):
+    X = word_sequences()
+    epochs = epoch_batches(BiLSTMClassifier(batch_size=32, batch_order=order), X)
+    for batches in epochs:
+        assert sorted(i for b in batches for i in b) == list(range(200))
+        assert max(len(b) for b in batches) == 32
+    if order == "rows":  # skorch's default: consecutive rows, every epoch alike
+        assert epochs[0] == epochs[1] and epochs[0][1] == list(range(32, 64))
+    else:
+        assert epochs[0] != epochs[1] and epochs[0][0] != list(range(32))
+
+
+def test_batches_by_length_carry_less_padding():
+    X = word_sequences()
+    lengths = X.lengths
+
+    def padding(order: str) -> float:
+        batches = epoch_batches(BiLSTMClassifier(batch_size=16, batch_order=order), X, 1)[0]
+        padded = sum(lengths[b].max() * len(b) for b in batches)
+        return 1 - lengths.sum() / padded
+
+    assert padding("by_length") < 0.1 < 0.3 < padding("shuffled")
+
+
+def test_batch_order_by_length_trains_reproducibly(data):
+    X = word_sequences(120)
+    Y = data[1]
+    params = {**SMALL, "blocks": "auto", "batch_order": "by_length", "random_state": 0}
+    first = BiLSTMClassifier(**params).fit(X, Y).predict_proba(X)
+    np.testing.assert_array_equal(BiLSTMClassifier(**params).fit(X, Y).predict_proba(X), first)
+    rows = BiLSTMClassifier(**{**params, "batch_order": "rows"}).fit(X, Y).predict_proba(X)
+    assert not np.allclose(rows, first)
+
+
 def test_fixed_thresholds(data):
     X, Y = data
     net = BiLSTMClassifier(random_state=0, threshold=[0.1, 0.9, 0.5, 0.5], **SMALL).fit(X, Y)
@@ -112,6 +169,8 @@ def test_fixed_thresholds(data):
     ({"train_split": 1.0}, r"'train_split' .* None or a number in \(0, 1\) or a callable"),
     ({"patience": 0}, r"'patience' .* None or an integer >= 1; got 0"),
     ({"blocks": "stacked"}, r"'blocks' .* one of 'auto', 'single' or an array-like"),
+    ({"batch_order": "sorted"}, r"'batch_order' .* one of 'rows', 'shuffled', 'by_length'; "
+                                r"got 'sorted'"),
     ({"criterion__temperature": 0.0}, r"'temperature' parameter of HybridLoss must be a "
                                       r"number > 0; got 0.0"),
     ({"criterion__corr_weight": -1}, r"'corr_weight' parameter of HybridLoss"),

@@ -1,0 +1,174 @@
+"""Do the defaults hold beyond GoEmotions? Two data sets, two scripts, 3 seeds (run by hand).
+
+    ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
+        python benchmarks/bench_datasets.py --dtype float32          # both data sets
+    python benchmarks/bench_datasets.py --data kaomoji --train 10000
+
+Data sets: GoEmotions (English Reddit comments, 28 labels; the first ``--train`` rows of a
+fixed shuffle of train, the first ``--test`` rows of test) and kaomoji-dataset (Japanese text
+emoticons, CC BY 4.0, see ``data_sets.py``; ``--train`` + ``--test`` rows of one shuffle).
+On each, the stack that ``make_stacked_pipeline`` builds (MiniLM and sre-embedding-model
+frozen, character TF-IDF + SVD, the out-of-fold meta-learner, ``cv=3``) is fitted once per
+mode with a cold cache, its stages timed; then, for seeds 0, 1, 2 (the net, its early-stopping
+split and the rule's hold-out), every configuration is scored under both rules
+(``RECOMMENDED_RULE_PARAMS``, tuned on training rows only):
+
+- the default pipeline: word mode, the recommended head (``RECOMMENDED_CLASSIFIER_PARAMS``);
+- the same head in block mode (one vector per text and member);
+- the meta-learner alone (its out-of-fold training probabilities tune the rule);
+- one-vs-rest logistic regression (C=1) on the same pooled vectors (the block-mode members'
+  outputs, standardised), inside ``TunedThresholds`` with the pipelines' rule.
+
+Writes runs/bench_datasets[-DTYPE].json and prints a Markdown table per data set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from bench_defaults import EARLY, NEW_HEAD, head_scores, make_stack, meta_scores
+from bench_head import ROOT, RULES
+from bench_head_cost import Clock
+from bench_quality import SEEDS, scores, summarise
+from data_sets import load
+from machine import describe
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skstack import EncoderEmbedder, TunedThresholds
+from skstack.pipelines import RECOMMENDED_RULE_PARAMS
+
+DEFAULT = "default pipeline (word mode, recommended head)"
+BLOCK = "same head, block mode"
+META = "meta-learner alone (word mode stack)"
+LR = "one-vs-rest LR (C=1) on the pooled vectors"
+STAGES = ("encoders", "character n-grams", "meta-learner (out of fold + final)")
+
+
+def fit_stack(words: bool, dtype: str, X_train, Y_train, X_test):
+    """The stack's training and test blocks and the seconds of each stage of its fit."""
+    stack = make_stack(words, dtype=dtype, cache=None)
+    clock = Clock()
+    chars_class = type(stack.members[-1][1])
+    patched = [(EncoderEmbedder, "fit_transform", STAGES[0]),
+               (chars_class, "fit_transform", STAGES[1])]
+    originals = [getattr(owner, attr) for owner, attr, _ in patched]
+    for (owner, attr, name), real in zip(patched, originals, strict=True):
+        setattr(owner, attr, clock.wrap(name, real))
+    start = time.perf_counter()
+    try:
+        S_train = stack.fit_transform(X_train, Y_train)
+    finally:
+        for (owner, attr, _), real in zip(patched, originals, strict=True):
+            setattr(owner, attr, real)
+    seconds = {**clock.seconds, "stack fit": time.perf_counter() - start}
+    # the remainder is the meta-learner's out-of-fold and final fits (and word alignment)
+    seconds[STAGES[2]] = seconds["stack fit"] - seconds[STAGES[0]] - seconds[STAGES[1]]
+    return stack, S_train, stack.transform(X_test), seconds
+
+
+def lr_scores(seed: int, S_train, Y_train, S_test, Y_test, labels, n_labels: int) -> dict:
+    """One-vs-rest LR on the members' pooled vectors (the meta block left out), both rules."""
+    X_train, X_test = (np.asarray(S)[:, :-n_labels] for S in (S_train, S_test))
+    out = {}
+    for name, rule in RULES.items():
+        model = make_pipeline(StandardScaler(),
+                              OneVsRestClassifier(LogisticRegression(max_iter=2000)))
+        params = {**RECOMMENDED_RULE_PARAMS, **rule, "random_state": seed}
+        fitted = TunedThresholds(model, **params).fit(X_train, Y_train)
+        out[name] = scores(Y_test, fitted.predict(X_test), labels)
+    return out
+
+
+def table(entry: dict) -> str:
+    head = ("| configuration | macro-F1 (F1 rule) | Jaccard (Jaccard rule) | fit s (stack + "
+            "model) |\n|---|---|---|---|")
+    lines = [head]
+    for name, cfg in entry["configs"].items():
+        f1 = summarise([run["macro_f1"] for run in cfg["runs"]])["macro_f1"]
+        jac = summarise([run["jaccard"] for run in cfg["runs"]])["jaccard"]
+        lines.append(f"| {name} | {f1[0]:.3f} ± {f1[1]:.3f} | {jac[0]:.3f} ± {jac[1]:.3f} | "
+                     f"{cfg['stack_seconds']:.0f} + {cfg['seconds']:.1f} |")
+    for mode, seconds in entry["stack_seconds"].items():
+        lines.append(f"| *{mode} stack's fit* | " + ", ".join(
+            f"{k} {v:.1f} s" for k, v in seconds.items()) + " | | |")
+    return "\n".join(lines)
+
+
+def configurations(batch_orders: list[str]) -> dict[str, tuple[str, str, dict]]:
+    """name: (stack mode, kind of model, the head's parameters)."""
+    head = {**EARLY, **NEW_HEAD}
+    out = {DEFAULT: ("word mode", "head", head), META: ("word mode", "meta", {}),
+           BLOCK: ("block mode", "head", head), LR: ("block mode", "lr", {})}
+    for order in batch_orders:  # the default head with other training batches
+        out[f"default pipeline, batch_order={order!r}"] = (
+            "word mode", "head", {**head, "batch_order": order})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", nargs="*", default=["goemotions", "kaomoji"],
+                        choices=("goemotions", "kaomoji"))
+    parser.add_argument("--train", type=int, default=3000)
+    parser.add_argument("--test", type=int, default=2000)
+    parser.add_argument("--dtype", default="auto", choices=("float32", "bfloat16", "auto"))
+    parser.add_argument("--batch-orders", nargs="*", default=[],
+                        choices=("rows", "shuffled", "by_length"),
+                        help="also the default head with these batch orders")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="run only the configurations whose names contain one of these")
+    args = parser.parse_args()
+    print(describe())
+    torch.set_num_threads(2)
+    out_path = ROOT / "runs" / f"bench_datasets-{args.dtype}.json"
+    out_path.parent.mkdir(exist_ok=True)
+    log = json.loads(out_path.read_text()) if out_path.exists() else {}
+    configs = {name: c for name, c in configurations(args.batch_orders).items()
+               if args.only is None or any(part in name for part in args.only)}
+    for data in args.data:
+        texts, Y, labels = load(data, args.train, args.test)
+        L = len(labels)
+        print(f"\n{data}: {len(texts['train'])} training texts, {len(texts['test'])} test "
+              f"texts, {L} labels, {Y['train'].sum(axis=1).mean():.2f} labels per text",
+              flush=True)
+        entry = log.setdefault(f"{data}-{args.train}", {"configs": {}, "stack_seconds": {}})
+        entry["labels"] = labels
+        for mode in dict.fromkeys(m for m, _, _ in configs.values()):
+            _, S_train, S_test, seconds = fit_stack(mode == "word mode", args.dtype,
+                                                    texts["train"], Y["train"], texts["test"])
+            entry["stack_seconds"][mode] = seconds
+            runs = {name: [] for name, (m, _, _) in configs.items() if m == mode}
+            spent = dict.fromkeys(runs, 0.0)
+            for seed in SEEDS:
+                for name in runs:
+                    _, kind, params = configs[name]
+                    start = time.perf_counter()
+                    if kind == "meta":
+                        result = meta_scores(S_train, Y["train"], S_test, Y["test"], labels)
+                    elif kind == "lr":
+                        result = lr_scores(seed, S_train, Y["train"], S_test, Y["test"],
+                                           labels, L)
+                    else:
+                        result = head_scores(params, seed, S_train, Y["train"], S_test,
+                                             Y["test"], labels)
+                    spent[name] += (time.perf_counter() - start) / len(SEEDS)
+                    runs[name].append(result)
+            for name, results in runs.items():
+                entry["configs"][name] = {"runs": results, "seconds": spent[name],
+                                          "stack_seconds": seconds["stack fit"]}
+                print(name, {r: round(float(np.mean([x[r][r] for x in results])), 4)
+                             for r in RULES}, "best epochs", [x.get("best_epoch") for x in
+                                                              results], flush=True)
+            out_path.write_text(json.dumps(log, indent=1))
+        print(f"\n{table(entry)}\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
