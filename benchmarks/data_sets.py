@@ -10,8 +10,9 @@ https://github.com/Funovate/fontvibe-kaomoji; the package's NOTICE credits its s
 data stay in that package: this module reads them where it is installed.
 
 The tags are synonym groups (``happy, smile, glad, cheerful, joy``), a second group after the
-first for one text in ten (``sleepy, sleep`` after ``happy, ...``). Each group is one label,
-named by its first word: 30 labels, one or two per text.
+first for one text in twenty (``sleepy, sleep`` after ``happy, ...``). Each group is one label,
+named by its first word: 30 labels, one or two per text. The 6 tag lists that spell no run of
+groups (a group's first word left out after another group) are dropped.
 """
 
 from __future__ import annotations

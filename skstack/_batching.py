@@ -1,4 +1,4 @@
-"""Tokenise once, then feed the encoder batches of similar length (less padding).
+"""Tokenise once, then feed the encoder (and the Bi-LSTM) batches of similar length.
 
 :class:`Tokens` remembers each text's token ids, so that one ``fit_transform`` (fine-tuning,
 then encoding, on one device or several) tokenises every distinct text once.
@@ -8,7 +8,7 @@ Import rule: a leaf (numpy and torch only).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -83,7 +83,7 @@ def length_sorted_batches(
 
 
 def bucketed_batches(
-    lengths: list[int], batch_size: int, generator: torch.Generator | None = None,
+    lengths: Sequence[int] | np.ndarray, batch_size: int, generator: torch.Generator | None = None,
     pool: int = 50,
 ) -> list[np.ndarray]:
     """Shuffled training batches of similar length: shuffle, sort each run of

@@ -71,10 +71,15 @@ def resolve_devices(device: str | list[str]) -> list[torch.device]:
 
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` computes in bfloat16 natively (so it is faster, not emulated): a
-    CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX."""
+    CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX that oneDNN may use (an
+    ``ONEDNN_MAX_CPU_ISA`` below them, e.g. ``AVX2``, leaves bfloat16 emulated)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":  # private probes; a torch without them counts as "no"
+        limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+        if limit not in ("ALL", "DEFAULT") and not any(
+                part in limit for part in ("BF16", "AMX", "FP16", "AVX10")):
+            return False
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
     return False

@@ -9,9 +9,9 @@ states at the head. A fully connected head turns them into label logits.
 The net returns probabilities; the decision rule that turns them into label sets lives in
 :class:`skstack.thresholds.TunedThresholds`, which can wrap this net or any other classifier.
 
-Import rule: torch, skorch, scikit-learn and the skstack leaves (``_config``, ``_validation``,
-``_version``, ``blocks``, ``sequences``, ``losses``, ``targets``); never the encoder, the
-stack or the decision-rule wrapper (``thresholds``), which wraps this net.
+Import rule: torch, skorch, scikit-learn and the skstack leaves (``_batching``, ``_config``,
+``_validation``, ``_version``, ``blocks``, ``sequences``, ``losses``, ``targets``); never the
+encoder, the stack or the decision-rule wrapper (``thresholds``), which wraps this net.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from skorch.utils import to_tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 from torch.utils.data import default_collate
 
+from skstack._batching import bucketed_batches
 from skstack._config import progress_enabled
 from skstack._validation import (
     ARRAY_LIKE,
@@ -195,36 +196,21 @@ def _residual_index(residual, names: list[str], widths: list[int], n_labels: int
 
 
 class _Batches(torch.utils.data.Sampler):
-    """Training batches in a new random order each epoch; ``lengths`` given, of texts of
-    similar length.
+    """Training batches in a new random order each epoch (``bucketed_batches``); with
+    ``lengths``, of texts of similar length, so that the Bi-LSTM steps through little
+    padding. The order follows torch's seed (``random_state``)."""
 
-    By length: the shuffled rows are sorted by length in runs of ``span`` batches and cut
-    into batches, whose order is shuffled again. A batch then carries little padding, so
-    the Bi-LSTM steps through fewer padded positions, and batches still change from epoch to
-    epoch. The order follows torch's seed (``random_state``).
-    """
-
-    def __init__(self, n: int, batch_size: int, lengths: np.ndarray | None = None,
-                 span: int = 20):
-        self.n, self.batch_size, self.lengths, self.span = n, batch_size, lengths, span
+    def __init__(self, n: int, batch_size: int, lengths: np.ndarray | None = None):
+        self.batch_size = batch_size
+        self.lengths = np.zeros(n, dtype=np.int64) if lengths is None else lengths
 
     def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+        return -(-len(self.lengths) // self.batch_size)
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))
-        order = torch.randperm(self.n, generator=generator).numpy()
-        if self.lengths is None:
-            batches = [order[i:i + self.batch_size] for i in range(0, self.n, self.batch_size)]
-        else:
-            run, batches = self.batch_size * self.span, []
-            for start in range(0, self.n, run):
-                rows = order[start:start + run]
-                rows = rows[np.argsort(self.lengths[rows], kind="stable")]
-                batches += [rows[i:i + self.batch_size]
-                            for i in range(0, len(rows), self.batch_size)]
-        for i in torch.randperm(len(batches), generator=generator).tolist():
-            yield batches[i].tolist()
+        for batch in bucketed_batches(self.lengths, self.batch_size, generator, pool=20):
+            yield batch.tolist()
 
 
 class _EarlyStoppingFromStart(EarlyStopping):

@@ -268,6 +268,16 @@ def test_dtype_auto_picks_bfloat16_only_where_it_is_native(tiny_bert, monkeypatc
         assert cos.min() > 0.99
 
 
+@pytest.mark.parametrize(("limit", "native"), [("AVX2", False), ("avx512_core_vnni", False),
+                                               ("AVX512_CORE_BF16", True), ("ALL", True)])
+def test_an_isa_limit_below_bfloat16_makes_it_emulated(monkeypatch, limit, native):
+    from skstack._loading import native_bfloat16
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
+    assert native_bfloat16(torch.device("cpu")) is native
+
+
 def test_seeded_fine_tuning_is_done_once_and_reused(tiny_bert, emotion_data, monkeypatch,
                                                     home):
     import skstack._config

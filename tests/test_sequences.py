@@ -35,11 +35,15 @@ def test_word_splitter_keeps_contractions_and_splits_punctuation_and_emoji():
     ("وبالكتاب، لِلْمَدْرَسَةِ؛ هل ذهبتَ؟", ["وبالكتاب", "،", "لِلْمَدْرَسَةِ", "؛", "هل",
                                           "ذهبتَ", "؟"]),
     ("مرحبـــا", ["مرحبـــا"]),  # tatweel inside a word
+    # dialect tweets: elongated letters, Gulf and Egyptian spellings, an emoji, a hashtag
+    ("ههههه والله مبسوووط 😂 #الرياض", ["ههههه", "والله", "مبسوووط", "😂", "#", "الرياض"]),
+    ("شلونك؟ إزيك يا باشا", ["شلونك", "؟", "إزيك", "يا", "باشا"]),
     ("می‌خواهم", ["می‌خواهم"]),  # Persian: a ZWNJ inside the word
     ("שָׁלוֹם עוֹלָם", ["שָׁלוֹם", "עוֹלָם"]),  # Hebrew points
     ("नमस्ते दुनिया", ["नमस्ते", "दुनिया"]),  # Devanagari matras and virama
     ("cafe\u0301 au lait", ["cafe\u0301", "au", "lait"]),  # NFD accent
     ("你好，世界", ["你", "好", "，", "世", "界"]),  # Chinese: one ideograph a word
+    ("ナヌ！！( ゜!゜)y", ["ナ", "ヌ", "！", "！", "(", "゜", "!", "゜", ")", "y"]),  # a kaomoji
     ("สวัสดีครับ ผม", ["สวัสดีครับ", "ผม"]),  # Thai: a space-free run is one word
     ("us 👨\u200d👩\u200d👧 ok 👍🏽!", ["us", "👨\u200d👩\u200d👧", "ok", "👍🏽", "!"]),
     ("\u0301alone", ["alone"]),  # a mark with no letter before it is no word
