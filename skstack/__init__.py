@@ -9,6 +9,7 @@ from skstack._version import __version__
 from skstack.blocks import BlockArray
 from skstack.cache import clear_memory_cache
 from skstack.cards import model_card
+from skstack.corpus import predict_corpus
 from skstack.datasets import (
     load_goemotions,
     load_sample_emotions,
@@ -70,6 +71,7 @@ __all__ = [
     "make_stacked_pipeline",
     "model_card",
     "multilabel_report",
+    "predict_corpus",
     "predict_label_lists",
     "quickstart_pipeline",
     "save",

@@ -29,6 +29,7 @@ ALLOWED = {
     "_finetune": {"_batching", "_config", "_pooling", "artifacts", "cache"},
     "_runtimes": {"_config", "artifacts", "cache"},
     "parallel": {"_validation", "cache", "encoder"},
+    "corpus": {"_validation", "artifacts", "labels", "persistence"},
     "stacking": {"_validation", "_version", "blocks", "sequences", "targets"},
     "nets": {"_batching", "_config", "_validation", "_version", "blocks", "sequences", "losses",
              "targets"},
