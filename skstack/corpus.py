@@ -88,8 +88,7 @@ def predict_corpus(model: str | os.PathLike, texts, out: str, *,
         raise ValueError(f"{path} is a pickle; predict_corpus loads the safe format on every "
                          "worker: save the model with skstack.save(model, 'model.skstack').")
     fitted = load(path, trusted=trusted)  # a file that fails to load stops here, not on workers
-    needed = "transform" if method == "transform" else \
-        "predict_proba" if method == "predict_proba" else "predict"
+    needed = {"transform": "transform", "predict_proba": "predict_proba"}.get(method, "predict")
     if not hasattr(fitted, needed):
         raise ValueError(f"method={method!r} needs a model with {needed}; "
                          f"{type(fitted).__name__} has none.")
@@ -99,8 +98,8 @@ def predict_corpus(model: str | os.PathLike, texts, out: str, *,
     _check_manifest(fs, root, {"model": _digest(path), "method": method,
                                "partitions": len(parts)})
     label = dask.delayed(_label_partition, pure=False)
-    done = dask.compute(*[label(part, i, path, root, method, tuple(trusted), out,
-                                storage_options) for i, part in enumerate(parts)])
+    done = dask.compute(*[label(part, i, path, fs, root, method, tuple(trusted))
+                          for i, part in enumerate(parts)])
     for leftover in fs.glob(f"{root}/.part-*.tmp"):  # from attempts that died mid-write
         fs.rm(leftover)
     return [fs.unstrip_protocol(p) if "://" in out else p for p in done]
@@ -144,12 +143,10 @@ def _check_manifest(fs, root: str, wanted: dict) -> None:
         json.dump(wanted, f)
 
 
-def _label_partition(part, index: int, path: str, root: str, method: str, trusted: tuple,
-                     out: str, storage_options: dict | None) -> str:
-    """One partition, on a worker: predict and write its part file, or find it written."""
-    import fsspec
-
-    fs, _ = fsspec.core.url_to_fs(out, **(storage_options or {}))
+def _label_partition(part, index: int, path: str, fs, root: str, method: str,
+                     trusted: tuple) -> str:
+    """One partition, on a worker (``fs``, an fsspec file system, travels pickled): predict
+    and write its part file, or find it written."""
     final = f"{root}/part-{index:05d}.parquet"
     if fs.exists(final):
         return final  # written by an earlier attempt or run
@@ -172,7 +169,7 @@ def _result(model, part, method: str):
     import pandas as pd
 
     index = part.index if isinstance(part, pd.Series) else None
-    texts = check_texts(list(part))
+    texts = check_texts(part)  # a Series, or a Bag's list
     if method == "predict_label_lists":
         return pd.DataFrame({"labels": predict_label_lists(model, texts)}, index=index)
     if method == "transform":
