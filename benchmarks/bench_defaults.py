@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from bench_head import ROOT, RULES, table
 from bench_quality import CACHE, SEEDS, encoders, load_splits, scores
+from data_sets import first_of_shuffle
 from machine import describe
 from sklearn.model_selection import ShuffleSplit
 
@@ -132,7 +133,6 @@ def main() -> None:
     print(describe())  # which CPU (and GPU) these figures come from
     torch.set_num_threads(2)
     texts, Y, labels = load_splits(quick=False)
-    order = np.random.default_rng(0).permutation(len(texts["train"]))
     suffix = f"-ft{args.finetune_epochs}" if args.finetune_epochs else ""
     suffix += f"-{args.dtype}" if args.dtype != "float32" else ""
     suffix += f"-{args.backend}" if args.backend != "torch" else ""
@@ -144,7 +144,7 @@ def main() -> None:
     heads = {n: h for n, h in HEADS.items()
              if args.only is None or any(part in n for part in args.only)}
     for size in args.sizes:
-        rows = np.sort(order[:size])
+        rows = first_of_shuffle(len(texts["train"]), size)
         X_train, Y_train = [texts["train"][i] for i in rows], Y["train"][rows]
         entry = log.setdefault(str(size), {"configs": {}, "stack_seconds": {}})
         for words in sorted({w for w, _ in heads.values()}):

@@ -102,6 +102,12 @@ def load_kaomoji(n_train: int, n_test: int, seed: int = 0
             {"train": Y[:cut], "test": Y[cut:]}, labels)
 
 
+def first_of_shuffle(n_rows: int, n: int) -> np.ndarray:
+    """The first ``n`` of ``n_rows`` rows in one fixed shuffle (seed 0), in row order: the
+    training subsets of bench_defaults.py and bench_datasets.py, the same rows for one n."""
+    return np.sort(np.random.default_rng(0).permutation(n_rows)[:n])
+
+
 def load(name: str, n_train: int, n_test: int
          ) -> tuple[dict[str, list[str]], dict[str, np.ndarray], list[str]]:
     """``"goemotions"``: the first ``n_train`` rows of a fixed shuffle of its train split and
@@ -109,6 +115,6 @@ def load(name: str, n_train: int, n_test: int
     if name == "kaomoji":
         return load_kaomoji(n_train, n_test)
     texts, Y, labels = load_splits(quick=False)
-    rows = np.sort(np.random.default_rng(0).permutation(len(texts["train"]))[:n_train])
+    rows = first_of_shuffle(len(texts["train"]), n_train)
     return ({"train": [texts["train"][i] for i in rows], "test": texts["test"][:n_test]},
             {"train": Y["train"][rows], "test": Y["test"][:n_test]}, labels)
