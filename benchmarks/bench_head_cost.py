@@ -2,7 +2,8 @@
 
 ``quickstart_pipeline`` (MiniLM in word mode + character n-grams, the out-of-fold
 meta-learner, the Bi-LSTM head and its rule) is fitted on the first ``--n`` GoEmotions
-training texts (``--data kaomoji``: ``--n`` kaomoji, see ``data_sets.py``), its stages
+training texts (``--data kaomoji``: ``--n`` kaomoji, see ``data_sets.py``; ``--data sample``:
+the quickstart's bundled sample), its stages
 timed: the encoder, the other member, the meta-learner (its out-of-fold fits and the final
 one) and the head (the net and its tuned rule). Beside it, in the same process:
 ``SentenceTransformer.encode`` + one-vs-rest logistic regression with tuned thresholds. Both
@@ -38,6 +39,7 @@ from skstack import (
     TunedThresholds,
     default_minilm,
     load_goemotions,
+    load_sample_emotions,
     multilabel_report,
     quickstart_pipeline,
 )
@@ -71,7 +73,8 @@ def padding_share(net, Z, Y) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="goemotions", choices=("goemotions", "kaomoji"))
+    parser.add_argument("--data", default="goemotions",
+                        choices=("goemotions", "kaomoji", "sample"))
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--dtype", default="float32", choices=["float32", "auto"])
@@ -80,7 +83,10 @@ def main() -> None:
                         help="the head's batch_order (default: the pipeline's)")
     args = parser.parse_args()
     print(describe())
-    if args.data == "kaomoji":
+    if args.data == "sample":  # the quickstart's bundled sample (--n and --n-test ignored)
+        texts, Y, label_names = load_sample_emotions("train")
+        test_texts, Y_test, _ = load_sample_emotions("test")
+    elif args.data == "kaomoji":
         split_texts, split_Y, label_names = load_kaomoji(args.n, args.n_test)
         texts, Y, test_texts, Y_test = (split_texts["train"], split_Y["train"],
                                         split_texts["test"], split_Y["test"])
