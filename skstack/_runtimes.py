@@ -1,8 +1,9 @@
 """Run an encoder's forward pass on ONNX Runtime or OpenVINO, optionally with int8 weights.
 
-The torch model is exported to ONNX once per weights (``torch.onnx.export``, all hidden
-states as outputs, batch and length dynamic) into ``<folder>/exports/v1/<weights>/onnx``;
-int8 is made from that export, beside it:
+The torch model is exported once per weights (all hidden states as outputs, batch and length
+dynamic) into ``<folder>/exports/v2/<weights>/``: to ONNX for ONNX Runtime
+(``torch.onnx.export``, folder ``onnx``), to OpenVINO's format for OpenVINO
+(``openvino.convert_model``, folder ``openvino``). int8 is made from that export, beside it:
 
 - ``onnx`` + ``int8``: ONNX Runtime's block-wise 8-bit ``MatMulNBits`` (blocks of 32, the
   activations quantized per block at run time, ``accuracy_level=4`` = int8 dot products).
@@ -16,43 +17,78 @@ Compiled runtimes are kept per process, so clones and reloaded pickles share one
 are written to a temporary folder and renamed into place, so concurrent processes (Dask
 workers) never read half a file.
 
-Import rule: torch, the standard library, ``skstack._config``, ``skstack.artifacts`` and
-``skstack.cache``; onnx, onnxruntime, openvino and nncf are imported when a backend needs
-them (optional extras).
+Import rule: torch, the standard library, ``skstack._config``, ``skstack._loading``,
+``skstack.artifacts`` and ``skstack.cache``; onnx, onnxruntime, openvino and nncf are imported
+when a backend needs them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import platform
 import threading
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from skstack._config import quiet
+from skstack._loading import onednn_isa_limit
 from skstack.artifacts import ARTIFACTS
 from skstack.cache import folder_in_place
 
 BACKENDS = ("torch", "onnx", "openvino")
 QUANTIZATIONS = ("int8",)
-_EXTRAS = {"onnx": ("onnx", "onnxruntime", "onnxscript"),
-           "openvino": ("onnx", "openvino", "nncf", "onnxscript")}
-_EXPORT_FORMAT = "v1"  # a change to how exports are made gets a new folder, never old files
+AUTO = "auto"  # backend and quantization chosen per machine at fit (auto_runtime)
+_EXTRAS = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "openvino": ("openvino", "nncf")}
+# a change to how exports are made gets a new folder, never old files (v2: OpenVINO models
+# converted from torch directly, float32 weights kept)
+EXPORT_FORMAT = "v2"
 
 # (input_ids, attention_mask) -> every hidden state, float32
 Forward = Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]]
 
 
+def _missing(backend: str) -> list[str]:
+    return [name for name in _EXTRAS.get(backend, ()) if importlib.util.find_spec(name) is None]
+
+
 def require_backend(backend: str) -> None:
     """Raise ImportError naming the extra to install when a backend's packages are missing."""
-    missing = [name for name in _EXTRAS.get(backend, ())
-               if importlib.util.find_spec(name) is None]
+    missing = _missing(backend)
     if missing:
         raise ImportError(f"backend={backend!r} needs {', '.join(missing)}; install them with "
                           f"pip install 'skstack[{backend}]'.")
+
+
+def auto_runtime(device: torch.device, native_bf16: bool, backend: str,
+                 quantization: str | None, dtype: str) -> tuple[str, str | None]:
+    """``(backend, quantization)`` with ``"auto"`` resolved for this device and CPU class.
+
+    By measurement (docs/scaling.md, "Which backend runs"): where bfloat16 is native
+    (AVX512-BF16 or AMX) torch in bfloat16 encoded as fast as OpenVINO int8 (2.7x and 2.8x
+    sentence-transformers' float32 on a Zen 4 EPYC) at cosine 0.9997 instead of 0.991, with
+    no export, so torch stays; on an x86 CPU without it (AVX2: Zen 3) torch float32 ran at
+    1.0x and OpenVINO int8 at 2.6x, so OpenVINO is taken where it is installed (the default
+    install). ONNX Runtime is never chosen: its int8 speed swung 0.4x-1.9x from run to run on
+    AVX2. Torch stays on a GPU, on CPUs other than x86 (not measured), with an explicit
+    float16 or bfloat16 ``dtype``, and under an ``ONEDNN_MAX_CPU_ISA`` limit (OpenVINO picks
+    its kernels by the CPU's real flags, then fails to build them under the limit: seen for
+    int8 and bfloat16 layers). ``quantization="auto"`` is int8 on a runtime backend and none
+    on torch; an explicit int8 makes ``"auto"`` pick a runtime.
+    """
+    if backend == AUTO:
+        wants_runtime = (quantization == "int8" or not native_bf16) and dtype in (
+            AUTO, "float32")
+        measured = device.type == "cpu" and platform.machine().lower() in ("x86_64", "amd64")
+        backend = ("openvino" if measured and wants_runtime and not _missing("openvino")
+                   and onednn_isa_limit() is None else "torch")
+    if quantization == AUTO:
+        quantization = None if backend == "torch" else "int8"
+    return backend, quantization
 
 
 class _AllStates(torch.nn.Module):
@@ -68,17 +104,21 @@ class _AllStates(torch.nn.Module):
         return tuple(output.hidden_states)
 
 
+def _example_inputs(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two tensors to trace with (one passed twice would be exported as one input), the ids
+    inside the vocabulary."""
+    ids = torch.arange(16, dtype=torch.long).reshape(2, 8) % model.config.vocab_size
+    return ids, torch.ones((2, 8), dtype=torch.long)
+
+
 def _export_onnx(model: torch.nn.Module, folder: Path) -> None:
     """``model`` (float32, on the CPU) as ``folder/model.onnx``."""
     n_states = model.config.num_hidden_layers + 1
-    # two tensors (one passed twice would be exported as one input), ids inside the vocabulary
-    ids = torch.arange(16, dtype=torch.long).reshape(2, 8) % model.config.vocab_size
-    mask = torch.ones((2, 8), dtype=torch.long)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
     with warnings.catch_warnings(), quiet("torch.onnx"):
         warnings.simplefilter("ignore")  # the exporter's notes on dynamic shapes and packages
         torch.onnx.export(
-            _AllStates(model.eval()), (ids, mask),
+            _AllStates(model.eval()), _example_inputs(model),
             str(folder / "model.onnx"), dynamo=True, verbose=False,
             # inputs keep forward()'s argument names (the exporter's input_names renamed them
             # in another order, feeding the mask to the embeddings)
@@ -86,6 +126,19 @@ def _export_onnx(model: torch.nn.Module, folder: Path) -> None:
             dynamic_shapes={"input_ids": {0: batch, 1: length},
                             "attention_mask": {0: batch, 1: length}},
         )
+
+
+def _convert_openvino(model: torch.nn.Module, folder: Path) -> None:
+    """``model`` as OpenVINO's ``folder/model.xml``, converted from torch directly: about 3 s
+    for MiniLM against 8 s through an ONNX export, with no onnx packages. Batch and length
+    stay dynamic; weights stay float32 (``save_model`` would halve them by default)."""
+    import openvino
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on the attention mask's shape checks
+        converted = openvino.convert_model(_AllStates(model.eval()),
+                                           example_input=_example_inputs(model))
+    openvino.save_model(converted, str(folder / "model.xml"), compress_to_fp16=False)
 
 
 def _quantize_onnx(source: Path, folder: Path) -> None:
@@ -107,26 +160,27 @@ def _quantize_openvino(source: Path, folder: Path, show_progress_bar: bool = Fal
     import nncf
     import openvino
 
-    model = openvino.Core().read_model(str(source / "model.onnx"))
+    model = openvino.Core().read_model(str(source / "model.xml"))
     # its statistics tables log; its "Applying Weight Compression" bar prints to the terminal
     with quiet("nncf", output=not show_progress_bar):
         compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
-    openvino.save_model(compressed, str(folder / "model.xml"))
+    openvino.save_model(compressed, str(folder / "model.xml"), compress_to_fp16=False)
 
 
 def exported(model: torch.nn.Module, weights: str, backend: str, quantization: str | None,
              folder: Path, show_progress_bar: bool = False) -> Path:
     """The folder of ``model``'s export for this backend and quantization, made if missing
     (quantizers' bars shown only with ``show_progress_bar``)."""
-    root = folder / "exports" / _EXPORT_FORMAT / weights
-    base = folder_in_place(root / "onnx", lambda tmp: _export_onnx(model, tmp))
+    root = folder / "exports" / EXPORT_FORMAT / weights
+    if backend == "onnx":
+        base = folder_in_place(root / "onnx", lambda tmp: _export_onnx(model, tmp))
+        quantize = _quantize_onnx
+    else:
+        base = folder_in_place(root / "openvino", lambda tmp: _convert_openvino(model, tmp))
+        quantize = partial(_quantize_openvino, show_progress_bar=show_progress_bar)
     if quantization is None:
         return base
-    if backend == "onnx":
-        return folder_in_place(root / f"{backend}-{quantization}",
-                               lambda tmp: _quantize_onnx(base, tmp))
-    return folder_in_place(root / f"{backend}-{quantization}",
-                           lambda tmp: _quantize_openvino(base, tmp, show_progress_bar))
+    return folder_in_place(root / f"{backend}-{quantization}", lambda tmp: quantize(base, tmp))
 
 
 def _onnxruntime_forward(path: Path) -> Forward:
@@ -146,9 +200,8 @@ def _onnxruntime_forward(path: Path) -> Forward:
 def _openvino_forward(path: Path, dtype: str) -> Forward:
     import openvino
 
-    files = sorted(path.glob("model.xml")) or sorted(path.glob("model.onnx"))
     hint = {"bfloat16": "bf16", "float32": "f32"}[dtype]
-    compiled = openvino.Core().compile_model(str(files[0]), "CPU",
+    compiled = openvino.Core().compile_model(str(path / "model.xml"), "CPU",
                                              {"INFERENCE_PRECISION_HINT": hint})
     request = compiled.create_infer_request()
     lock = threading.Lock()  # one request object: calls from several threads take turns

@@ -147,6 +147,16 @@ def _rule_section(rule) -> list[str]:
     return lines
 
 
+def _ran(member: EncoderEmbedder) -> str:
+    """What ran, where an ``"auto"`` parameter left it to the machine: precision, backend and
+    quantization."""
+    if "auto" not in (member.dtype, member.backend, member.quantization):
+        return ""
+    backend, quantization = member._runtime()
+    ran = f"{getattr(member, 'dtype_', member.dtype)} on {backend}"
+    return f" (ran in {ran}{', ' + quantization if quantization else ''})"
+
+
 def _model_section(stack, net) -> list[str]:
     lines = ["## Model", ""]
     if stack is not None and hasattr(stack, "members_"):
@@ -154,10 +164,7 @@ def _model_section(stack, net) -> list[str]:
         for name, member in stack.members_:
             if isinstance(member, EncoderEmbedder):
                 params = ", ".join(f"{p}={getattr(member, p)!r}" for p in _ENCODER_PARAMS)
-                # the precision it ran in, where dtype="auto" left it to the machine
-                ran = f" (ran in {member.dtype_})" if member.dtype != getattr(
-                    member, "dtype_", member.dtype) else ""
-                lines.append(f"- `{name}`: EncoderEmbedder({params}){ran}")
+                lines.append(f"- `{name}`: EncoderEmbedder({params}){_ran(member)}")
             else:
                 lines.append(f"- `{name}`: {type(member).__name__}")
         meta = stack.meta_learner_

@@ -41,8 +41,11 @@ from skstack._loading import (
 )
 from skstack._pooling import POOLING_MODES, WORD_POOLING_MODES, pool, pool_words
 from skstack._runtimes import (
+    AUTO,
     BACKENDS,
+    EXPORT_FORMAT,
     QUANTIZATIONS,
+    auto_runtime,
     require_backend,
     runtime_forward,
 )
@@ -196,25 +199,31 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         bfloat16 where the device computes it natively (a CPU with AVX512-BF16 or AMX, a GPU
         that supports it), float32 elsewhere; ``dtype_`` says which. Precisions never share
         cached vectors.
-    backend : {"torch", "onnx", "openvino"}, default="torch"
+    backend : {"torch", "onnx", "openvino", "auto"}, default="torch"
         What runs the forward pass at :meth:`transform` (fine-tuning always runs in torch).
         ``"onnx"`` (ONNX Runtime, float32) and ``"openvino"`` (float32 or bfloat16, after
         ``dtype``) run on the CPU from an ONNX export made once per weights and kept in
         ``<home>/exports`` (the home folder: ``skstack.set_config(home=...)``, else
-        ``$SKSTACK_HOME``, else ``~/.cache/skstack``). Optional extras:
-        ``pip install 'skstack[onnx]'`` or ``'skstack[openvino]'``.
-    quantization : {None, "int8"}, default=None
+        ``$SKSTACK_HOME``, else ``~/.cache/skstack``); ONNX Runtime is the ``[onnx]`` extra.
+        ``"auto"`` chooses at :meth:`fit`, by what was measured fastest on this class of CPU
+        at unchanged metrics (docs/benchmarks.md): OpenVINO on a CPU without native bfloat16
+        (AVX2), torch on one with it, on a GPU, or with an explicit float16/bfloat16
+        ``dtype``; ``backend_`` says which.
+    quantization : {None, "int8", "auto"}, default=None
         ``"int8"`` with ``backend="onnx"`` or ``"openvino"``: 8-bit weights and int8
-        arithmetic, quantized once beside the export. Backends and quantizations never share
-        cached vectors.
+        arithmetic, quantized once beside the export. ``"auto"``: int8 where a runtime
+        backend runs, none on torch; ``quantization_`` says which. Backends and quantizations
+        never share cached vectors.
     show_progress_bar : bool, default=None
         Bars for loading, fine-tuning and encoding. ``None`` follows the package-wide
         switch (``skstack.set_config(show_progress_bar=...)``, off by default).
     cache : "memory", None or path-like, default="memory"
         Where vectors live. ``"memory"`` keeps them in this process (in its one artifact
         store, bounded with the loaded models); a folder also stores them in a SQLite file
-        there, shared by every process that names it; ``None`` turns caching off (and the
-        reuse of fine-tunings).
+        there, shared by every process of one host that names it; an fsspec URL
+        (``"s3://bucket/cache"``, ``"file:///mnt/nfs/cache"``) stores them in segment files
+        there, shared by every machine that reaches it (:class:`skstack.ShardedStore`);
+        ``None`` turns caching off (and the reuse of fine-tunings).
     trust_remote_code : bool, default=False
         Allow model code from the hub to run; only for models you trust.
     finetune_epochs : int, default=0
@@ -248,6 +257,10 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         Token limit in use.
     dtype_ : str
         Precision in use (``dtype`` with ``"auto"`` resolved).
+    backend_ : str
+        Backend in use (``backend`` with ``"auto"`` resolved).
+    quantization_ : str or None
+        Quantization in use (``quantization`` with ``"auto"`` resolved).
     weights_hash_ : str
         Digest of the encoder's weights (after fine-tuning); names its exports.
     fingerprint_ : str
@@ -272,8 +285,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
 
     # what skstack.save keeps of a fitted encoder, besides its model files (_persist_state)
     _portable_state: ClassVar[tuple[str, ...]] = (
-        "max_length_", "dtype_", "layer_indices_", "embedding_dim_", "fingerprint_",
-        "weights_hash_", "finetune_loss_")
+        "max_length_", "dtype_", "backend_", "quantization_", "layer_indices_",
+        "embedding_dim_", "fingerprint_", "weights_hash_", "finetune_loss_")
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "model": [PATH],
@@ -293,8 +306,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
                                  and all(isinstance(d, str) for d in v),
                                  "a non-empty list of device names")],
         "dtype": [Options((*_DTYPES, "auto"))],
-        "backend": [Options(BACKENDS)],
-        "quantization": [Options(QUANTIZATIONS), NONE],
+        "backend": [Options((*BACKENDS, AUTO))],
+        "quantization": [Options((*QUANTIZATIONS, AUTO)), NONE],
         "show_progress_bar": [BOOLEAN, NONE],
         "cache": [PATH, NONE],
         "trust_remote_code": [BOOLEAN],
@@ -391,11 +404,15 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         if not texts:  # as scikit-learn estimators refuse to fit on no samples
             raise ValueError("Found 0 texts while a minimum of 1 is required to fit "
                              f"{type(self).__name__}.")
-        self._check_backend()
-        self.device_ = resolve_devices(self.device if self.backend == "torch" else "cpu")[0]
+        self._check_backend(self.backend, self.quantization)
+        on_torch = self.backend in ("torch", AUTO)
+        self.device_ = resolve_devices(self.device if on_torch else "cpu")[0]
         native = native_bfloat16(self.device_)
+        self.backend_, self.quantization_ = auto_runtime(
+            self.device_, native, self.backend, self.quantization, self.dtype)
+        self._check_backend(self.backend_, self.quantization_)
         # ONNX Runtime's CPU kernels have no bfloat16 path worth taking: it runs float32
-        bf16 = native and self.backend != "onnx"
+        bf16 = native and self.backend_ != "onnx"
         self.dtype_ = ("bfloat16" if bf16 else "float32") if self.dtype == "auto" else \
             self.dtype
         mixed = native if self.finetune_mixed_precision == "auto" else \
@@ -456,22 +473,34 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             accumulation_steps=self.finetune_accumulation_steps, mixed_precision=bool(mixed),
             random_state=self.random_state)
 
-    def _check_backend(self) -> None:
-        """Refuse what a runtime backend cannot do, before anything loads."""
-        if self.backend == "torch":
-            if self.quantization is not None:
-                raise ValueError(f"quantization={self.quantization!r} needs backend='onnx' or "
-                                 "'openvino'; the torch backend runs float32, float16 or "
-                                 "bfloat16 (dtype).")
+    def _check_backend(self, backend: str, quantization: str | None) -> None:
+        """Refuse what a runtime backend cannot do, before anything loads (``"auto"`` is
+        checked again once resolved)."""
+        chosen = "" if backend == self.backend else \
+            f" (backend={self.backend!r} chose {backend!r} here)"
+        if backend == AUTO:
             return
-        require_backend(self.backend)
+        if backend == "torch":
+            if quantization not in (None, AUTO):
+                raise ValueError(f"quantization={quantization!r} needs backend='onnx' or "
+                                 f"'openvino'{chosen}; the torch backend runs float32, float16 "
+                                 "or bfloat16 (dtype).")
+            return
+        require_backend(backend)
         if self.device not in ("auto", "cpu"):
-            raise ValueError(f"backend={self.backend!r} runs on the CPU; device={self.device!r} "
+            raise ValueError(f"backend={backend!r} runs on the CPU; device={self.device!r} "
                              "needs backend='torch'.")
-        allowed = ("float32",) if self.backend == "onnx" else ("float32", "bfloat16")
+        allowed = ("float32",) if backend == "onnx" else ("float32", "bfloat16")
         if self.dtype not in (*allowed, "auto"):
-            raise ValueError(f"backend={self.backend!r} runs dtype in {allowed} (or 'auto'); "
+            raise ValueError(f"backend={backend!r} runs dtype in {allowed} (or 'auto'); "
                              f"got dtype={self.dtype!r}.")
+
+    def _runtime(self) -> tuple[str, str | None]:
+        """The backend and quantization in use (files saved before ``"auto"`` existed hold
+        their explicit parameters only; older ones not even those)."""
+        if hasattr(self, "backend_"):
+            return self.backend_, self.quantization_
+        return getattr(self, "backend", "torch"), getattr(self, "quantization", None)
 
     def _placed(self, model: torch.nn.Module, shared: bool) -> torch.nn.Module:
         """The model on ``device_`` in ``dtype``; a ``shared`` model (the loaded pretrained one)
@@ -479,7 +508,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         backend keeps the torch model in float32 (it is exported from it)."""
         # files saved before dtype="auto" existed hold no dtype_; their dtype is explicit
         dtype = _DTYPES[getattr(self, "dtype_", self.dtype)]
-        if getattr(self, "backend", "torch") != "torch":
+        if self._runtime()[0] != "torch":
             dtype = torch.float32
         if shared and (self.device_.type != "cpu" or dtype != torch.float32):
             model = copy.deepcopy(model)
@@ -506,8 +535,9 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         }
         if self.word_pooling is not None:  # the splitter decides the words' vectors
             spec["words"] = WORD_SPLITTER
-        if self.backend != "torch":  # torch leaves them out: caches made before stay valid
-            spec.update(backend=self.backend, quantization=self.quantization)
+        backend, quantization = self._runtime()
+        if backend != "torch":  # torch leaves them out: caches made before stay valid
+            spec.update(backend=backend, quantization=quantization, export=EXPORT_FORMAT)
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
     def transform(self, X) -> np.ndarray | WordSequences:
@@ -610,7 +640,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         short and long ones, and each device's process encodes its share of the token ids
         tokenised here."""
         tokens = tokens or self._new_tokens()
-        devices = [] if self.backend != "torch" else resolve_devices(self.device)
+        devices = [] if self._runtime()[0] != "torch" else resolve_devices(self.device)
         if len(devices) < 2 or len(texts) <= self.batch_size:
             return self._embed(texts, tokens)
         ids = tokens.of(texts)[0]
@@ -645,12 +675,13 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
 
     def _forward(self):
         """A function from (input_ids, attention_mask) to the hidden states of ``layers``."""
-        if getattr(self, "backend", "torch") != "torch":
+        backend, quantization = self._runtime()
+        if backend != "torch":
             folder = home_folder()
             if not hasattr(self, "weights_hash_"):  # saved before runtimes existed
                 self.weights_hash_ = weights_hash(self.model_)
-            run = runtime_forward(self.model_, self.weights_hash_, self.backend,
-                                  self.quantization, self.dtype_, folder,
+            run = runtime_forward(self.model_, self.weights_hash_, backend,
+                                  quantization, self.dtype_, folder,
                                   progress_enabled(self.show_progress_bar))
 
             def select(ids, mask):

@@ -45,11 +45,12 @@ RECOMMENDED_CLASSIFIER_PARAMS = {
     "criterion__corr_form": "pairwise",
     "criterion__contrastive_weight": 0.0,
 }
-# bfloat16 where the device computes it natively (float32 elsewhere), for encoding and
-# fine-tuning: the default pipeline scored the same as in float32 at 3k, 10k and 43k texts
-# (docs/benchmarks.md, "Precision") and encodes about 1.7x faster on an AVX512-BF16 CPU.
-RECOMMENDED_ENCODER_PARAMS = {"word_pooling": "mean", "dtype": "auto",
-                              "finetune_mixed_precision": "auto"}
+# The fastest encoding that kept the metrics, per machine (docs/benchmarks.md, "Precision"
+# and "Encoding speed by CPU"): bfloat16 where the device computes it natively, for encoding
+# and fine-tuning (scored as float32 at 3k, 10k and 43k texts); on a CPU without it, OpenVINO
+# with int8 weights (float32 elsewhere in the graph) instead of torch float32.
+RECOMMENDED_ENCODER_PARAMS = {"word_pooling": "mean", "dtype": "auto", "backend": "auto",
+                              "quantization": "auto", "finetune_mixed_precision": "auto"}
 # The published configuration (Aslam et al.), which arabic_emotion_pipeline keeps: block mode,
 # class-weighted BCE + Pearson correlation + contrastive terms, a fixed number of epochs.
 PAPER_CLASSIFIER_PARAMS = {
@@ -112,7 +113,8 @@ def make_stacked_pipeline(
     encoder_params : mapping
         Parameters for every encoder member (``finetune_epochs``, ``max_length``, ...), on
         top of ``RECOMMENDED_ENCODER_PARAMS`` (word mode, mean of each word's subwords;
-        ``{"word_pooling": None}`` for one vector per text).
+        ``{"word_pooling": None}`` for one vector per text; precision and backend chosen
+        per machine, ``{"backend": "torch"}`` to keep torch everywhere).
     meta_learner, cv, leak_free
         Passed to :class:`StackingEmbedder`.
     classifier_params : mapping

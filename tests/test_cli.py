@@ -42,8 +42,10 @@ def test_train_writes_a_loadable_model_and_its_card(trained):
     assert "60 training texts" in card and "| joy |" in card and "`jaccard`" in card
     # the encoder line names what it ran in where the pipeline left it to the machine
     bert = dict(pipe.named_steps["embed"].members_)["bert"]
-    assert "dtype='auto', backend='torch', quantization=None" in card
-    assert bert.dtype_ in ("float32", "bfloat16") and f"(ran in {bert.dtype_})" in card
+    assert "dtype='auto', backend='auto', quantization='auto'" in card
+    ran = {"torch": f"(ran in {bert.dtype_} on torch)",
+           "openvino": f"(ran in {bert.dtype_} on openvino, int8)"}[bert.backend_]
+    assert bert.dtype_ in ("float32", "bfloat16") and ran in card
 
 
 def test_predict_prints_label_names_per_text(trained, capsys):

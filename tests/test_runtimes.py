@@ -12,6 +12,7 @@ import pytest
 
 from conftest import FIXTURE_TEXTS
 from skstack import EncoderEmbedder
+from skstack.artifacts import ARTIFACTS
 
 TEXTS = FIXTURE_TEXTS
 
@@ -29,12 +30,14 @@ def reference(tiny_bert):
 def test_float32_runtime_matches_torch_and_exports_once(backend, tiny_bert, reference, home):
     tmp_path = home  # exports go under the home folder
     pytest.importorskip("onnxruntime" if backend == "onnx" else "openvino")
+    ARTIFACTS.discard("runtime")
     emb = EncoderEmbedder(tiny_bert, backend=backend, layers="-1,-2", cache=tmp_path,
                           dtype="float32").fit(TEXTS)
     out = emb.transform(TEXTS)
     assert out.dtype == np.float32 and out.shape == reference.shape
     np.testing.assert_allclose(out, reference, atol=2e-4)
-    exports = list((tmp_path / "exports").rglob("model.onnx"))
+    exports = list((tmp_path / "exports").rglob("model.onnx" if backend == "onnx"
+                                                else "model.xml"))
     assert len(exports) == 1
     stamp = exports[0].stat().st_mtime_ns
     EncoderEmbedder(tiny_bert, backend=backend, layers=-1, cache=tmp_path).fit(
@@ -47,6 +50,7 @@ def test_int8_is_close_to_float32_and_keeps_its_own_cache_entries(backend, tiny_
                                                                   reference, home):
     tmp_path = home  # the cache and the exports in one folder
     pytest.importorskip("onnxruntime" if backend == "onnx" else "nncf")
+    ARTIFACTS.discard("runtime")  # an earlier test's runtime would be reused, not exported
     fp32 = EncoderEmbedder(tiny_bert, backend=backend, layers="-1,-2", cache=tmp_path).fit(TEXTS)
     int8 = EncoderEmbedder(tiny_bert, backend=backend, quantization="int8", layers="-1,-2",
                            cache=tmp_path).fit(TEXTS)
@@ -115,3 +119,58 @@ def test_quantizing_prints_its_bar_only_when_asked(show, tiny_bert, tmp_path):
                           timeout=300, env={**os.environ, "SKSTACK_HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert ("Applying Weight Compression" in done.stdout + done.stderr) is show
+
+
+@pytest.mark.parametrize(("native", "limit", "dtype", "quantization", "expected"), [
+    (False, None, "auto", "auto", ("openvino", "int8", "float32")),  # an AVX2 CPU
+    (True, None, "auto", "auto", ("torch", None, "bfloat16")),  # AVX512-BF16 or AMX
+    (True, None, "auto", "int8", ("openvino", "int8", "bfloat16")),  # int8 asked for
+    (False, "AVX2", "auto", "auto", ("torch", None, "float32")),  # OpenVINO fails under it
+    (False, None, "float16", "auto", ("torch", None, "float16")),  # a precision torch runs
+    (False, None, "auto", None, ("openvino", None, "float32")),
+    (False, "aarch64", "auto", "auto", ("torch", None, "float32")),  # not measured there
+])
+def test_auto_backend_follows_the_cpu_class(native, limit, dtype, quantization, expected,
+                                            tiny_bert, reference, home, monkeypatch):
+    pytest.importorskip("nncf")
+    monkeypatch.setattr("skstack.encoder.native_bfloat16", lambda device: native)
+    machine = "aarch64" if limit == "aarch64" else "x86_64"
+    monkeypatch.setattr("skstack._runtimes.platform.machine", lambda: machine)
+    limit = None if limit == "aarch64" else limit
+    if limit:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
+    emb = EncoderEmbedder(tiny_bert, backend="auto", quantization=quantization, dtype=dtype,
+                          layers="-1,-2", cache=None).fit(TEXTS)
+    assert (emb.backend_, emb.quantization_, emb.dtype_) == expected
+    if expected[0] == "openvino":  # really run there, close to torch float32
+        assert emb.fingerprint_ != EncoderEmbedder(tiny_bert, layers="-1,-2").fit(
+            TEXTS).fingerprint_
+        assert _cosines(emb.transform(TEXTS), reference).min() > 0.98
+
+
+def test_auto_backend_without_openvino_is_torch(tiny_bert, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else real(name, *a))
+    monkeypatch.setattr("skstack.encoder.native_bfloat16", lambda device: False)
+    emb = EncoderEmbedder(tiny_bert, backend="auto", quantization="auto", cache=None).fit(TEXTS)
+    assert (emb.backend_, emb.quantization_) == ("torch", None)
+    with pytest.raises(ValueError, match=r"needs backend='onnx' or 'openvino' \(backend='auto' "
+                                         r"chose 'torch' here\)"):
+        EncoderEmbedder(tiny_bert, backend="auto", quantization="int8").fit(TEXTS)
+
+
+def test_the_chosen_backend_is_kept_by_a_saved_model(tiny_bert, home, tmp_path, monkeypatch):
+    pytest.importorskip("nncf")
+    from skstack import load, save
+
+    monkeypatch.setattr("skstack.encoder.native_bfloat16", lambda device: False)
+    monkeypatch.setattr("skstack._runtimes.platform.machine", lambda: "x86_64")
+    emb = EncoderEmbedder(tiny_bert, backend="auto", quantization="auto", cache=None).fit(TEXTS)
+    save(emb, tmp_path / "emb.skstack")
+    # loaded on a machine of the other class: the vectors the model was fitted on stay
+    monkeypatch.setattr("skstack.encoder.native_bfloat16", lambda device: True)
+    loaded = load(tmp_path / "emb.skstack")
+    assert (loaded.backend_, loaded.quantization_, loaded.dtype_) == ("openvino", "int8",
+                                                                      "float32")
+    np.testing.assert_array_equal(loaded.transform(TEXTS), emb.transform(TEXTS))
