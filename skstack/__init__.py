@@ -32,6 +32,7 @@ from skstack.pipelines import (
 )
 from skstack.report import evaluate_model, html_report
 from skstack.sequences import WordSequences, word_spans
+from skstack.sharded_cache import ShardedStore
 from skstack.stacking import StackingEmbedder
 from skstack.targets import decide
 from skstack.thresholds import TunedThresholds, tune_thresholds
@@ -45,6 +46,7 @@ __all__ = [
     "LabelStatistics",
     "ModelFileError",
     "MultilabelReport",
+    "ShardedStore",
     "StackingEmbedder",
     "TunedThresholds",
     "WordSequences",

@@ -9,11 +9,11 @@ share one SQLite file.
 
 A store is an :class:`EmbeddingStore`: ``get_many``, ``put_many`` and ``clear``. Two ship
 here: :class:`MemoryStore` (bounded by bytes, least recently used first out) and
-:class:`SQLiteStore` (a file per folder; SQLite serialises concurrent writers, each row
-carries a checksum over its key and its data, so that a damaged or misplaced entry is
-recomputed, never returned). A new backend is
-one subclass with a ``scheme``: ``cache="<scheme>://<location>"`` then selects it
-(:func:`open_stores`).
+:class:`SQLiteStore` (a file per folder, for one host; SQLite serialises concurrent writers,
+each row carries a checksum over its key and its data, so that a damaged or misplaced entry
+is recomputed, never returned); :mod:`skstack.sharded_cache` adds the store a cluster
+shares. A new backend is one subclass with a ``scheme``: ``cache="<scheme>://<location>"``
+then selects it (:func:`open_stores`).
 
 Import rule: numpy, the standard library and ``skstack.artifacts`` (the in-memory arrays
 live in the process's one artifact store).
@@ -60,16 +60,25 @@ class EmbeddingStore(ABC):
     float16, any shape); what is put is what is got back.
 
     Subclasses with a ``scheme`` are selected by ``cache="<scheme>://<location>"`` and are
-    built as ``cls(location)``.
+    built as ``cls(location)``; one that overrides :meth:`handles` is built as ``cls(cache)``
+    (the whole URL) for the schemes it accepts, after every exact ``scheme``.
     """
 
     scheme: ClassVar[str | None] = None
     _registry: ClassVar[dict[str, type[EmbeddingStore]]] = {}
+    _by_url: ClassVar[list[type[EmbeddingStore]]] = []
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.scheme:
             EmbeddingStore._registry[cls.scheme] = cls
+        if "handles" in cls.__dict__:
+            EmbeddingStore._by_url.append(cls)
+
+    @classmethod
+    def handles(cls, scheme: str) -> bool:
+        """Whether ``cache="<scheme>://..."`` (the whole URL) selects this store."""
+        return False
 
     @abstractmethod
     def get_many(self, fingerprint: str, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
@@ -312,8 +321,9 @@ def open_stores(cache) -> list[EmbeddingStore]:
     """The stores an encoder's ``cache`` parameter names, fastest first.
 
     ``None``: none. ``"memory"``: this process's :data:`MEMORY`. ``"<scheme>://<location>"``:
-    memory, then the registered store of that scheme. Any other str or path: memory, then a
-    :class:`SQLiteStore` in that folder.
+    memory, then the registered store of that scheme, else the store that handles the URL
+    (:class:`skstack.sharded_cache.ShardedStore` for any fsspec file system). Any other str
+    or path: memory, then a :class:`SQLiteStore` in that folder.
     """
     if cache is None:
         return []
@@ -321,17 +331,21 @@ def open_stores(cache) -> list[EmbeddingStore]:
         return [MEMORY]
     scheme, sep, location = str(cache).partition("://")
     if sep:
-        if scheme not in EmbeddingStore._registry:
-            raise ValueError(f"No cache store is registered for {scheme + '://'!r}; known: "
-                             f"{sorted(s + '://' for s in EmbeddingStore._registry)}.")
-        return [MEMORY, EmbeddingStore._registry[scheme](location)]
+        if scheme in EmbeddingStore._registry:
+            return [MEMORY, EmbeddingStore._registry[scheme](location)]
+        for store in EmbeddingStore._by_url:
+            if store.handles(scheme):
+                return [MEMORY, store(str(cache))]
+        raise ValueError(f"No cache store is registered for {scheme + '://'!r}; known: "
+                         f"{sorted(s + '://' for s in EmbeddingStore._registry)} and the "
+                         "file systems fsspec knows (s3://, gs://, file://, ...).")
     return [MEMORY, SQLiteStore(cache)]
 
 
-def cache_folder(cache) -> Path | None:
-    """The folder a ``cache`` parameter names: that of its :class:`SQLiteStore` as
-    :func:`open_stores` reads the parameter (``None`` for memory, no cache or a scheme)."""
-    return next((s.folder for s in open_stores(cache) if isinstance(s, SQLiteStore)), None)
+def shared_by_processes(cache) -> bool:
+    """Whether a ``cache`` parameter names a store other processes read (a folder's SQLite
+    file, a URL's store), as :func:`open_stores` reads it."""
+    return any(not isinstance(s, MemoryStore) for s in open_stores(cache))
 
 
 def folder_in_place(target: Path, write) -> Path:

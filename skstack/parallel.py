@@ -16,7 +16,7 @@ from __future__ import annotations
 from sklearn.base import BaseEstimator, clone
 
 from skstack._validation import check_texts
-from skstack.cache import MEMORY, Lookup, cache_folder, open_stores
+from skstack.cache import MEMORY, Lookup, open_stores, shared_by_processes
 from skstack.encoder import EncoderEmbedder
 
 
@@ -45,8 +45,8 @@ def warm_cache(estimator: BaseEstimator, X, *, require_folder: bool = True) -> i
     X : sequence of str
         Every text the search will see (all of its folds).
     require_folder : bool, default=True
-        Refuse encoders whose ``cache`` is not a folder: other processes cannot read this
-        process's memory, so warming it would not help them.
+        Refuse encoders whose ``cache`` is not a folder or a URL: other processes cannot
+        read this process's memory, so warming it would not help them.
 
     Returns
     -------
@@ -65,12 +65,13 @@ def warm_cache(estimator: BaseEstimator, X, *, require_folder: bool = True) -> i
     """
     encoders = frozen_encoders(estimator)
     if require_folder:
-        shared = [e for e in encoders if cache_folder(e.cache) is None]
+        shared = [e for e in encoders if not shared_by_processes(e.cache)]
         if shared:
             raise ValueError(
                 f"warm_cache: encoder {shared[0].model!r} has cache={shared[0].cache!r}, which "
                 "other processes cannot read; give it cache='<folder>' (a folder every worker "
-                "reaches), or pass require_folder=False to warm this process only.")
+                "reaches) or an fsspec URL ('s3://bucket/cache'), or pass "
+                "require_folder=False to warm this process only.")
     texts = check_texts(X)
     n_encoded, done = 0, set()
     for encoder in encoders:

@@ -133,3 +133,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+class ForwardCounter:
+    """Counts forward passes of an encoder through a hook."""
+
+    def __init__(self, model):
+        self.calls = 0
+        self.rows = 0
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, kwargs_or_output, output=None):
+        self.calls += 1
+
+    def remove(self):
+        self.handle.remove()

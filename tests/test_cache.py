@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from conftest import FIXTURE_TEXTS
+from conftest import FIXTURE_TEXTS, ForwardCounter
 from skstack import EncoderEmbedder
 from skstack.cache import (
     _DB_NAME,
@@ -22,21 +22,6 @@ from skstack.cache import (
     clear_memory_cache,
     text_key,
 )
-
-
-class ForwardCounter:
-    """Counts forward passes of an encoder through a hook."""
-
-    def __init__(self, model):
-        self.calls = 0
-        self.rows = 0
-        self.handle = model.register_forward_hook(self._hook)
-
-    def _hook(self, module, args, kwargs_or_output, output=None):
-        self.calls += 1
-
-    def remove(self):
-        self.handle.remove()
 
 
 @pytest.fixture(autouse=True)
