@@ -1,8 +1,9 @@
-"""The ``skstack`` command line: ``train``, ``predict`` and ``evaluate``.
+"""The ``skstack`` command line: ``train``, ``predict``, ``evaluate`` and ``serve``.
 
     skstack train sample --preset quickstart --output model.skstack
     skstack predict model.skstack "What a lovely day" "I can't believe it"
     skstack evaluate model.skstack sample --split test --html report.html
+    skstack serve model.skstack --port 8000
 
 Exit codes: 0 success; 2 a bad command line, file, column or model file (one line on stderr
 that names the problem); 1 anything else (with a traceback). Built on argparse: the
@@ -43,6 +44,7 @@ from skstack.pipelines import (
     quickstart_pipeline,
 )
 from skstack.report import html_report, rule_settings
+from skstack.serving import ServeSettings, load_model, run
 from skstack.thresholds import TunedThresholds
 
 # What a config file may set for each preset, besides preset and objective.
@@ -220,6 +222,32 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    if not Path(args.model).is_file():
+        raise UsageError(f"model file {args.model} not found.")
+    settings = ServeSettings(model=args.model, trust_joblib=args.trust_joblib,
+                             max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                             max_texts=args.max_texts, max_chars=args.max_chars)
+    model = load_model(settings)  # a file that fails to load stops here, before any port
+    print(f"skstack serve: {args.model} ({len(label_names(model))} labels) on "
+          f"http://{args.host}:{args.port}: POST /predict {{\"texts\": [...]}}; GET /health, "
+          "/labels, /card", file=sys.stderr, flush=True)
+    run(settings, host=args.host, port=args.port, workers=args.workers,
+        model=model if args.workers == 1 else None)
+    return 0
+
+
+def _positive(kind, zero_ok: bool = False):
+    """An argparse type: a number of ``kind`` above zero (or zero with ``zero_ok``)."""
+    def parse(text: str):
+        value = kind(text)
+        if value < 0 or (value == 0 and not zero_ok):
+            expected = "zero or more" if zero_ok else "a number above zero"
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+    return parse
+
+
 def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="'sample' (the bundled GoEmotions sample), a GoEmotions "
                         "folder, a SemEval-2018 E-c file or folder, or a TSV/CSV/JSONL file")
@@ -279,6 +307,26 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--html", help="also write a self-contained HTML report here")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    serve = sub.add_parser("serve", help="answer HTTP requests with the model's labels")
+    serve.add_argument("model", help="a .skstack file (or .joblib with --trust-joblib)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                       "(default: 127.0.0.1, this machine only; 0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=_positive(int), default=1,
+                       help="processes, each with its own copy of the model")
+    serve.add_argument("--max-batch", type=_positive(int), default=64,
+                       help="texts per model call, gathered from waiting requests "
+                            "(1: no micro-batching)")
+    serve.add_argument("--max-wait-ms", type=_positive(float, zero_ok=True), default=5.0,
+                       help="how long a batch waits for more requests after its first")
+    serve.add_argument("--max-texts", type=_positive(int), default=256,
+                       help="texts per request (more: 413)")
+    serve.add_argument("--max-chars", type=_positive(int), default=10_000,
+                       help="characters per text (more: 413)")
+    serve.add_argument("--trust-joblib", action="store_true",
+                       help="allow a joblib file (unpickling runs code: only your own files)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -98,6 +98,29 @@ def tiny_st_folder(tiny_bert, tmp_path_factory) -> str:
     return str(folder)
 
 
+@pytest.fixture(scope="session")
+def trained(tiny_bert, tmp_path_factory):
+    """A TSV of 60 texts with label names, a TOML config and the model `train` wrote."""
+    from skstack.cli import main
+
+    folder = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    names = ["joy", "anger", "fear"]
+    lines = ["text\tlabels"]
+    for i in range(60):
+        picked = [n for n in names if rng.random() < 0.4] or ["joy"]
+        lines.append(f"{FIXTURE_TEXTS[i % len(FIXTURE_TEXTS)]} {i}\t{','.join(picked)}")
+    data = folder / "train.tsv"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = folder / "pipe.toml"
+    config.write_text(f'preset = "stacked"\nobjective = "jaccard"\nchar_ngrams = 8\ncv = 3\n'
+                      f'[encoders]\nbert = "{tiny_bert}"\n'
+                      '[classifier_params]\nmax_epochs = 2\nbatch_size = 16\n', encoding="utf-8")
+    model = folder / "model.skstack"
+    assert main(["--quiet", "train", str(data), "--config", str(config), "-o", str(model)]) == 0
+    return folder, data, model
+
+
 @pytest.fixture
 def emotion_data():
     """60 texts with a 4-label matrix in which label 3 co-occurs with label 0."""

@@ -40,8 +40,10 @@ ALLOWED = {
     "persistence": {"_loading", "_validation", "_version", "losses", "cards"},
     "report": {"cards", "metrics", "plotting", "thresholds"},
     "pipelines": {"_loading", "encoder", "nets", "stacking", "thresholds"},
+    "serving": {"_validation", "_version", "cards", "labels", "persistence", "targets",
+                "thresholds"},
     "cli": {"_config", "cards", "datasets", "labels", "metrics", "persistence",
-            "pipelines", "report", "thresholds"},
+            "pipelines", "report", "serving", "thresholds"},
     "__main__": {"cli"},
 }
 

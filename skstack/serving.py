@@ -1,0 +1,274 @@
+"""A fitted model behind HTTP (``skstack serve``), requests micro-batched into one
+``predict_proba`` call.
+
+    POST /predict  {"texts": ["thank you!", ...]}
+                   -> {"predictions": [{"labels": [...], "probabilities": {...}}, ...],
+                       "thresholds": {...}}
+    GET  /health   GET /labels   GET /card
+
+Built on Starlette, a small, well-kept ASGI toolkit (FastAPI is built on it; five routes and
+JSON need no schema layer above it), run by uvicorn, its reference server. Requests wait in
+a bounded queue; one task takes up to ``max_batch`` texts from it, waiting at most
+``max_wait_ms`` for more after the first, and runs them through the model in one call on a
+worker thread, so the event loop keeps accepting requests meanwhile. ``max_batch=1`` turns
+micro-batching off (each request alone). A bad request gets a 4xx answer with a one-line
+reason in ``{"error": ...}``; nothing it sent reaches the model.
+
+Import rule: ``_validation``, ``_version``, ``cards``, ``labels``, ``persistence``,
+``targets`` and ``thresholds``; starlette and uvicorn are imported by :func:`make_app` and
+:func:`run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from skstack._validation import unwrap_search
+from skstack._version import __version__
+from skstack.cards import model_card
+from skstack.labels import label_names
+from skstack.persistence import ModelFileError, load
+from skstack.targets import decide
+from skstack.thresholds import TunedThresholds
+
+_SETTINGS_VARIABLE = "SKSTACK_SERVE_SETTINGS"  # how uvicorn's worker processes get them
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What ``skstack serve`` was started with (the limits a request is checked against)."""
+
+    model: str
+    trust_joblib: bool = False
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    max_texts: int = 256
+    max_chars: int = 10_000
+    max_queue: int = 1024
+
+
+class BadRequest(Exception):
+    """A request the server refuses, with the HTTP status to answer."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+class Predictor:
+    """Probabilities, decisions and names of a fitted multi-label model, for serving."""
+
+    def __init__(self, model):
+        self.model = model = unwrap_search(model, "serve")
+        self.labels = [str(n) for n in label_names(model)]
+        final = model.steps[-1][1] if hasattr(model, "steps") else model
+        if isinstance(final, TunedThresholds):
+            if final.target_type_ != "multilabel":
+                raise ValueError(f"skstack serve needs a multi-label model; this one was "
+                                 f"fitted on a {final.target_type_} target.")
+            self.thresholds = np.asarray(final.thresholds_, dtype=float)
+            self.min_labels, self.max_labels = final.min_labels, final.max_labels
+        else:  # a bare classifier: its own threshold
+            threshold = float(getattr(final, "threshold", 0.5))
+            self.thresholds = np.full(len(self.labels), threshold)
+            self.min_labels, self.max_labels = 0, None
+        self.calls = 0  # predict_proba calls, for tests and the load benchmark
+
+    def __call__(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        self.calls += 1
+        proba = np.asarray(self.model.predict_proba(texts), dtype=float)
+        return proba, decide(proba, self.thresholds, self.min_labels, self.max_labels)
+
+    def answer(self, proba: np.ndarray, pred: np.ndarray) -> list[dict]:
+        return [{"labels": [n for n, on in zip(self.labels, row, strict=True) if on],
+                 "probabilities": {n: round(float(p), 6)
+                                   for n, p in zip(self.labels, probs, strict=True)}}
+                for probs, row in zip(proba, pred, strict=True)]
+
+
+class MicroBatcher:
+    """Requests' texts gathered into batches for one ``predict`` call each."""
+
+    def __init__(self, predict: Callable[[list[str]], tuple], max_batch: int,
+                 max_wait_ms: float, max_queue: int):
+        self.predict, self.max_batch = predict, max_batch
+        self.max_wait, self.max_queue = max_wait_ms / 1000, max_queue
+        self.queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def submit(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        if self.queue.qsize() >= self.max_queue:
+            raise BadRequest(503, f"the server is busy ({self.queue.qsize()} requests "
+                                  "waiting); retry later.")
+        done = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((texts, done))
+        return await done
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            size, deadline = len(batch[0][0]), loop.time() + self.max_wait
+            while size < self.max_batch:
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), deadline - loop.time())
+                except TimeoutError:
+                    break
+                batch.append(item)
+                size += len(item[0])
+            texts = [t for request, _ in batch for t in request]
+            try:
+                proba, pred = await asyncio.to_thread(self.predict, texts)
+            except Exception as exc:  # every waiting request learns why
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            start = 0
+            for request, done in batch:
+                end = start + len(request)
+                if not done.done():  # its client may have gone
+                    done.set_result((proba[start:end], pred[start:end]))
+                start = end
+
+
+def check_request(body: bytes, settings: ServeSettings) -> list[str]:
+    """The texts of a ``/predict`` body, or :class:`BadRequest` naming what is wrong."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(400, f"the body is not JSON ({exc}).") from None
+    if not isinstance(data, dict) or "texts" not in data:
+        got = "an object without texts" if isinstance(data, dict) else type(data).__name__
+        raise BadRequest(400, f'expected a JSON object {{"texts": ["...", ...]}}, got {got}.')
+    texts = data["texts"]
+    if not isinstance(texts, list):
+        raise BadRequest(400, f'"texts" must be a list of strings, got {type(texts).__name__}.')
+    if len(texts) > settings.max_texts:
+        raise BadRequest(413, f"{len(texts)} texts in one request; at most "
+                              f"{settings.max_texts} (--max-texts).")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise BadRequest(400, f"texts[{i}] is {type(text).__name__}, expected a string.")
+        if len(text) > settings.max_chars:
+            raise BadRequest(413, f"texts[{i}] has {len(text):,} characters; at most "
+                                  f"{settings.max_chars:,} (--max-chars).")
+    return texts
+
+
+def make_app(model, settings: ServeSettings):
+    """The Starlette application serving ``model`` (fitted) under ``settings``."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    predictor = Predictor(model)
+    batcher = MicroBatcher(predictor, settings.max_batch, settings.max_wait_ms,
+                           settings.max_queue)
+    thresholds = dict(zip(predictor.labels, predictor.thresholds.round(6).tolist(),
+                          strict=True))
+    # a body larger than this cannot pass the limits: refused before it is read
+    max_body = settings.max_texts * (settings.max_chars * 6 + 16) + 1024
+
+    def error(status: int, reason: str) -> JSONResponse:
+        return JSONResponse({"error": reason}, status_code=status)
+
+    async def predict(request):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            return error(413, f"the body has {int(length):,} bytes; at most {max_body:,}.")
+        try:
+            texts = check_request(await request.body(), settings)
+            proba, pred = await batcher.submit(texts) if texts else (
+                np.empty((0, len(predictor.labels))), np.empty((0, len(predictor.labels))))
+        except BadRequest as exc:
+            return error(exc.status, str(exc))
+        except Exception as exc:  # the model failed: say how, in one line
+            return error(500, f"the model failed on this request ({type(exc).__name__}: "
+                              f"{str(exc)[:200]}).")
+        return JSONResponse({"predictions": predictor.answer(proba, pred),
+                             "thresholds": thresholds})
+
+    async def health(request):
+        return JSONResponse({"status": "ok", "model": os.path.basename(settings.model),
+                             "labels": len(predictor.labels), "skstack": __version__,
+                             "waiting": batcher.queue.qsize() if batcher.queue else 0})
+
+    async def labels(request):
+        return JSONResponse({"labels": predictor.labels, "thresholds": thresholds,
+                             "min_labels": predictor.min_labels,
+                             "max_labels": predictor.max_labels})
+
+    async def card(request):
+        return PlainTextResponse(model_card(model, title=os.path.basename(settings.model)),
+                                 media_type="text/markdown")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = Starlette(routes=[Route("/predict", predict, methods=["POST"]),
+                            Route("/health", health), Route("/labels", labels),
+                            Route("/card", card)], lifespan=lifespan)
+    app.state.predictor = predictor
+    return app
+
+
+def load_model(settings: ServeSettings):
+    """The model ``settings`` names: ``skstack.load`` for a ``.skstack`` file; joblib only
+    with ``trust_joblib`` (unpickling runs code)."""
+    path = settings.model
+    if path.endswith((".joblib", ".pkl")):
+        if not settings.trust_joblib:
+            raise ValueError(f"{path} is a joblib file, which runs code when loaded; serve a "
+                             ".skstack file (skstack.save), or pass --trust-joblib for a file "
+                             "you made.")
+        import joblib
+
+        try:
+            return joblib.load(path)
+        except Exception as exc:  # unpickling a damaged file can raise almost anything
+            raise ModelFileError(f"{path} is damaged or truncated: joblib could not read it "
+                                 f"({type(exc).__name__}: {str(exc)[:120]}).") from None
+    return load(path)
+
+
+def app_from_environment():
+    """The application for one of uvicorn's worker processes (``--workers N``)."""
+    settings = ServeSettings(**json.loads(os.environ[_SETTINGS_VARIABLE]))
+    return make_app(load_model(settings), settings)
+
+
+def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
+        workers: int = 1, model=None) -> None:
+    """Serve until interrupted. ``model``: the loaded model (loaded here if ``None``); with
+    several ``workers`` each worker process loads its own."""
+    import uvicorn
+
+    if workers > 1:
+        os.environ[_SETTINGS_VARIABLE] = json.dumps(asdict(settings))
+        uvicorn.run("skstack.serving:app_from_environment", factory=True, host=host,
+                    port=port, workers=workers)
+        return
+    app = make_app(load_model(settings) if model is None else model, settings)
+    uvicorn.run(app, host=host, port=port)
+

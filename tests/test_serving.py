@@ -1,0 +1,206 @@
+"""``skstack serve``: a real uvicorn server on a loopback port, answering with the model's
+own probabilities and decisions, micro-batching concurrent requests without mixing them up,
+and refusing bad requests with a one-line reason."""
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from skstack import load, predict_label_lists
+from skstack.cli import main
+from skstack.serving import BadRequest, MicroBatcher, ServeSettings, make_app
+
+TEXTS = ["thank you so much!", "this is terrible", "I am scared", "what a lovely day"]
+
+
+class Server:
+    """``make_app`` run by uvicorn in a thread, on a port the OS picked."""
+
+    def __init__(self, model, settings):
+        import uvicorn
+
+        self.app = make_app(model, settings)
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run,
+                                       kwargs={"sockets": [self.socket]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "did not start"
+            time.sleep(0.02)
+
+    def request(self, path: str, body: bytes | None = None, method: str | None = None):
+        """(status, decoded JSON or text) of one request."""
+        req = urllib.request.Request(self.url + path, data=body, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as answer:
+                status, raw, kind = answer.status, answer.read(), answer.headers["content-type"]
+        except urllib.error.HTTPError as exc:
+            status, raw, kind = exc.code, exc.read(), exc.headers["content-type"]
+        return status, json.loads(raw) if "json" in kind else raw.decode()
+
+    def predict(self, texts):
+        return self.request("/predict", json.dumps({"texts": texts}).encode())
+
+    def close(self):
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    return load(trained[2])
+
+
+@pytest.fixture(scope="module")
+def server(model, trained):
+    # a long wait so that concurrent requests surely meet in one batch
+    running = Server(model, ServeSettings(model=str(trained[2]), max_batch=64,
+                                          max_wait_ms=100, max_texts=8, max_chars=50))
+    yield running
+    running.close()
+
+
+def test_predict_answers_with_the_models_own_probabilities_and_labels(server, model):
+    status, answer = server.predict(TEXTS)
+    assert status == 200
+    names = model.named_steps["clf"].label_names_
+    expected = model.predict_proba(TEXTS)
+    got = np.array([[row["probabilities"][n] for n in names] for row in answer["predictions"]])
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert [row["labels"] for row in answer["predictions"]] == predict_label_lists(model, TEXTS)
+    thresholds = model.named_steps["clf"].thresholds_
+    np.testing.assert_allclose([answer["thresholds"][n] for n in names], thresholds, atol=1e-6)
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server, model):
+    texts = [f"{TEXTS[i % 4]} {'!' * (i % 5)} number {i}" for i in range(24)]
+    expected = dict(zip(texts, predict_label_lists(model, texts), strict=True))
+    calls = server.app.state.predictor.calls
+    with ThreadPoolExecutor(12) as pool:  # 12 requests of 2 texts each, all at once
+        answers = list(pool.map(server.predict, [texts[i:i + 2] for i in range(0, 24, 2)]))
+    for i, (status, answer) in enumerate(answers):
+        assert status == 200
+        # by content: request i's texts get request i's labels, in its order
+        assert [p["labels"] for p in answer["predictions"]] == [
+            expected[t] for t in texts[2 * i:2 * i + 2]]
+    assert server.app.state.predictor.calls - calls < 12  # some requests shared a call
+
+
+@pytest.mark.parametrize("body, status, reason", [
+    (b"{not json", 400, "the body is not JSON"),
+    (b'["hi"]', 400, 'expected a JSON object {"texts": ["...", ...]}, got list'),
+    (b'{"text": "hi"}', 400, "got an object without texts"),
+    (b'{"texts": "hi"}', 400, '"texts" must be a list of strings, got str'),
+    (b'{"texts": ["hi", 3]}', 400, "texts[1] is int, expected a string"),
+    (b'{"texts": ["hi", null]}', 400, "texts[1] is NoneType, expected a string"),
+    (json.dumps({"texts": ["a"] * 9}).encode(), 413, "9 texts in one request; at most 8"),
+    (json.dumps({"texts": ["ok", "x" * 51]}).encode(), 413, "texts[1] has 51 characters; at "
+                                                            "most 50 (--max-chars)"),
+    (b"x" * 10_000, 413, "the body has 10,000 bytes; at most"),
+])
+def test_a_bad_request_gets_a_4xx_with_a_one_line_reason(server, body, status, reason):
+    got, answer = server.request("/predict", body)
+    assert got == status and reason in answer["error"] and "\n" not in answer["error"]
+
+
+def test_no_texts_get_no_predictions_and_get_is_not_allowed(server):
+    status, answer = server.predict([])
+    assert status == 200 and answer["predictions"] == []
+    assert sorted(answer["thresholds"]) == ["anger", "fear", "joy"]
+    assert server.request("/predict")[0] == 405
+
+
+def test_health_labels_and_card(server, model):
+    status, health = server.request("/health")
+    assert status == 200 and health["status"] == "ok" and health["labels"] == 3
+    assert health["model"] == "model.skstack"
+    status, labels = server.request("/labels")
+    assert labels["labels"] == ["anger", "fear", "joy"] and labels["min_labels"] == 1
+    status, card = server.request("/card")
+    assert status == 200 and card.startswith("# model.skstack") and "| joy |" in card
+
+
+def test_a_full_queue_is_refused_with_503():
+    async def scenario():
+        batcher = MicroBatcher(lambda texts: (np.zeros((len(texts), 1)),) * 2, max_batch=4,
+                               max_wait_ms=0, max_queue=2)
+        await batcher.start()
+        batcher.queue.put_nowait((["a"], asyncio.get_running_loop().create_future()))
+        batcher.queue.put_nowait((["b"], asyncio.get_running_loop().create_future()))
+        with pytest.raises(BadRequest, match="the server is busy \\(2 requests waiting\\)"):
+            await batcher.submit(["c"])
+        await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_model_that_fails_answers_500_and_the_next_request_is_served(model, trained):
+    class Flaky:
+        steps = model.steps
+
+        def __init__(self):
+            self.fail = True
+
+        def predict_proba(self, texts):
+            if self.fail:
+                self.fail = False
+                raise RuntimeError("out of memory")
+            return model.predict_proba(texts)
+
+    running = Server(Flaky(), ServeSettings(model=str(trained[2])))
+    try:
+        status, answer = running.predict(TEXTS)
+        assert status == 500 and answer["error"] == (
+            "the model failed on this request (RuntimeError: out of memory).")
+        assert running.predict(TEXTS)[0] == 200
+    finally:
+        running.close()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncated", "m.skstack is not a readable skstack model file"),
+    ("joblib", "is a joblib file, which runs code when loaded; serve a .skstack file"),
+    ("missing", "model file nowhere.skstack not found"),
+])
+def test_a_model_that_cannot_be_served_stops_the_server_at_start(damage, message, trained,
+                                                                  tmp_path, capsys,
+                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "m.skstack"
+    if damage == "truncated":
+        raw = trained[2].read_bytes()
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "joblib":
+        path = tmp_path / "m.joblib"
+        path.write_bytes(b"anything")
+    else:
+        path = "nowhere.skstack"
+    started = []
+    monkeypatch.setattr("skstack.cli.run", lambda *a, **k: started.append(a))
+    assert main(["serve", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and not started
+
+
+def test_serve_passes_its_options_to_the_server(trained, monkeypatch, capsys):
+    seen = {}
+    monkeypatch.setattr("skstack.cli.run", lambda settings, **kw: seen.update(kw, s=settings))
+    assert main(["serve", str(trained[2]), "--port", "9999", "--max-batch", "1",
+                 "--max-wait-ms", "0"]) == 0
+    assert seen["port"] == 9999 and seen["workers"] == 1 and seen["model"] is not None
+    assert seen["s"].max_batch == 1 and seen["s"].max_wait_ms == 0
+    assert "on http://127.0.0.1:9999: POST /predict" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["serve", str(trained[2]), "--max-batch", "0"])
