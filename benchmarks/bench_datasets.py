@@ -3,6 +3,7 @@
     ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
         python benchmarks/bench_datasets.py --dtype float32          # both data sets
     python benchmarks/bench_datasets.py --data kaomoji --train 10000
+    python benchmarks/bench_datasets.py --dtype float32 --backend openvino --quantization int8
 
 Data sets: GoEmotions (English Reddit comments, 28 labels; the first ``--train`` rows of a
 fixed shuffle of train, the first ``--test`` rows of test) and kaomoji-dataset (Japanese text
@@ -51,9 +52,11 @@ LR = "one-vs-rest LR (C=1) on the pooled vectors"
 STAGES = ("encoders", "character n-grams", "meta-learner (out of fold + final)")
 
 
-def fit_stack(words: bool, dtype: str, X_train, Y_train, X_test):
+def fit_stack(words: bool, dtype: str, X_train, Y_train, X_test, backend: str = "torch",
+              quantization: str | None = None):
     """The stack's training and test blocks and the seconds of each stage of its fit."""
-    stack = make_stack(words, dtype=dtype, cache=None)
+    stack = make_stack(words, dtype=dtype, cache=None, backend=backend,
+                       quantization=quantization)
     clock = Clock()
     chars_class = type(stack.members[-1][1])
     patched = [(EncoderEmbedder, "fit_transform", STAGES[0]),
@@ -119,6 +122,8 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=3000)
     parser.add_argument("--test", type=int, default=2000)
     parser.add_argument("--dtype", default="auto", choices=("float32", "bfloat16", "auto"))
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnx", "openvino"))
+    parser.add_argument("--quantization", default=None, choices=("int8",))
     parser.add_argument("--batch-orders", nargs="*", default=[],
                         choices=("rows", "shuffled", "by_length"),
                         help="also the default head with these batch orders")
@@ -127,7 +132,8 @@ def main() -> None:
     args = parser.parse_args()
     print(describe())
     torch.set_num_threads(2)
-    out_path = ROOT / "runs" / f"bench_datasets-{args.dtype}.json"
+    runtime = "" if args.backend == "torch" else f"-{args.backend}-{args.quantization or 'fp'}"
+    out_path = ROOT / "runs" / f"bench_datasets-{args.dtype}{runtime}.json"
     out_path.parent.mkdir(exist_ok=True)
     log = json.loads(out_path.read_text()) if out_path.exists() else {}
     configs = {name: c for name, c in configurations(args.batch_orders).items()
@@ -142,7 +148,8 @@ def main() -> None:
         entry["labels"] = labels
         for mode in dict.fromkeys(m for m, _, _ in configs.values()):
             _, S_train, S_test, seconds = fit_stack(mode == "word mode", args.dtype,
-                                                    texts["train"], Y["train"], texts["test"])
+                                                    texts["train"], Y["train"], texts["test"],
+                                                    args.backend, args.quantization)
             entry["stack_seconds"][mode] = seconds
             runs = {name: [] for name, (m, _, _) in configs.items() if m == mode}
             spent = dict.fromkeys(runs, 0.0)

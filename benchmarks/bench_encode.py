@@ -3,6 +3,7 @@
     python benchmarks/bench_encode.py                  # speed, agreement, cache (about 3 min)
     python benchmarks/bench_encode.py --memory 50000   # peak memory on 50,000 texts
     python benchmarks/bench_encode.py --precisions     # fp32, bf16, int8 on each backend
+    python benchmarks/bench_encode.py --precisions --as-without-bf16   # what 'auto' picks there
 
 Both encode the same GoEmotions texts with all-MiniLM-L6-v2 (the offline PyPI copy) on
 2 CPU threads with the same batch size and max length, in alternating runs in one process.
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from machine import describe
+
+from skstack.pipelines import RECOMMENDED_ENCODER_PARAMS
 
 # ../shared beside the repository; SKSTACK_GOEMOTIONS names another copy (a GPU machine's)
 DATA = Path(os.environ.get("SKSTACK_GOEMOTIONS")
@@ -90,21 +93,25 @@ def speed(n: int, batch_size: int, rounds: int) -> None:
     print(f"cache: cold {cold:.2f} s, warm {warm * 1000:.1f} ms, speed-up {cold / warm:.0f}x")
 
 
-# name: EncoderEmbedder parameters; the first is the reference for the cosines
+# name: EncoderEmbedder parameters; the first is the reference for the cosines (and the first
+# word-mode one, for word-mode variants)
 VARIANTS = {
     "torch float32": {},
+    "torch float32, word mode": {"word_pooling": "mean"},
+    "pipeline defaults (word mode, auto)": RECOMMENDED_ENCODER_PARAMS,
     "torch bfloat16": {"dtype": "bfloat16"},
     "onnx float32": {"backend": "onnx"},
     "onnx int8": {"backend": "onnx", "quantization": "int8"},
     "openvino float32": {"backend": "openvino"},
     "openvino bfloat16": {"backend": "openvino", "dtype": "bfloat16"},
+    "openvino int8 (float32 elsewhere)": {"backend": "openvino", "quantization": "int8"},
     "openvino int8 (bfloat16 elsewhere)": {"backend": "openvino", "quantization": "int8",
                                            "dtype": "bfloat16"},
 }
 
 
 def precisions(n: int, batch_size: int, rounds: int, export_folder: str,
-               device: str = "cpu") -> None:
+               device: str = "cpu", skip: tuple[str, ...] = ()) -> None:
     """Every variant and SentenceTransformer.encode (float32) in alternating rounds; on a GPU
     the torch variants only (the runtimes are CPU backends)."""
     from sentence_transformers import SentenceTransformer
@@ -114,7 +121,8 @@ def precisions(n: int, batch_size: int, rounds: int, export_folder: str,
     data = texts(n)
     st = SentenceTransformer(model_path(), device=device).float()  # a folder may be fp16
     variants = {name: params for name, params in VARIANTS.items()
-                if device == "cpu" or name.startswith("torch")}
+                if (device == "cpu" or name.startswith("torch"))
+                and not any(word in name for word in skip)}
     # cache=<folder> while exporting (once, before timing); cache=None for the timed rounds
     models = {name: EncoderEmbedder(model_path(), normalize=True, batch_size=batch_size,
                                     max_length=st.max_seq_length, cache=export_folder,
@@ -134,21 +142,30 @@ def precisions(n: int, batch_size: int, rounds: int, export_folder: str,
             start = time.perf_counter()
             outputs[name] = emb.transform(data)
             seconds[name].append(time.perf_counter() - start)
-    ref = outputs["torch float32"]
     print(f"texts: {n}, batch size {batch_size}, device {device}, threads "
           f"{torch.get_num_threads()}, rounds {rounds}\n")
-    print("| variant | texts/s (median) | × sentence-transformers fp32 | cosine to torch fp32 "
-          "(min / mean) |\n|---|---|---|---|")
+    print("| variant | runs as | texts/s (median) | × sentence-transformers fp32 | cosine to "
+          "torch fp32 (min / mean) |\n|---|---|---|---|---|")
     base = np.median(seconds["sentence-transformers"])
     for name, values in seconds.items():
-        cos = "" if name not in outputs else "{:.4f} / {:.4f}".format(
-            *_cosines(ref, outputs[name]))
-        print(f"| {name} | {n / np.median(values):.0f} | {base / np.median(values):.2f} | "
-              f"{cos} |")
+        cos, ran = "", ""
+        if name in outputs:
+            emb = models[name]
+            ref = next(outputs[r] for r in outputs if (models[r].word_pooling is None) is (
+                emb.word_pooling is None))
+            cos = "{:.4f} / {:.4f}".format(*_cosines(ref, outputs[name]))
+            backend, quantization = emb._runtime()
+            ran = f"{backend} {emb.dtype_}" + (f" {quantization}" if quantization else "")
+        print(f"| {name} | {ran} | {n / np.median(values):.0f} | "
+              f"{base / np.median(values):.2f} | {cos} |")
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    cos = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+def _cosines(a, b) -> tuple[float, float]:
+    """Row cosines of two outputs: vectors, or word states (WordSequences) word by word."""
+    a, b = (getattr(x, "values", x).astype(np.float32) for x in (a, b))
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    kept = norms > 0  # word mode: a word no token reached is all zeros in both
+    cos = np.sum(a * b, axis=1)[kept] / norms[kept]
     return float(cos.min()), float(cos.mean())
 
 
@@ -177,10 +194,21 @@ def main() -> None:
                         help="table of backends and precisions against sentence-transformers")
     parser.add_argument("--device", default="cpu", help="--precisions on this device")
     parser.add_argument("--model", default=None, help="model folder (default: the PyPI MiniLM)")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        help="--precisions without the variants whose names hold these words "
+                             "(OpenVINO's bfloat16 fails under ONEDNN_MAX_CPU_ISA=AVX2)")
+    parser.add_argument("--as-without-bf16", action="store_true",
+                        help="the choices dtype/backend='auto' make on a CPU without native "
+                             "bfloat16, run on this one (OpenVINO ignores ONEDNN_MAX_CPU_ISA)")
     parser.add_argument("--export-folder", default="runs/embedding-cache",
                         help="where --precisions keeps its ONNX/OpenVINO exports")
     args = parser.parse_args()
     print(describe())  # which CPU (and GPU) these figures come from
+    if args.as_without_bf16:
+        import skstack.encoder
+
+        skstack.encoder.native_bfloat16 = lambda device: False
+        print("as on a CPU without native bfloat16: 'auto' resolves to float32 / OpenVINO")
     if args.model:
         os.environ["SKSTACK_MODEL"] = args.model
     torch.set_num_threads(2)
@@ -189,7 +217,8 @@ def main() -> None:
     if args.memory:
         memory(args.memory, args.batch_size)
     elif args.precisions:
-        precisions(args.n, args.batch_size, args.rounds, args.export_folder, args.device)
+        precisions(args.n, args.batch_size, args.rounds, args.export_folder, args.device,
+                   tuple(args.skip))
     else:
         speed(args.n, args.batch_size, args.rounds)
 
