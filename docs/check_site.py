@@ -31,10 +31,24 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def screenshot(browser: str, page: Path, out: Path) -> None:
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                    "--hide-scrollbars", f"--screenshot={out}", "--window-size=1280,1600",
-                    page.as_uri()], check=True, capture_output=True, timeout=120)
+def _headless(browser: str, *args: str, wait_ms: int = 0) -> list[str]:
+    # --virtual-time-budget lets a page's scripts (and their requests) finish first
+    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            *([f"--virtual-time-budget={wait_ms}"] if wait_ms else []), *args]
+
+
+def screenshot(browser: str, page: Path | str, out: Path, size: str = "1280,1600",
+               wait_ms: int = 0) -> None:
+    """A PNG of ``page`` (a file, or a URL) at ``size`` pixels."""
+    url = page.as_uri() if isinstance(page, Path) else page
+    subprocess.run(_headless(browser, f"--screenshot={out}", f"--window-size={size}", url,
+                             wait_ms=wait_ms), check=True, capture_output=True, timeout=120)
+
+
+def rendered_dom(browser: str, url: str, wait_ms: int = 20_000) -> str:
+    """The page's HTML after its scripts ran."""
+    return subprocess.run(_headless(browser, "--dump-dom", url, wait_ms=wait_ms), check=True,
+                          capture_output=True, text=True, timeout=120).stdout
 
 
 def is_blank(png: Path) -> bool:

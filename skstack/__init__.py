@@ -17,6 +17,7 @@ from skstack.datasets import (
     load_table,
 )
 from skstack.encoder import EncoderEmbedder
+from skstack.explanations import Explanation, explain
 from skstack.labels import from_label_lists, label_names, predict_label_lists, to_label_lists
 from skstack.losses import HybridLoss, LabelStatistics
 from skstack.metrics import MultilabelReport, get_scorers, jaccard_accuracy, multilabel_report
@@ -42,6 +43,7 @@ __all__ = [
     "BiLSTMModule",
     "BlockArray",
     "EncoderEmbedder",
+    "Explanation",
     "HybridLoss",
     "LabelStatistics",
     "ModelFileError",
@@ -59,6 +61,7 @@ __all__ = [
     "decide",
     "default_minilm",
     "evaluate_model",
+    "explain",
     "from_label_lists",
     "get_config",
     "get_scorers",

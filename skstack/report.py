@@ -1,11 +1,13 @@
 """A self-contained HTML evaluation report: :func:`html_report` and :func:`evaluate_model`.
 
-One page, no external files: the averages, a per-label table, per-label F1 bars, each label's
-precision/recall curve with its chosen threshold, label co-occurrence of gold against
-predicted labels, and the most confident errors. Figures are inline SVG
-(matplotlib).
+One page, no external files: warnings first (scores that cannot be trusted), what the
+model is, the averages beside two text-blind baselines, a per-label table, per-label F1
+bars, each label's precision/recall curve with its chosen threshold, label co-occurrence of
+gold against predicted labels, and the most confident errors with the words that drove them
+(:func:`~skstack.explain`). Figures are inline SVG (matplotlib).
 
-Import rule: numpy and ``skstack.metrics``, ``plotting``, ``cards``, ``thresholds``.
+Import rule: numpy and ``skstack.cards``, ``explanations``, ``metrics``, ``plotting``,
+``thresholds``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 import html
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from skstack.cards import find_part
-from skstack.metrics import multilabel_report
+from skstack.cards import find_part, model_facts
+from skstack.explanations import Explanation, explain
+from skstack.metrics import jaccard_accuracy, multilabel_report
 from skstack.plotting import (
     _pyplot,
     plot_label_cooccurrence,
@@ -34,6 +37,9 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 td.text { text-align: left; max-width: 40em; }
+.warning { background: #fff4ce; border-left: 4px solid #e0a800; padding: 0.5em 0.8em; }
+span.up { background: rgba(40, 160, 70, var(--a)); border-radius: 3px; }
+span.down { background: rgba(220, 50, 50, var(--a)); border-radius: 3px; }
 .figures { display: flex; flex-wrap: wrap; gap: 1em; }
 svg { max-width: 100%; height: auto; }
 """
@@ -59,17 +65,43 @@ def _table(header: Sequence[str], rows: list[Sequence]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _confident_errors(Y, pred, proba, labels, texts, n: int) -> list[list]:
-    """The ``n`` predicted labels the model was surest of that were wrong, and the ``n``
-    gold labels it was surest were absent."""
-    rows = []
+def _confident_errors(Y, pred, proba, n: int) -> list[tuple[str, int, int]]:
+    """``(kind, row, label)`` of the ``n`` predicted labels the model was surest of that
+    were wrong, and of the ``n`` gold labels it was surest were absent."""
+    out = []
     for kind, mask, key in (("false positive", (pred == 1) & (Y == 0), -proba),
                             ("false negative", (pred == 0) & (Y == 1), proba)):
         where = np.argwhere(mask)
         order = np.argsort(key[mask], kind="stable")[:n]
-        for i, j in where[order]:
-            text = texts[i] if texts is not None else f"row {i}"
-            rows.append([kind, labels[j], float(proba[i, j]), text])
+        out += [(kind, int(i), int(j)) for i, j in where[order]]
+    return out
+
+
+def _highlighted(explanation: Explanation, label: str) -> str:
+    """The text as HTML, each word shaded by its contribution to ``label``."""
+    column = explanation.contributions[:, explanation.labels.index(label)]
+    scale = max(float(np.abs(column).max(initial=0.0)), 1e-9)
+    parts, at = [], 0
+    for (start, end), c in zip(explanation.spans, column, strict=True):
+        word = html.escape(explanation.text[start:end])
+        parts.append(html.escape(explanation.text[at:start]))
+        parts.append(f"<span class='{'up' if c >= 0 else 'down'}' style='--a: "
+                     f"{abs(c) / scale * 0.75:.2f}' title='{c:+.3f}'>{word}</span>"
+                     if abs(c) >= 5e-4 else word)
+        at = end
+    return "".join(parts) + html.escape(explanation.text[at:])
+
+
+def _baselines(Y: np.ndarray) -> list[list]:
+    """Two predictions that ignore the text, scored on ``Y``: a floor for the model's."""
+    top = np.zeros_like(Y)
+    top[:, int(Y.sum(axis=0).argmax())] = 1
+    rows = []
+    for name, pred in (("the most frequent label for every text", top),
+                       ("every label for every text", np.ones_like(Y))):
+        report = multilabel_report(Y, pred)
+        rows.append([f"baseline: {name}", report.averages["macro"]["f1"],
+                     report.averages["micro"]["f1"], jaccard_accuracy(Y, pred)])
     return rows
 
 
@@ -83,6 +115,9 @@ def html_report(
     texts: Sequence[str] | None = None,
     title: str = "skstack evaluation report",
     n_errors: int = 10,
+    explanations: Mapping[int, Explanation] | None = None,
+    about: Sequence[tuple[str, str]] = (),
+    warnings: Sequence[str] = (),
 ) -> str:
     """One self-contained HTML page that shows how a multi-label prediction scores.
 
@@ -102,6 +137,13 @@ def html_report(
     title : str
     n_errors : int, default=10
         How many false positives and false negatives to list.
+    explanations : dict of int to Explanation, default=None
+        Explanations of some rows (:func:`~skstack.explain`), by row index: a listed error's
+        text is shaded by what its words did to the error's label.
+    about : list of (str, str), default=()
+        What the model is, shown as a table (:func:`~skstack.cards.model_facts`).
+    warnings : list of str, default=()
+        Shown first, each in a box: reasons not to trust the scores.
 
     Returns
     -------
@@ -121,13 +163,21 @@ def html_report(
         raise ValueError(f"proba has shape {P.shape}; y_true has {Y.shape}.")
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+             *[f"<p class='warning'>{html.escape(w)}</p>" for w in warnings],
              f"<p>{len(Y):,} texts, {len(labels)} labels"
              + (f"; thresholds tuned for <code>{html.escape(threshold_objective)}</code>"
-                if threshold_objective else "") + ".</p>",
-             "<h2>Averages</h2>",
+                if threshold_objective else "") + ".</p>"]
+    if about:
+        parts += ["<h2>Model</h2>", _table(["part", "what it is"], [list(fact) for fact in about])]
+    parts += ["<h2>Averages</h2>",
              _table(["average", "precision", "recall", "F1"],
                     [[name, s["precision"], s["recall"], s["f1"]]
                      for name, s in report.averages.items()]),
+             "<p>Against predictions that ignore the text (a floor):</p>",
+             _table(["prediction", "macro-F1", "micro-F1", "Jaccard"],
+                    [["this model", report.averages["macro"]["f1"],
+                      report.averages["micro"]["f1"], report.jaccard_accuracy],
+                     *_baselines(Y)]),
              _table(["measure", "value"],
                     [["Jaccard accuracy (SemEval E-c)", report.jaccard_accuracy],
                      ["Hamming loss", report.hamming_loss],
@@ -157,8 +207,21 @@ def html_report(
     parts.append("</div>")
     if P is not None:
         parts.append("<h2>Most confident errors</h2>")
-        parts.append(_table(["error", "label", "probability", "text"],
-                            _confident_errors(Y, pred, P, labels, texts, n_errors)))
+        explanations = explanations or {}
+        if explanations:
+            parts.append("<p>Words shaded by what they did to the error's label: "
+                         "<span class='up' style='--a: 0.6'>raised it</span>, "
+                         "<span class='down' style='--a: 0.6'>lowered it</span> (the "
+                         "probability without the word; hover for the change).</p>")
+        rows = []
+        for kind, i, j in _confident_errors(Y, pred, P, n_errors):
+            text = (_highlighted(explanations[i], str(labels[j])) if i in explanations
+                    and str(labels[j]) in explanations[i].labels else
+                    html.escape(texts[i]) if texts is not None else f"row {i}")
+            rows.append(f"<tr><td>{kind}</td><td>{html.escape(labels[j])}</td>"
+                        f"<td>{P[i, j]:.3f}</td><td class='text'>{text}</td></tr>")
+        parts.append("<table><tr><th>error</th><th>label</th><th>probability</th>"
+                     f"<th>text</th></tr>{''.join(rows)}</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -173,18 +236,52 @@ def rule_settings(model) -> dict:
     return {"thresholds": rule.thresholds_, "threshold_objective": rule.objective}
 
 
+def report_warnings(model, n_texts: int, split: str | None = None) -> list[str]:
+    """Reasons not to trust a report of ``model`` on ``n_texts`` texts: they look like its
+    training data, or its decision rule was tuned on too few rows to believe its score."""
+    out = []
+    rule = find_part(model, TunedThresholds)
+    n_fit = getattr(rule, "n_samples_fit_", None)
+    if split == "train":
+        out.append("These are the data set's training split: if the model was trained on it, "
+                   "these scores overstate what it does on new texts (evaluate on --split "
+                   "test).")
+    elif n_fit is not None and n_texts == n_fit:
+        out.append(f"These {n_texts:,} texts are as many as the model was trained on: if "
+                   "they are its training data, these scores overstate what it does on new "
+                   "texts.")
+    rows = getattr(rule, "n_tuning_rows_", 0)
+    if 0 < rows < 100:
+        out.append(f"The decision rule's validation {rule.objective} "
+                   f"({rule.best_score_:.3f}) came from only {rows} rows: too few to trust. "
+                   "Fit on more texts, or tune on more rows (cv).")
+    return out
+
+
 def evaluate_model(model, texts: Sequence[str], y_true, path: str | os.PathLike | None = None,
-                   label_names: Sequence[str] | None = None, **kwargs) -> str:
+                   label_names: Sequence[str] | None = None, split: str | None = None,
+                   **kwargs) -> str:
     """:func:`html_report` for a fitted model on labelled texts; writes it to ``path`` too.
 
     The thresholds and their objective come from the model's
     :class:`~skstack.thresholds.TunedThresholds` step when it has one; the label names from
-    the model unless given.
+    the model unless given. The page also says what the model is
+    (:func:`~skstack.cards.model_facts`), warns where the scores cannot be trusted
+    (``split="train"``, texts as many as the training set, a rule tuned on under 100 rows),
+    and shades the words of the most confident errors by what they did
+    (:func:`~skstack.explain`). Other keywords go to :func:`html_report`.
     """
+    texts = list(texts)
     proba = np.asarray(model.predict_proba(texts))
     pred = np.asarray(model.predict(texts))
+    Y = np.asarray(y_true)
     names = label_names or getattr(find_part(model, TunedThresholds), "label_names_", None)
-    page = html_report(y_true, pred, proba, names, texts=list(texts),
+    n_errors = kwargs.pop("n_errors", 10)
+    rows = sorted({i for _, i, _ in _confident_errors(Y, pred, proba, n_errors)})
+    explained = dict(zip(rows, explain(model, [texts[i] for i in rows]), strict=True))
+    page = html_report(Y, pred, proba, names, texts=texts, n_errors=n_errors,
+                       explanations=explained, about=model_facts(model),
+                       warnings=report_warnings(model, len(texts), split),
                        **{**rule_settings(model), **kwargs})
     if path is not None:
         Path(path).write_text(page, encoding="utf-8")

@@ -4,7 +4,9 @@
     POST /predict  {"texts": ["thank you!", ...]}
                    -> {"predictions": [{"labels": [...], "probabilities": {...}}, ...],
                        "thresholds": {...}}
-    GET  /health   GET /labels   GET /card
+    POST /explain  {"texts": [...], "labels": [...] (optional)}
+                   -> {"explanations": [Explanation.to_dict(), ...]}
+    GET  /         the demo page      GET /health   GET /labels   GET /card
 
 Built on Starlette, a small, well-kept ASGI toolkit (FastAPI is built on it; five routes and
 JSON need no schema layer above it), run by uvicorn, its reference server. Requests wait in
@@ -14,9 +16,12 @@ worker thread, so the event loop keeps accepting requests meanwhile. ``max_batch
 micro-batching off (each request alone). A bad request gets a 4xx answer with a one-line
 reason in ``{"error": ...}``; nothing it sent reaches the model.
 
-Import rule: ``_validation``, ``_version``, ``cards``, ``labels``, ``persistence``,
-``targets`` and ``thresholds``; starlette and uvicorn are imported by :func:`make_app` and
-:func:`run`.
+``/explain`` sends its occluded texts (:func:`~skstack.explanations.occluded_texts`: one row
+per word) through the same queue, so explanations are batched with predictions.
+
+Import rule: ``_validation``, ``_version``, ``cards``, ``explanations``, ``labels``,
+``persistence``, ``targets`` and ``thresholds``; starlette and uvicorn are imported by
+:func:`make_app` and :func:`run`.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from importlib.resources import files
 
 import numpy as np
 
 from skstack._validation import unwrap_search
 from skstack._version import __version__
 from skstack.cards import model_card
+from skstack.explanations import explained_columns, explanations_from, occluded_texts
 from skstack.labels import label_names
 from skstack.persistence import ModelFileError, load
 from skstack.targets import decide
@@ -52,6 +59,7 @@ class ServeSettings:
     max_texts: int = 256
     max_chars: int = 10_000
     max_queue: int = 1024
+    max_explain_words: int = 512  # /explain scores one extra text per word
 
 
 class BadRequest(Exception):
@@ -149,8 +157,9 @@ class MicroBatcher:
                 start = end
 
 
-def check_request(body: bytes, settings: ServeSettings) -> list[str]:
-    """The texts of a ``/predict`` body, or :class:`BadRequest` naming what is wrong."""
+def check_request(body: bytes, settings: ServeSettings) -> dict:
+    """The parsed body of a ``/predict`` or ``/explain`` request, its ``"texts"`` checked;
+    :class:`BadRequest` naming what is wrong."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -170,13 +179,13 @@ def check_request(body: bytes, settings: ServeSettings) -> list[str]:
         if len(text) > settings.max_chars:
             raise BadRequest(413, f"texts[{i}] has {len(text):,} characters; at most "
                                   f"{settings.max_chars:,} (--max-chars).")
-    return texts
+    return data
 
 
 def make_app(model, settings: ServeSettings):
     """The Starlette application serving ``model`` (fitted) under ``settings``."""
     from starlette.applications import Starlette
-    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
     predictor = Predictor(model)
@@ -190,21 +199,46 @@ def make_app(model, settings: ServeSettings):
     def error(status: int, reason: str) -> JSONResponse:
         return JSONResponse({"error": reason}, status_code=status)
 
-    async def predict(request):
+    async def checked(request) -> dict:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body:
-            return error(413, f"the body has {int(length):,} bytes; at most {max_body:,}.")
+            raise BadRequest(413, f"the body has {int(length):,} bytes; at most {max_body:,}.")
+        return check_request(await request.body(), settings)
+
+    async def scored(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        if not texts:
+            return (np.empty((0, len(predictor.labels))),) * 2
+        return await batcher.submit(texts)
+
+    def answered(handler):
+        """``handler``'s JSON answer, or the 4xx/500 error its request earned."""
+        async def endpoint(request):
+            try:
+                return JSONResponse(await handler(await checked(request)))
+            except BadRequest as exc:
+                return error(exc.status, str(exc))
+            except Exception as exc:  # the model failed: say how, in one line
+                return error(500, f"the model failed on this request ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]}).")
+        return endpoint
+
+    async def predict(data: dict) -> dict:
+        proba, pred = await scored(data["texts"])
+        return {"predictions": predictor.answer(proba, pred), "thresholds": thresholds}
+
+    async def explain(data: dict) -> dict:
         try:
-            texts = check_request(await request.body(), settings)
-            proba, pred = await batcher.submit(texts) if texts else (
-                np.empty((0, len(predictor.labels))), np.empty((0, len(predictor.labels))))
-        except BadRequest as exc:
-            return error(exc.status, str(exc))
-        except Exception as exc:  # the model failed: say how, in one line
-            return error(500, f"the model failed on this request ({type(exc).__name__}: "
-                              f"{str(exc)[:200]}).")
-        return JSONResponse({"predictions": predictor.answer(proba, pred),
-                             "thresholds": thresholds})
+            columns = explained_columns(predictor.labels, data.get("labels"))
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(400, f'"labels": {exc}') from None
+        rows, spans = occluded_texts(data["texts"])
+        if len(rows) - len(spans) > settings.max_explain_words:
+            raise BadRequest(413, f"the texts have {len(rows) - len(spans):,} words in all; "
+                                  f"/explain takes at most {settings.max_explain_words:,} "
+                                  "(each word is one more text for the model).")
+        proba, _ = await scored(rows)
+        return {"explanations": [e.to_dict() for e in explanations_from(
+            data["texts"], spans, proba, predictor.labels, columns)]}
 
     async def health(request):
         return JSONResponse({"status": "ok", "model": os.path.basename(settings.model),
@@ -216,6 +250,9 @@ def make_app(model, settings: ServeSettings):
                              "min_labels": predictor.min_labels,
                              "max_labels": predictor.max_labels})
 
+    async def demo(request):
+        return HTMLResponse(files("skstack").joinpath("data/demo.html").read_text("utf-8"))
+
     async def card(request):
         return PlainTextResponse(model_card(model, title=os.path.basename(settings.model)),
                                  media_type="text/markdown")
@@ -226,9 +263,11 @@ def make_app(model, settings: ServeSettings):
         yield
         await batcher.stop()
 
-    app = Starlette(routes=[Route("/predict", predict, methods=["POST"]),
-                            Route("/health", health), Route("/labels", labels),
-                            Route("/card", card)], lifespan=lifespan)
+    app = Starlette(routes=[Route("/predict", answered(predict), methods=["POST"]),
+                            Route("/explain", answered(explain), methods=["POST"]),
+                            Route("/", demo), Route("/health", health),
+                            Route("/labels", labels), Route("/card", card)],
+                    lifespan=lifespan)
     app.state.predictor = predictor
     return app
 

@@ -121,6 +121,19 @@ def trained(tiny_bert, tmp_path_factory):
     return folder, data, model
 
 
+@pytest.fixture(scope="session")
+def check_site():
+    """``docs/check_site.py`` as a module: the headless-Chromium helpers."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "check_site", Path(__file__).resolve().parents[1] / "docs" / "check_site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def emotion_data():
     """60 texts with a 4-label matrix in which label 3 co-occurs with label 0."""

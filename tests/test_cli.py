@@ -47,12 +47,23 @@ def test_evaluate_prints_the_report_and_writes_html(trained, tmp_path, capsys):
     _, data, model = trained
     page = tmp_path / "report.html"
     assert main(["evaluate", str(model), str(data), "--html", str(page), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    report = json.loads(out)
     assert set(report["per_label"]) == {"anger", "fear", "joy"}
     assert 0 <= report["jaccard_accuracy"] <= 1
     html = page.read_text()
     assert html.startswith("<!DOCTYPE html>") and "<svg" in html
     assert "Most confident errors" in html and "src=" not in html  # self-contained
+    assert "<title>skstack evaluation: model.skstack on " in html
+    # the training file itself, and a rule tuned on 6 rows: both said, on stderr and page
+    for warning in ("These 60 texts are as many as the model was trained on",
+                    "came from only 6 rows: too few to trust"):
+        assert warning in err and warning in html
+    assert err.count("skstack evaluate: warning: ") == 2
+    model_part = html[html.index("<h2>Model</h2>"):html.index("<h2>Averages</h2>")]
+    assert "<td class='text'>60</td>" in model_part  # training texts
+    assert f"bert: {model.parent.parent.name}/tiny_bert" in model_part
+    assert "<span class='up'" in html  # the errors' words, shaded
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -36,6 +36,52 @@ def test_the_report_shows_scores_thresholds_figures_and_confident_errors(predict
     assert "<td>0.500</td>" in page and "<code>jaccard</code>" in page
 
 
+def test_the_report_scores_two_text_blind_baselines(prediction):
+    Y, proba, pred = prediction
+    page = html_report(Y, pred, proba, ["joy", "anger", "fear"])
+    # every text "joy" (the most frequent): F1 2/3, 0, 0; micro P 2/4, R 2/5; Jaccard
+    # (1 + 0 + 1/2 + 0) / 4.  Every label: F1 2/3, 2/3, 2/5; micro 10/17; Jaccard 5/12
+    assert ("the most frequent label for every text</td><td>0.222</td><td>0.444</td>"
+            "<td>0.375</td>") in page
+    assert "every label for every text</td><td>0.578</td><td>0.588</td><td>0.417</td>" in page
+
+
+def test_warnings_facts_and_explained_errors_are_shown(prediction):
+    from skstack import Explanation
+
+    Y, proba, pred = prediction
+    why = Explanation("b <b> c", ["b", "<b>", "c"], [(0, 1), (2, 5), (6, 7)],
+                      ["joy", "anger", "fear"], proba[1],
+                      np.array([[0.5, 0, 0], [-0.2, 0, 0], [0.0, 0, 0]]))
+    page = html_report(Y, pred, proba, ["joy", "anger", "fear"], texts=["a", "b <b> c", "c",
+                                                                         "d"],
+                       explanations={1: why}, about=[("encoders", "minilm <x>")],
+                       warnings=["scores from <20> rows"])
+    assert "<p class='warning'>scores from &lt;20&gt; rows</p>" in page
+    assert "<td class='text'>minilm &lt;x&gt;</td>" in page
+    # row 1's false positive is joy: "b" raised it (full shade), "<b>" lowered it, "c" did
+    # nothing (plain)
+    assert ("<span class='up' style='--a: 0.75' title='+0.500'>b</span> <span class='down' "
+            "style='--a: 0.30' title='-0.200'>&lt;b&gt;</span> c</td>") in page
+
+
+def test_report_warnings_name_what_makes_scores_untrustworthy():
+    from skstack.report import report_warnings
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 6)).astype(np.float32)
+    rule = TunedThresholds(BiLSTMClassifier(blocks=[6], max_epochs=2, random_state=0),
+                           cv=0.25, random_state=0).fit(X, (X[:, :2] > 0).astype(int))
+    tuned = f"The decision rule's validation macro_f1 ({rule.best_score_:.3f}) came from " \
+            "only 20 rows: too few to trust."
+    assert [w[:len(tuned)] for w in report_warnings(rule, 500)] == [tuned]
+    assert report_warnings(rule, 80)[0].startswith(
+        "These 80 texts are as many as the model was trained on")
+    assert report_warnings(rule, 500, split="train")[0].startswith(
+        "These are the data set's training split")
+    assert report_warnings(BiLSTMClassifier(), 80) == []
+
+
 def test_without_probabilities_the_curves_and_errors_are_left_out(prediction):
     Y, _, pred = prediction
     page = html_report(Y, pred, label_names=["joy", "anger", "fear"])
@@ -96,14 +142,7 @@ def test_set_config_checks_its_argument():
         skstack.set_config(show_progress_bar="yes")
 
 
-def test_the_report_renders_in_headless_chromium(prediction, tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "check_site", Path(__file__).resolve().parents[1] / "docs" / "check_site.py")
-    check_site = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check_site)
+def test_the_report_renders_in_headless_chromium(prediction, tmp_path, check_site):
     browser = check_site.chromium()
     if browser is None:
         pytest.skip("needs Chromium (apt-get install chromium)")

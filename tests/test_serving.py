@@ -4,6 +4,7 @@ and refusing bad requests with a one-line reason."""
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from skstack import load, predict_label_lists
+from skstack import explain, load, predict_label_lists
 from skstack.cli import main
 from skstack.serving import BadRequest, MicroBatcher, ServeSettings, make_app
 
@@ -67,7 +68,8 @@ def model(trained):
 def server(model, trained):
     # a long wait so that concurrent requests surely meet in one batch
     running = Server(model, ServeSettings(model=str(trained[2]), max_batch=64,
-                                          max_wait_ms=100, max_texts=8, max_chars=50))
+                                          max_wait_ms=100, max_texts=8, max_chars=80,
+                                          max_explain_words=40))
     yield running
     running.close()
 
@@ -106,8 +108,8 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server, mo
     (b'{"texts": ["hi", 3]}', 400, "texts[1] is int, expected a string"),
     (b'{"texts": ["hi", null]}', 400, "texts[1] is NoneType, expected a string"),
     (json.dumps({"texts": ["a"] * 9}).encode(), 413, "9 texts in one request; at most 8"),
-    (json.dumps({"texts": ["ok", "x" * 51]}).encode(), 413, "texts[1] has 51 characters; at "
-                                                            "most 50 (--max-chars)"),
+    (json.dumps({"texts": ["ok", "x" * 81]}).encode(), 413, "texts[1] has 81 characters; at "
+                                                            "most 80 (--max-chars)"),
     (b"x" * 10_000, 413, "the body has 10,000 bytes; at most"),
 ])
 def test_a_bad_request_gets_a_4xx_with_a_one_line_reason(server, body, status, reason):
@@ -120,6 +122,54 @@ def test_no_texts_get_no_predictions_and_get_is_not_allowed(server):
     assert status == 200 and answer["predictions"] == []
     assert sorted(answer["thresholds"]) == ["anger", "fear", "joy"]
     assert server.request("/predict")[0] == 405
+
+
+def test_explain_answers_what_explain_computes(server, model):
+    status, answer = server.request("/explain", json.dumps(
+        {"texts": TEXTS[:2], "labels": ["joy", "anger"]}).encode())
+    assert status == 200
+    for got, expected in zip(answer["explanations"], explain(model, TEXTS[:2],
+                                                             ["joy", "anger"]), strict=True):
+        assert got["words"] == expected.words and list(got["probabilities"]) == ["joy", "anger"]
+        np.testing.assert_allclose(got["contributions"]["anger"],
+                                   expected.contributions[:, 1], atol=1e-5)
+
+
+@pytest.mark.parametrize("body, status, reason", [
+    ({"texts": ["hi"], "labels": ["surprise"]}, 400,
+     "\"labels\": unknown label(s) ['surprise']; the model's labels are ['anger', 'fear', "
+     "'joy']."),
+    ({"texts": ["a b c d e f g h i j k l m n o p q r s t u"] * 2}, 413,
+     "the texts have 42 words in all; /explain takes at most 40"),
+    ({"texts": [3]}, 400, "texts[0] is int, expected a string"),
+])
+def test_explain_refuses_what_it_cannot_answer(server, body, status, reason):
+    got, answer = server.request("/explain", json.dumps(body).encode())
+    assert got == status and reason in answer["error"]
+
+
+def test_the_demo_page_is_served(server):
+    status, page = server.request("/")
+    assert status == 200 and page.startswith("<!DOCTYPE html>")
+    assert 'post("/predict"' in page and 'post("/explain"' in page
+
+
+def test_the_demo_page_renders_bars_thresholds_and_words_in_a_browser(server, tmp_path,
+                                                                       check_site):
+    browser = check_site.chromium()
+    if browser is None:
+        pytest.skip("needs Chromium (apt-get install chromium)")
+    dom = check_site.rendered_dom(browser, server.url + "/")
+    assert dom.count('class="card"') == 3  # the page's three example texts, labelled
+    assert dom.count('class="row on') >= 3  # each has at least one predicted label (bold)
+    assert 'class="tick"' in dom and 'class="fill" style="width:' in dom
+    # a word that raised the chosen label, shaded green, its contribution in its title
+    assert re.search(r'class="w" title="\w+: \+0\.\d+" style="background: rgba\(40, 160, 70',
+                     dom)
+    assert "words that raised" in dom and "model.skstack: 3 labels" in dom
+    shot = tmp_path / "demo.png"
+    check_site.screenshot(browser, server.url + "/", shot, size="1000,1150", wait_ms=20_000)
+    assert not check_site.is_blank(shot)
 
 
 def test_health_labels_and_card(server, model):
