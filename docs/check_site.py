@@ -1,6 +1,6 @@
 """Build the documentation site strictly and look at it (run by tests/test_docs.py in CI).
 
-    python docs/check_site.py [SITE_DIR]
+    python docs/check_site.py [SITE_DIR]     # needs the docs tools: pip install -e ".[docs]"
 
 ``mkdocs build --strict`` (a broken link, a missing reference or a failing gallery example
 fails the build), then, where Debian's Chromium is installed, a headless screenshot of the
@@ -21,10 +21,29 @@ PAGES = ("index.html", "api/index.html",
          "generated/gallery/plot_evaluation_report/index.html")
 
 
+# the docs tools (pip install -e ".[docs]"; ".[dev]" has them too), by import name
+TOOLS = ("mkdocs", "material", "mkdocstrings_handlers.python", "mkdocs_gallery")
+
+
+def missing_tools() -> list[str]:
+    import importlib.util
+
+    def found(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # a parent package is missing
+            return False
+
+    return [name for name in TOOLS if not found(name)]
+
+
 def build(site: Path) -> None:
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
-                    str(site)], cwd=ROOT, env=env, check=True)
+    run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
+                          str(site)], cwd=ROOT, env=env)
+    if run.returncode:
+        raise SystemExit("docs/check_site.py: mkdocs build --strict failed (its messages are "
+                         "above).")
 
 
 def chromium() -> str | None:
@@ -61,6 +80,12 @@ def is_blank(png: Path) -> bool:
 
 def main() -> None:
     site = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "site"
+    missing = missing_tools()
+    if missing:
+        raise SystemExit(f"docs/check_site.py needs the docs tools, missing here: "
+                         f"{', '.join(missing)}. Install them with "
+                         f"{sys.executable} -m pip install -e \".[docs]\" (the dev extra has "
+                         "them too).")
     build(site)
     browser = chromium()
     if browser is None:

@@ -34,6 +34,7 @@ from skstack import (
     load_sample_emotions,
     multilabel_report,
     predict_label_lists,
+    progress_to_stderr,
     quickstart_pipeline,
     save,
 )
@@ -44,7 +45,9 @@ def main() -> None:
                                      "bundled GoEmotions sample.")
     parser.add_argument("--model", default=default_minilm(), help="hub id or model folder")
     parser.add_argument("--out", default="quickstart_pipeline.joblib")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args()
+    progress_to_stderr(not args.quiet)  # a line per long stage: encoding, epochs, saving
 
     X_train, Y_train, labels = load_sample_emotions("train")
     X_test, Y_test, _ = load_sample_emotions("test")

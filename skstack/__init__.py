@@ -3,7 +3,7 @@
 The public surface is ``__all__``; modules whose names start with ``_`` are internal.
 """
 
-from skstack._config import config_context, get_config, set_config
+from skstack._config import config_context, get_config, progress_to_stderr, set_config
 from skstack._loading import clear_loaded_encoders
 from skstack._version import __version__
 from skstack.blocks import BlockArray
@@ -78,6 +78,7 @@ __all__ = [
     "multilabel_report",
     "predict_corpus",
     "predict_label_lists",
+    "progress_to_stderr",
     "quickstart_pipeline",
     "save",
     "set_config",

@@ -12,6 +12,13 @@ memory. (The embedding cache is the encoders' ``cache`` parameter, apart from th
 
 :func:`quiet` keeps other libraries' logs and terminal bars out of a quiet program.
 
+Progress *lines* are apart from bars: every long stage (encoding, each fine-tuning epoch,
+each epoch of the net, the decision rule's fits, saving) logs one line when it starts or
+ends to the ``skstack.progress`` logger (:func:`progress`), at INFO. A library stays silent
+(no handler); :func:`progress_to_stderr` prints them, which the command line and the
+quickstart do unless told ``--quiet``. They are plain lines, so they show in a log file or a
+CI job as well as on a terminal.
+
 Import rule: standard library only (every module may import this one).
 """
 
@@ -21,10 +28,12 @@ import contextlib
 import io
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 _CONFIG: dict = {"show_progress_bar": False, "home": None}
+_PROGRESS = logging.getLogger("skstack.progress")
 
 
 def get_config() -> dict:
@@ -104,3 +113,29 @@ def quiet(*loggers: str, output: bool = False) -> Iterator[None]:
     finally:
         for log, level in zip(logs, levels, strict=True):
             log.setLevel(level)
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler on ``sys.stderr`` as it is when a line is written (a test's capture, a
+    redirected stream), not as it was when the handler was made."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def progress(message: str) -> None:
+    """One progress line (logger ``skstack.progress``, INFO)."""
+    _PROGRESS.info(message)
+
+
+def progress_to_stderr(on: bool = True) -> None:
+    """Print progress lines on standard error as ``skstack: <line>`` (``on=False``: stop)."""
+    for handler in [h for h in _PROGRESS.handlers if getattr(h, "_skstack", False)]:
+        _PROGRESS.removeHandler(handler)
+    if on:
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("skstack: %(message)s"))
+        handler._skstack = True
+        _PROGRESS.addHandler(handler)
+    _PROGRESS.setLevel(logging.INFO if on else logging.NOTSET)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from skstack._batching import bucketed_batches, pad_batch
-from skstack._config import home_folder
+from skstack._config import home_folder, progress
 from skstack._pooling import pool
 from skstack.artifacts import ARTIFACTS
 from skstack.cache import folder_in_place
@@ -77,6 +78,7 @@ def fine_tune_encoder(
     history = []
     # one bar over optimizer steps: tqdm shows the rate and the time left
     bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not show_progress_bar)
+    began = time.perf_counter()
     try:
         lengths = [len(ids) for ids in token_ids]
         for _ in range(epochs):
@@ -105,6 +107,8 @@ def fine_tune_encoder(
                 bar.update()
             history.append(float(epoch_loss) / len(token_ids))
             bar.set_postfix(loss=f"{history[-1]:.4f}")
+            progress(f"fine-tuning on {len(token_ids):,} texts: epoch {len(history)}/{epochs}, "
+                     f"loss {history[-1]:.4f} ({time.perf_counter() - began:.0f} s)")
     finally:
         bar.close()
         model.eval()

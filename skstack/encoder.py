@@ -17,6 +17,7 @@ import numbers
 import os
 import pickle
 import sys
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from typing import ClassVar
@@ -28,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skstack._batching import Tokens, length_sorted_batches
-from skstack._config import home_folder, progress_enabled
+from skstack._config import home_folder, progress, progress_enabled
 from skstack._finetune import fine_tune_or_reuse
 from skstack._loading import (
     device_or_cpu,
@@ -37,6 +38,7 @@ from skstack._loading import (
     model_to_portable,
     native_bfloat16,
     resolve_devices,
+    short_name,
     weights_hash,
 )
 from skstack._pooling import POOLING_MODES, WORD_POOLING_MODES, pool, pool_words
@@ -65,6 +67,8 @@ from skstack._validation import (
 from skstack._version import VersionedState
 from skstack.cache import Lookup, open_stores
 from skstack.sequences import WORD_SPLITTER, WordSequences, token_words, word_spans
+
+_LONG = 100  # texts to encode for a progress line: a long stage, not a serving call
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _LAYER_COMBINE = ("mean", "concat")
@@ -560,7 +564,17 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     def _transform(self, texts: list[str], tokens: Tokens | None = None
                    ) -> np.ndarray | WordSequences:
         lookup = Lookup(texts, self.fingerprint_, open_stores(self.cache))
+        n_new, start = len(lookup.missing), time.perf_counter()
+        if n_new >= _LONG:
+            backend, quantization = self._runtime()
+            progress(f"encoding {n_new:,} texts with {short_name(self.model)} ({self.dtype_} "
+                     f"on {backend}{', ' + quantization if quantization else ''}; "
+                     f"{len(texts) - n_new:,} from the cache)")
         arrays, n_cut = self._embed_on_devices(lookup.missing, tokens)
+        if n_new >= _LONG:
+            seconds = time.perf_counter() - start
+            progress(f"encoded {n_new:,} texts in {seconds:.1f} s "
+                     f"({n_new / max(seconds, 1e-9):,.0f} texts/s)")
         rows = lookup.complete(arrays)
         if n_cut:
             warnings.warn(

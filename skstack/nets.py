@@ -24,14 +24,14 @@ from typing import ClassVar
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, PassthroughScoring, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, PassthroughScoring, ProgressBar
 from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 from torch.utils.data import default_collate
 
 from skstack._batching import bucketed_batches
-from skstack._config import progress_enabled
+from skstack._config import progress, progress_enabled
 from skstack._validation import (
     ARRAY_LIKE,
     BOOLEAN,
@@ -211,6 +211,16 @@ class _Batches(torch.utils.data.Sampler):
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))
         for batch in bucketed_batches(self.lengths, self.batch_size, generator, pool=20):
             yield batch.tolist()
+
+
+class _ProgressLines(Callback):
+    """One progress line per epoch (:func:`skstack._config.progress`)."""
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        valid = f", valid loss {row['valid_loss']:.4f}" if "valid_loss" in row else ""
+        progress(f"Bi-LSTM head: epoch {row['epoch']}/{net.max_epochs}, train loss "
+                 f"{row['train_loss']:.4f}{valid} ({row['dur']:.1f} s)")
 
 
 class _EarlyStoppingFromStart(EarlyStopping):
@@ -432,7 +442,9 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
                 monitor="valid_loss", patience=self.patience, load_best=True)))
         if progress_enabled():  # the package-wide switch (skstack.set_config)
             components.append(("progress_bar", ProgressBar()))
-        return defaults[:-1] + components + defaults[-1:]  # print_log stays last
+        # print_log after the scores; the progress line after everything an epoch records
+        return defaults[:-1] + components + defaults[-1:] + [("progress_lines",
+                                                              _ProgressLines())]
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         super().on_train_end(net, X=X, y=y, **kwargs)

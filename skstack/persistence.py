@@ -21,8 +21,8 @@ The format knows no estimator class: each one declares its fitted state (``_port
 ``_portable_parts``, ``_persist_state`` / ``_restore_state``; see
 :class:`skstack._version.VersionedState`), and the walker here writes and reads that.
 
-Import rule: ``_loading``, ``_validation``, ``_version``, ``losses`` and ``cards``; skops and
-safetensors only inside the functions that need them.
+Import rule: ``_config``, ``_loading``, ``_validation``, ``_version``, ``losses`` and
+``cards``; skops and safetensors only inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
+from skstack._config import progress
 from skstack._loading import device_or_cpu
 from skstack._validation import unwrap_search
 from skstack._version import LIBRARIES, __version__, library_versions
@@ -371,11 +372,13 @@ def save(estimator, path: str | os.PathLike, card: bool = True) -> Path:
         warnings.warn(f"Saving the {type(search).__name__}'s best_estimator_ (refitted on "
                       "all rows with its best_params_); the search itself (cv_results_) is "
                       "not saved.", UserWarning, stacklevel=2)
+    progress(f"saving {path}")
     if path.suffix in (".joblib", ".pkl"):
         with _atomically(path) as partial:
             joblib.dump(estimator, partial)
     else:
         _save_skstack(estimator, path)
+    progress(f"saved {path} ({path.stat().st_size / 2**20:,.1f} MiB)")
     if card:  # after the model: a card never describes a model that failed to save
         with _atomically(card_path(path)) as partial:
             partial.write_text(model_card(estimator), encoding="utf-8")

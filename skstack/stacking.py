@@ -9,8 +9,8 @@ Members that return :class:`~skstack.sequences.WordSequences` (encoders in word 
 aligned word by word; the output is then a ``WordSequences`` whose sentence-level blocks are
 the other members and the meta-learner.
 
-Import rule: scikit-learn, ``skstack._validation``, ``skstack._version``, ``skstack.blocks``,
-``skstack.sequences`` and ``skstack.targets`` only.
+Import rule: scikit-learn, ``skstack._config``, ``skstack._validation``, ``skstack._version``,
+``skstack.blocks``, ``skstack.sequences`` and ``skstack.targets`` only.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from skstack._config import progress
 from skstack._validation import (
     BOOLEAN,
     ESTIMATOR,
@@ -269,6 +270,8 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
             # a multi-threaded BLAS fighting them for the cores made the meta-learner's final
             # fit 3.8 s against 0.2 s on 1,000 texts, 2 cores (benchmarks/bench_head_cost.py;
             # docs/benchmarks.md, "The head's cost"); its solvers gain little from BLAS threads.
+            progress(f"stacking: the meta-learner on {features.shape[1]:,} features, out of "
+                     f"fold ({len(folds)} folds) and on all {n:,} rows")
             with threadpool_limits(1, user_api="blas"):
                 oof = _meta_proba(cross_val_predict(clone(meta), features, y_meta, cv=folds,
                                                     method="predict_proba"), Y.shape[1])

@@ -9,8 +9,8 @@ any ``predict_proba``; :class:`TunedThresholds` wraps any multi-label classifier
 its rule in ``fit`` (held-out or out-of-fold rows), keeping the rule out of the model, as
 scikit-learn's ``TunedThresholdClassifierCV`` does for binary classifiers.
 
-Import rule: numpy, scikit-learn, ``skstack._validation``, ``skstack._version``,
-``skstack.metrics`` and ``skstack.targets`` only.
+Import rule: numpy, scikit-learn, ``skstack._config``, ``skstack._validation``,
+``skstack._version``, ``skstack.metrics`` and ``skstack.targets`` only.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sklearn.model_selection import ShuffleSplit
 from sklearn.utils import _safe_indexing, get_tags
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
+from skstack._config import progress
 from skstack._validation import (
     BOOLEAN,
     ESTIMATOR,
@@ -359,6 +360,9 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
             _check_tuning_rows(len(rows))  # before any fit: nothing computed is thrown away
         # one loop for every cv: fit on each split's training rows, predict its held-out rows
         parts, model = [], None
+        if splits:
+            progress(f"decision rule: {len(splits)} fit(s) of the model to tune "
+                     f"{self.objective} thresholds on held-out rows")
         for train, test in splits:
             model = clone(self.estimator).fit(_safe_indexing(X, train), y_fit[train],
                                               **fit_params)
@@ -380,6 +384,8 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         pred = _decide(P, self.thresholds_, self.min_labels, self.max_labels)
         self.best_score_ = float(score_predictions(Y_tune, pred, self.objective))
         self.n_tuning_rows_ = len(Y_tune)
+        progress(f"decision rule: thresholds tuned on {len(Y_tune):,} rows, {self.objective} "
+                 f"{self.best_score_:.4f}")
         return self
 
     def _splits(self, n: int, y_fit: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -80,7 +80,11 @@ def test_load_table_reads_one_column_per_label(tmp_path):
 
 
 @pytest.mark.parametrize("body, message", [
-    ("words\tlabels\nhi\tjoy\n", r"line 2: no column 'text'; the columns are \['words', "),
+    ("words\tlabels\nhi\tjoy\n", r"bad.tsv, line 1 \(the header\): no column 'text'; the header "
+                                r"names \['words', 'labels'\]\. Name the columns .*--text-column"),
+    ("text,labels\nhi,joy\n", r"no column 'text'; the header names \['text,labels'\]\. It has no "
+                               r"tab but holds commas: read it as CSV \(file_format='csv'; on "
+                               r"the command line --format csv\)"),
     ("text\tlabels\nhi\tjoy\textra\n", r"line 2: more fields than the header's 2"),
     ("text\tlabels\n", "holds no rows"),
 ])

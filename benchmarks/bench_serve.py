@@ -1,0 +1,188 @@
+"""A load test of ``skstack serve`` on loopback, against calling the model directly.
+
+    python benchmarks/bench_serve.py                              # about 3 min on 2 cores
+    python benchmarks/bench_serve.py --clients 32 --requests 800 --texts-per-request 2
+
+The quickstart pipeline is fitted on the bundled sample (no cache: every text is encoded
+where it is predicted) and saved as a ``.skstack`` file. The requests are the first
+``--requests`` x ``--texts-per-request`` GoEmotions test texts, all distinct. Timed, in turn:
+
+- ``predict_proba`` called directly in this process, once per request, one after another
+  (what a hand-written loop in a web handler does), and once for all texts (the ceiling);
+- ``skstack serve`` started as its own process, answering ``--clients`` concurrent clients
+  (threads with keep-alive connections) that share the requests, with micro-batching on
+  (``--max-batch 64 --max-wait-ms 5``, the defaults) and off (``--max-batch 1``).
+
+Each server run reports texts/s and the p50 / p99 latency of a request as its client saw
+it, and checks every answer by content: its probabilities against the direct ones for the
+same texts (no request lost, none answered with another's labels). Bounded: each run stops
+after its requests or ``--timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from bench_encode import DATA
+from machine import describe
+
+from skstack import load, load_goemotions, load_sample_emotions, quickstart_pipeline, save
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: Path, port: int, max_batch: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "skstack", "serve", str(model), "--port", str(port),
+         "--max-batch", str(max_batch), "--max-texts", "64"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("the server did not start in 120 s")
+
+
+def load_test(port: int, requests: list[list[str]], clients: int, timeout: float) -> dict:
+    """Send ``requests`` from ``clients`` threads; (request index -> (status, answer,
+    seconds)) and the wall time."""
+    results, lock, next_one = {}, threading.Lock(), iter(range(len(requests)))
+    deadline = time.monotonic() + timeout
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        while time.monotonic() < deadline:
+            with lock:
+                i = next(next_one, None)
+            if i is None:
+                return
+            body = json.dumps({"texts": requests[i]})
+            start = time.perf_counter()
+            try:
+                conn.request("POST", "/predict", body, {"content-type": "application/json"})
+                answer = conn.getresponse()
+                status, data = answer.status, json.loads(answer.read())
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                status, data = -1, repr(exc)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            results[i] = (status, data, time.perf_counter() - start)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"results": results, "wall": time.perf_counter() - start}
+
+
+def checked(run: dict, requests: list[list[str]], expected: dict[str, np.ndarray],
+            labels: list[str], tolerance: float) -> dict:
+    """Throughput, latencies, and how many answers match their own texts."""
+    lost = wrong = 0
+    worst = 0.0
+    for i, texts in enumerate(requests):
+        status, data, _ = run["results"].get(i, (None, None, None))
+        if status != 200:
+            if not lost:
+                print(f"request {i}: {status} {str(data)[:200]}", file=sys.stderr)
+            lost += 1
+            continue
+        got = np.array([[p["probabilities"][n] for n in labels] for p in data["predictions"]])
+        want = np.array([expected[t] for t in texts])
+        diff = float(np.abs(got - want).max()) if got.shape == want.shape else np.inf
+        worst = max(worst, diff)
+        wrong += diff > tolerance
+    seconds = sorted(r[2] for r in run["results"].values() if r[0] == 200)
+    n_texts = sum(len(requests[i]) for i, r in run["results"].items() if r[0] == 200)
+    return {"texts/s": n_texts / run["wall"],
+            "p50 ms": 1000 * float(np.percentile(seconds, 50)) if seconds else np.nan,
+            "p99 ms": 1000 * float(np.percentile(seconds, 99)) if seconds else np.nan,
+            "lost": lost, "wrong": wrong, "max diff": worst}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--texts-per-request", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "auto"),
+                        help="the encoder's precision (auto: bfloat16 where native, whose "
+                             "results move with the batch's shape)")
+    args = parser.parse_args()
+    print(describe())
+    X, Y, names = load_sample_emotions("train")
+    pipe = quickstart_pipeline(objective="macro_f1").set_params(
+        embed__minilm__cache=None, embed__minilm__dtype=args.dtype)
+    pipe.fit(X, pd.DataFrame(Y, columns=names))
+    k = args.texts_per_request
+    texts = list(dict.fromkeys(load_goemotions(DATA, "test").texts))[: args.requests * k]
+    requests = [texts[i:i + k] for i in range(0, len(texts), k)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save(pipe, Path(tmp) / "model.skstack", card=False)
+        model = load(path)
+        labels = list(names)
+        model.predict_proba(texts[:8])  # warm: first-call set-up is not throughput
+        start = time.perf_counter()
+        once = model.predict_proba(texts)
+        ceiling = len(texts) / (time.perf_counter() - start)
+        expected = dict(zip(texts, once, strict=True))
+        latencies, start = [], time.perf_counter()
+        for request in requests:
+            t0 = time.perf_counter()
+            model.predict_proba(request)
+            latencies.append(time.perf_counter() - t0)
+        loop = len(texts) / (time.perf_counter() - start)
+        rows = [("`predict_proba` once for all texts, in-process", ceiling, None, None, ""),
+                ("`predict_proba` per request, one after another, in-process", loop,
+                 1000 * np.percentile(latencies, 50), 1000 * np.percentile(latencies, 99),
+                 "")]
+        for batching, max_batch in (("on (--max-batch 64)", 64), ("off (--max-batch 1)", 1)):
+            port = free_port()
+            server = start_server(path, port, max_batch)
+            try:
+                result = checked(load_test(port, requests, args.clients, args.timeout),
+                                 requests, expected, labels,
+                                 1e-4 if args.dtype == "float32" else 0.05)
+            finally:
+                server.terminate()
+                server.wait(30)
+            rows.append((f"`skstack serve`, micro-batching {batching}, {args.clients} "
+                         "clients", result["texts/s"], result["p50 ms"], result["p99 ms"],
+                         f"{len(requests) - result['lost']}/{len(requests)} answered, "
+                         f"{result['wrong']} wrong (max difference {result['max diff']:.1e})"))
+    print(f"\n{len(requests)} requests of {k} text(s), {len(texts)} distinct texts, "
+          f"threads {os.cpu_count()}\n")
+    print("| run | texts/s | p50 latency | p99 latency | answers checked by content |")
+    print("|---|---|---|---|---|")
+    for name, speed, p50, p99, note in rows:
+        p50s = "" if p50 is None else f"{p50:.0f} ms"
+        p99s = "" if p99 is None else f"{p99:.0f} ms"
+        print(f"| {name} | {speed:.0f} | {p50s} | {p99s} | {note} |")
+
+
+if __name__ == "__main__":
+    main()
