@@ -18,8 +18,13 @@ def test_the_site_builds_strictly_and_its_pages_render(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     api = (site / "api" / "index.html").read_text()
     for name in ("EncoderEmbedder", "StackingEmbedder", "BiLSTMClassifier", "TunedThresholds",
-                 "html_report", "load_table"):
+                 "html_report", "load_table", "explain", "progress_to_stderr"):
         assert f'id="skstack.{name}"' in api
+    # numpydoc's Sphinx roles render as code, linked to the public names (docs/hooks.py)
+    assert ":meth:" not in api and ":func:" not in api and ":class:" not in api
+    assert '<a href="#skstack.HybridLoss"><code>HybridLoss</code></a>' in api
+    home = (site / "index.html").read_text()
+    assert 'id="install"' in home and 'id="quickstart"' in home
     gallery = site / "generated" / "gallery" / "plot_evaluation_report" / "index.html"
     assert "macro-F1" in gallery.read_text()  # the example ran and its output is shown
 
