@@ -26,12 +26,11 @@ import numpy as np
 import pandas as pd
 from bench_encode import DATA
 from machine import describe
+from models import fitted_quickstart
 
 from skstack import (
     load_goemotions,
-    load_sample_emotions,
     predict_corpus,
-    quickstart_pipeline,
     save,
 )
 
@@ -45,10 +44,7 @@ def main() -> None:
                         help="the encoder's precision at prediction (auto: bfloat16 here)")
     args = parser.parse_args()
     print(describe())
-    X, Y, labels = load_sample_emotions("train")
-    pipe = quickstart_pipeline(objective="macro_f1").set_params(
-        embed__minilm__cache=None, embed__minilm__dtype=args.dtype)
-    pipe.fit(X, pd.DataFrame(Y, columns=labels))
+    pipe, _ = fitted_quickstart(args.dtype)
     texts = load_goemotions(DATA, "train").texts[: args.n]
     with tempfile.TemporaryDirectory() as tmp:
         model = save(pipe, Path(tmp) / "model.skstack", card=False)

@@ -102,13 +102,13 @@ def model_facts(estimator) -> list[tuple[str, str]]:
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from skstack import BiLSTMClassifier
-    >>> rng = np.random.default_rng(0)
-    >>> net = BiLSTMClassifier(blocks="single", max_epochs=1, random_state=0).fit(
-    ...     rng.normal(size=(20, 4)), rng.integers(0, 2, size=(20, 2)))
-    >>> model_facts(net)
-    [('model', 'BiLSTMClassifier'), ('training texts', '20')]
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.multiclass import OneVsRestClassifier
+    >>> from skstack import TunedThresholds
+    >>> X, Y = [[0.0], [1.0], [0.1], [0.9]], [[1, 0], [0, 1], [1, 0], [0, 1]]
+    >>> rule = TunedThresholds(OneVsRestClassifier(LogisticRegression()), cv=2).fit(X, Y)
+    >>> model_facts(rule)[1:]
+    [('training texts', '4'), ('decision rule', 'macro_f1, tuned on 4 rows: validation macro_f1 1')]
     """
     rule, net = find_part(estimator, TunedThresholds), find_part(estimator, BiLSTMClassifier)
     stack = find_part(estimator, StackingEmbedder)

@@ -184,3 +184,14 @@ class ForwardCounter:
 
     def remove(self):
         self.handle.remove()
+
+
+def transformed_from_cache(embedder, texts):
+    """``embedder.transform(texts)``, asserting that no text reached the encoder's model."""
+    counter = ForwardCounter(embedder.model_)
+    try:
+        out = embedder.transform(texts)
+    finally:
+        counter.remove()
+    assert counter.calls == 0, f"{counter.calls} forward passes; all texts should be cached"
+    return out
