@@ -131,6 +131,7 @@ def fine_tune_or_reuse(model: torch.nn.Module, token_ids: list[list[int]], Y: np
     found = recall_fine_tuned(key, folder)
     if found is not None:
         model.load_state_dict(found[0])
+        progress("fine-tuning: an identical seeded fine-tuning was kept; its weights reused")
         return list(found[1])
     losses = fine_tune_encoder(model, token_ids, Y, pad_id=pad_id, device=device,
                                show_progress_bar=show_progress_bar, **settings)

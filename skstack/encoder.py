@@ -467,6 +467,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         """Fine-tune ``model`` in place on the texts' token ``ids``, or load the weights an
         identical fine-tuning (same weights, texts, labels, settings and integer seed) kept;
         sets ``finetune_loss_``."""
+        progress(f"fine-tuning {short_name(self.model)} on {len(ids):,} texts, "
+                 f"{self.finetune_epochs} epoch(s)")
         self.finetune_loss_ = fine_tune_or_reuse(
             model, ids, Y, weights=weights, tokenizer=tokenizer,
             reuse=self.cache is not None, pad_id=self._pad_id(), device=self.device_,

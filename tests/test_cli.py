@@ -126,3 +126,17 @@ def test_a_setting_the_preset_does_not_take_is_refused(tmp_path, capsys):
     config.write_text('preset = "stacked"\nmodel = "x"\n[encoders]\na = "x"\n')
     assert main(["train", "sample", "--config", str(config), "-o", "m.skstack"]) == 2
     assert "the 'stacked' preset does not take ['model']" in capsys.readouterr().err
+
+
+def test_long_stages_print_progress_lines_unless_quiet(trained, tmp_path, capsys):
+    folder, data, _ = trained
+    argv = ["train", str(data), "--config", str(folder / "pipe.toml"), "-o",
+            str(tmp_path / "m.skstack")]
+    assert main(argv) == 0  # stderr is no terminal here: the lines show all the same
+    err = capsys.readouterr().err
+    for line in ("skstack: stacking: the meta-learner on", "skstack: decision rule: 1 fit(s)",
+                 "skstack: Bi-LSTM head: epoch 1/2, train loss", "skstack: decision rule: "
+                 "thresholds tuned on 6 rows", f"skstack: saved {tmp_path / 'm.skstack'}"):
+        assert line in err
+    assert main(["--quiet", *argv]) == 0
+    assert "skstack:" not in capsys.readouterr().err.replace("skstack train:", "")

@@ -372,3 +372,20 @@ def test_several_devices_are_checked(tiny_bert):
         EncoderEmbedder(tiny_bert, device=["cpu", "cuda:1"]).fit(TEXTS)
     with pytest.raises(ValueError, match="a non-empty list of device names"):
         EncoderEmbedder(tiny_bert, device=[]).fit(TEXTS)
+
+
+def test_encoding_many_texts_logs_a_progress_line(tiny_bert, capsys):
+    from skstack import progress_to_stderr
+
+    texts = [f"text number {i}" for i in range(120)]
+    emb = EncoderEmbedder(tiny_bert, cache=None).fit(texts)
+    progress_to_stderr()
+    try:
+        emb.transform(texts)
+        emb.transform(texts[:99])  # under 100 new texts: no line (serving stays quiet)
+    finally:
+        progress_to_stderr(False)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("skstack: encoding 120 texts with ") and err[0].endswith(
+        "(float32 on torch; 0 from the cache)")
+    assert err[1].startswith("skstack: encoded 120 texts in ") and len(err) == 2
