@@ -21,7 +21,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import joblib
 import numpy as np
 
 from skstack._config import config_context, progress_to_stderr
@@ -36,7 +35,7 @@ from skstack.datasets import (
 )
 from skstack.labels import label_names, predict_label_lists
 from skstack.metrics import multilabel_report
-from skstack.persistence import ModelFileError, card_path, load, save
+from skstack.persistence import ModelFileError, card_path, save
 from skstack.pipelines import (
     arabic_emotion_pipeline,
     char_tfidf_member,
@@ -139,17 +138,12 @@ def _read_data(args, names: Sequence[str] | None = None) -> MultilabelData:
                       file_format="auto" if fmt == "table" else fmt)
 
 
-def _load_model(path: str):
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"model file {file} not found.")
-    if file.suffix in (".joblib", ".pkl"):
-        try:  # the user's own pickle, named on the command line
-            return joblib.load(file)
-        except Exception as exc:  # unpickling a damaged file can raise almost anything
-            raise ModelFileError(f"{file} is damaged or truncated: joblib could not read it "
-                                 f"({type(exc).__name__}: {str(exc)[:120]}).") from None
-    return load(file)
+def _load_model(path: str, trust_joblib: bool = True):
+    """The model file named on the command line (a joblib file is the user's own pickle,
+    except where ``serve`` asks for ``--trust-joblib``)."""
+    if not Path(path).is_file():
+        raise UsageError(f"model file {path} not found.")
+    return load_model(path, trust_joblib)
 
 
 def _texts(args) -> list[str]:
@@ -228,7 +222,7 @@ def cmd_evaluate(args) -> int:
     for warning in warnings:
         print(f"skstack evaluate: warning: {warning}", file=sys.stderr)
     if args.html:
-        evaluate_model(model, data.texts, data.Y, args.html, names, split=split,
+        evaluate_model(model, data.texts, data.Y, args.html, names, split=split, y_pred=pred,
                        title=f"skstack evaluation: {Path(args.model).name} on {args.data}"
                              + (f", {split} split" if split else ""))
         print(f"report written to {args.html}", file=sys.stderr)
@@ -236,13 +230,12 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    if not Path(args.model).is_file():
-        raise UsageError(f"model file {args.model} not found.")
+    # a file that fails to load stops here, before any port opens
+    model = _load_model(args.model, trust_joblib=args.trust_joblib)
     settings = ServeSettings(model=args.model, trust_joblib=args.trust_joblib,
                              max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                              max_texts=args.max_texts, max_chars=args.max_chars,
                              max_explain_words=args.max_explain_words)
-    model = load_model(settings)  # a file that fails to load stops here, before any port
     print(f"skstack serve: {args.model} ({len(label_names(model))} labels) on "
           f"http://{args.host}:{args.port}: POST /predict {{\"texts\": [...]}}, /explain; "
           "GET / (demo page), /health, /labels, /card", file=sys.stderr, flush=True)

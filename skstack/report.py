@@ -22,7 +22,7 @@ import numpy as np
 
 from skstack.cards import find_part, model_facts
 from skstack.explanations import Explanation, explain
-from skstack.metrics import jaccard_accuracy, multilabel_report
+from skstack.metrics import multilabel_report
 from skstack.plotting import (
     _pyplot,
     plot_label_cooccurrence,
@@ -53,9 +53,14 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]  # drop the XML prologue: the page is HTML
 
 
+class _HTML(str):
+    """A table cell's text that is HTML already (shaded words), not to be escaped."""
+
+
 def _cell(value) -> str:
     if isinstance(value, str):  # text left-aligned, numbers right-aligned
-        return f"<td class='text'>{html.escape(value)}</td>"
+        text = value if isinstance(value, _HTML) else html.escape(value)
+        return f"<td class='text'>{text}</td>"
     return f"<td>{f'{value:.3f}' if isinstance(value, float) else value}</td>"
 
 
@@ -77,7 +82,7 @@ def _confident_errors(Y, pred, proba, n: int) -> list[tuple[str, int, int]]:
     return out
 
 
-def _highlighted(explanation: Explanation, label: str) -> str:
+def _highlighted(explanation: Explanation, label: str) -> _HTML:
     """The text as HTML, each word shaded by its contribution to ``label``."""
     column = explanation.contributions[:, explanation.labels.index(label)]
     scale = max(float(np.abs(column).max(initial=0.0)), 1e-9)
@@ -89,7 +94,7 @@ def _highlighted(explanation: Explanation, label: str) -> str:
                      f"{abs(c) / scale * 0.75:.2f}' title='{c:+.3f}'>{word}</span>"
                      if abs(c) >= 5e-4 else word)
         at = end
-    return "".join(parts) + html.escape(explanation.text[at:])
+    return _HTML("".join(parts) + html.escape(explanation.text[at:]))
 
 
 def _baselines(Y: np.ndarray) -> list[list]:
@@ -101,7 +106,7 @@ def _baselines(Y: np.ndarray) -> list[list]:
                        ("every label for every text", np.ones_like(Y))):
         report = multilabel_report(Y, pred)
         rows.append([f"baseline: {name}", report.averages["macro"]["f1"],
-                     report.averages["micro"]["f1"], jaccard_accuracy(Y, pred)])
+                     report.averages["micro"]["f1"], report.jaccard_accuracy])
     return rows
 
 
@@ -217,11 +222,9 @@ def html_report(
         for kind, i, j in _confident_errors(Y, pred, P, n_errors):
             text = (_highlighted(explanations[i], str(labels[j])) if i in explanations
                     and str(labels[j]) in explanations[i].labels else
-                    html.escape(texts[i]) if texts is not None else f"row {i}")
-            rows.append(f"<tr><td>{kind}</td><td>{html.escape(labels[j])}</td>"
-                        f"<td>{P[i, j]:.3f}</td><td class='text'>{text}</td></tr>")
-        parts.append("<table><tr><th>error</th><th>label</th><th>probability</th>"
-                     f"<th>text</th></tr>{''.join(rows)}</table>")
+                    texts[i] if texts is not None else f"row {i}")
+            rows.append([kind, str(labels[j]), float(P[i, j]), text])
+        parts.append(_table(["error", "label", "probability", "text"], rows))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -260,7 +263,7 @@ def report_warnings(model, n_texts: int, split: str | None = None) -> list[str]:
 
 def evaluate_model(model, texts: Sequence[str], y_true, path: str | os.PathLike | None = None,
                    label_names: Sequence[str] | None = None, split: str | None = None,
-                   **kwargs) -> str:
+                   y_pred=None, proba=None, **kwargs) -> str:
     """:func:`html_report` for a fitted model on labelled texts; writes it to ``path`` too.
 
     The thresholds and their objective come from the model's
@@ -269,11 +272,13 @@ def evaluate_model(model, texts: Sequence[str], y_true, path: str | os.PathLike 
     (:func:`~skstack.cards.model_facts`), warns where the scores cannot be trusted
     (``split="train"``, texts as many as the training set, a rule tuned on under 100 rows),
     and shades the words of the most confident errors by what they did
-    (:func:`~skstack.explain`). Other keywords go to :func:`html_report`.
+    (:func:`~skstack.explain`). ``y_pred`` and ``proba``: the model's ``predict`` and
+    ``predict_proba`` of ``texts`` where the caller has them already (computed here
+    otherwise). Other keywords go to :func:`html_report`.
     """
     texts = list(texts)
-    proba = np.asarray(model.predict_proba(texts))
-    pred = np.asarray(model.predict(texts))
+    proba = np.asarray(model.predict_proba(texts) if proba is None else proba)
+    pred = np.asarray(model.predict(texts) if y_pred is None else y_pred)
     Y = np.asarray(y_true)
     names = label_names or getattr(find_part(model, TunedThresholds), "label_names_", None)
     n_errors = kwargs.pop("n_errors", 10)

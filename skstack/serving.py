@@ -272,12 +272,13 @@ def make_app(model, settings: ServeSettings):
     return app
 
 
-def load_model(settings: ServeSettings):
-    """The model ``settings`` names: ``skstack.load`` for a ``.skstack`` file; joblib only
-    with ``trust_joblib`` (unpickling runs code)."""
-    path = settings.model
+def load_model(path: str | os.PathLike, trust_joblib: bool = False):
+    """A model file a user names: ``skstack.load`` for a ``.skstack`` file; a joblib file
+    only with ``trust_joblib`` (unpickling runs code), a damaged one as a
+    :class:`~skstack.ModelFileError`."""
+    path = str(path)
     if path.endswith((".joblib", ".pkl")):
-        if not settings.trust_joblib:
+        if not trust_joblib:
             raise ValueError(f"{path} is a joblib file, which runs code when loaded; serve a "
                              ".skstack file (skstack.save), or pass --trust-joblib for a file "
                              "you made.")
@@ -294,7 +295,7 @@ def load_model(settings: ServeSettings):
 def app_from_environment():
     """The application for one of uvicorn's worker processes (``--workers N``)."""
     settings = ServeSettings(**json.loads(os.environ[_SETTINGS_VARIABLE]))
-    return make_app(load_model(settings), settings)
+    return make_app(load_model(settings.model, settings.trust_joblib), settings)
 
 
 def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
@@ -308,6 +309,8 @@ def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
         uvicorn.run("skstack.serving:app_from_environment", factory=True, host=host,
                     port=port, workers=workers)
         return
-    app = make_app(load_model(settings) if model is None else model, settings)
+    if model is None:
+        model = load_model(settings.model, settings.trust_joblib)
+    app = make_app(model, settings)
     uvicorn.run(app, host=host, port=port)
 
