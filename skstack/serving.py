@@ -16,6 +16,13 @@ worker thread, so the event loop keeps accepting requests meanwhile. ``max_batch
 micro-batching off (each request alone). A bad request gets a 4xx answer with a one-line
 reason in ``{"error": ...}``; nothing it sent reaches the model.
 
+One request never fails another: every text is checked before it joins a batch (a string,
+valid Unicode, within the size limits; the body's JSON within a nesting depth), the body is
+counted while it streams in and refused once past what the limits allow, and when a batched
+model call still fails, each request of that batch is run again on its own, so each gets its
+own answer or its own error. A model whose decision rule is invalid (thresholds outside
+[0, 1], limits that contradict each other) is refused before the port opens.
+
 ``/explain`` sends its occluded texts (:func:`~skstack.explanations.occluded_texts`: one row
 per word) through the same queue, so explanations are batched with predictions.
 
@@ -42,10 +49,11 @@ from skstack.cards import model_card
 from skstack.explanations import explained_columns, explanations_from, occluded_texts
 from skstack.labels import label_names
 from skstack.persistence import ModelFileError, load
-from skstack.targets import decide
+from skstack.targets import check_rule, decide
 from skstack.thresholds import TunedThresholds
 
 _SETTINGS_VARIABLE = "SKSTACK_SERVE_SETTINGS"  # how uvicorn's worker processes get them
+_MAX_DEPTH = 32  # JSON nesting a request may have ({"texts": [...]} needs 2)
 
 
 @dataclass(frozen=True)
@@ -84,9 +92,13 @@ class Predictor:
             self.thresholds = np.asarray(final.thresholds_, dtype=float)
             self.min_labels, self.max_labels = final.min_labels, final.max_labels
         else:  # a bare classifier: its own threshold
-            threshold = float(getattr(final, "threshold", 0.5))
-            self.thresholds = np.full(len(self.labels), threshold)
+            self.thresholds = getattr(final, "threshold", 0.5)
             self.min_labels, self.max_labels = 0, None
+        try:
+            self.thresholds = check_rule("the served model", self.thresholds, self.min_labels,
+                                         self.max_labels, len(self.labels))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"the model's decision rule cannot be served: {exc}") from None
         self.calls = 0  # predict_proba calls, for tests and the load benchmark
 
     def __call__(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -141,20 +153,28 @@ class MicroBatcher:
                     break
                 batch.append(item)
                 size += len(item[0])
-            texts = [t for request, _ in batch for t in request]
-            try:
-                proba, pred = await asyncio.to_thread(self.predict, texts)
-            except Exception as exc:  # every waiting request learns why
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            start = 0
-            for request, done in batch:
-                end = start + len(request)
-                if not done.done():  # its client may have gone
-                    done.set_result((proba[start:end], pred[start:end]))
-                start = end
+            await self._answer(batch)
+
+    async def _answer(self, batch: list[tuple[list[str], asyncio.Future]]) -> None:
+        """Run ``batch`` in one model call; if that fails, each request alone, so that a
+        text the model cannot take fails its own request only."""
+        texts = [t for request, _ in batch for t in request]
+        try:
+            proba, pred = await asyncio.to_thread(self.predict, texts)
+        except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(exc)
+                return
+            for item in batch:
+                await self._answer([item])
+            return
+        start = 0
+        for request, done in batch:
+            end = start + len(request)
+            if not done.done():  # its client may have gone
+                done.set_result((proba[start:end], pred[start:end]))
+            start = end
 
 
 def check_request(body: bytes, settings: ServeSettings) -> dict:
@@ -164,6 +184,11 @@ def check_request(body: bytes, settings: ServeSettings) -> dict:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(400, f"the body is not JSON ({exc}).") from None
+    except RecursionError:
+        raise BadRequest(400, f"the body's JSON is nested deeper than {_MAX_DEPTH} "
+                              "levels.") from None
+    if _depth(data) > _MAX_DEPTH:
+        raise BadRequest(400, f"the body's JSON is nested deeper than {_MAX_DEPTH} levels.")
     if not isinstance(data, dict) or "texts" not in data:
         got = "an object without texts" if isinstance(data, dict) else type(data).__name__
         raise BadRequest(400, f'expected a JSON object {{"texts": ["...", ...]}}, got {got}.')
@@ -179,7 +204,23 @@ def check_request(body: bytes, settings: ServeSettings) -> dict:
         if len(text) > settings.max_chars:
             raise BadRequest(413, f"texts[{i}] has {len(text):,} characters; at most "
                                   f"{settings.max_chars:,} (--max-chars).")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: legal JSON, not Unicode text
+            raise BadRequest(400, f"texts[{i}] is not valid Unicode: a lone surrogate "
+                                  f"{text[exc.start]!r} at character {exc.start}.") from None
     return data
+
+
+def _depth(value, limit: int = _MAX_DEPTH) -> int:
+    """How deep ``value`` (parsed JSON) nests lists and objects, counted to ``limit + 1`` at
+    most (so a deep body costs no more than a shallow one to measure)."""
+    depth, level = 0, [value] if isinstance(value, (list, dict)) else []
+    while level and depth <= limit:
+        depth += 1
+        level = [x for v in level for x in (v.values() if isinstance(v, dict) else v)
+                 if isinstance(x, (list, dict))]
+    return depth
 
 
 def make_app(model, settings: ServeSettings):
@@ -203,7 +244,13 @@ def make_app(model, settings: ServeSettings):
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body:
             raise BadRequest(413, f"the body has {int(length):,} bytes; at most {max_body:,}.")
-        return check_request(await request.body(), settings)
+        body = bytearray()
+        async for chunk in request.stream():  # counted as it arrives (chunked bodies too)
+            body += chunk
+            if len(body) > max_body:
+                raise BadRequest(413, f"the body has more than {max_body:,} bytes; at most "
+                                      f"{max_body:,}.")
+        return check_request(bytes(body), settings)
 
     async def scored(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if not texts:
@@ -311,6 +358,6 @@ def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
         return
     if model is None:
         model = load_model(settings.model, settings.trust_joblib)
-    app = make_app(model, settings)
+    app = make_app(model, settings)  # checks the model's rule before the port opens
     uvicorn.run(app, host=host, port=port)
 

@@ -164,9 +164,19 @@ def decide(
     [[0, 1], [1, 1]]
     """
     P = check_proba(proba)
-    check_params("decide", LIMIT_CONSTRAINTS, {"min_labels": min_labels, "max_labels": max_labels})
-    check_label_limits("decide", min_labels, max_labels, P.shape[1])
-    return _decide(P, check_thresholds(thresholds, P.shape[1]), min_labels, max_labels)
+    return _decide(P, check_rule("decide", thresholds, min_labels, max_labels, P.shape[1]),
+                   min_labels, max_labels)
+
+
+def check_rule(owner: str, thresholds, min_labels: int, max_labels: int | None,
+               n_labels: int) -> np.ndarray:
+    """All the checks of a decision rule over ``n_labels`` labels: the limits' values, the
+    limits against each other and the labels, the thresholds (finite, in [0, 1], one or one
+    per label); returns the thresholds per label. What :func:`decide` checks, and what a
+    server or a loaded file checks before it decides anything."""
+    check_params(owner, LIMIT_CONSTRAINTS, {"min_labels": min_labels, "max_labels": max_labels})
+    check_label_limits(owner, min_labels, max_labels, n_labels)
+    return check_thresholds(thresholds, n_labels, owner)
 
 
 def multilabel_classifier_tags(tags):

@@ -111,10 +111,72 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server, mo
     (json.dumps({"texts": ["ok", "x" * 81]}).encode(), 413, "texts[1] has 81 characters; at "
                                                             "most 80 (--max-chars)"),
     (b"x" * 10_000, 413, "the body has 10,000 bytes; at most"),
+    # legal JSON that is no Unicode text: refused before it reaches a batch
+    (b'{"texts": ["ok", "x\\ud800y"]}', 400,
+     "texts[1] is not valid Unicode: a lone surrogate '\\ud800' at character 1"),
+    (b"[" * 2_000 + b"]" * 2_000, 400, "nested deeper than 32 levels"),
+    (b'{"texts": ["hi"], "x": ' + b"[" * 40 + b"]" * 40 + b"}", 400,
+     "nested deeper than 32 levels"),
 ])
 def test_a_bad_request_gets_a_4xx_with_a_one_line_reason(server, body, status, reason):
     got, answer = server.request("/predict", body)
     assert got == status and reason in answer["error"] and "\n" not in answer["error"]
+
+
+def test_a_chunked_body_is_refused_once_past_the_limit_without_being_read_whole(server):
+    import http.client
+
+    port = int(server.url.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:  # no Content-Length: the server counts while the body streams in
+        connection.request("POST", "/predict", body=iter([b'{"texts": ["' + b"x" * 4096] * 50),
+                           encode_chunked=True)
+        answer = connection.getresponse()
+        reason = json.loads(answer.read())["error"]
+    finally:
+        connection.close()
+    assert answer.status == 413 and reason.startswith("the body has more than 4,992 bytes")
+
+
+def test_a_text_the_model_fails_on_fails_only_its_own_request(model, trained):
+    class Poisoned:  # as a model that cannot take one text (a surrogate, a bad encoding)
+        steps = model.steps
+
+        def predict_proba(self, texts):
+            if any("poison" in t for t in texts):
+                raise ValueError("cannot encode this text")
+            return model.predict_proba(texts)
+
+    running = Server(Poisoned(), ServeSettings(model=str(trained[2]), max_wait_ms=50))
+    good = [f"{TEXTS[i % 4]} number {i}" for i in range(24)]
+    expected = dict(zip(good, predict_label_lists(model, good), strict=True))
+    requests = [[t] for t in good] + [["poison"]] * 8
+    order = np.random.default_rng(0).permutation(len(requests))
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(running.predict, [requests[i] for i in order]))
+    finally:
+        running.close()
+    for i, (status, answer) in zip(order, answers, strict=True):
+        if requests[i] == ["poison"]:
+            assert status == 500 and "ValueError: cannot encode this text" in answer["error"]
+        else:  # every good request answered, with its own text's labels
+            assert status == 200
+            assert answer["predictions"][0]["labels"] == expected[requests[i][0]]
+    assert running.app.state.predictor.calls < len(requests) + 8  # batches still formed
+
+
+@pytest.mark.parametrize("thresholds, reason", [
+    ([np.nan, 0.5, 0.5], r"must be a number in \[0, 1\] or 3 such numbers"),
+    ([7.0, -2.0, 0.5], r"must be a number in \[0, 1\] or 3 such numbers"),
+    ([0.5, 0.5], r"must be a number in \[0, 1\] or 3 such numbers"),
+])
+def test_a_model_with_an_invalid_rule_is_not_served(trained, thresholds, reason):
+    broken = load(trained[2])
+    broken.named_steps["clf"].thresholds_ = np.array(thresholds)
+    with pytest.raises(ValueError, match=r"the model's decision rule cannot be served: .*"
+                                         + reason):
+        make_app(broken, ServeSettings(model=str(trained[2])))
 
 
 def test_no_texts_get_no_predictions_and_get_is_not_allowed(server):
