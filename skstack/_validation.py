@@ -111,6 +111,34 @@ SPLITTER = Check(lambda v: hasattr(v, "split") and not isinstance(v, (str, bytes
                  "a CV splitter")
 
 
+def _unique_names(v) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(n, str) for n in v) and \
+        len(set(v)) == len(v)
+
+
+def _blocks(v) -> bool:
+    return isinstance(v, list) and _unique_names([p[0] for p in v if isinstance(
+        p, (list, tuple)) and len(p) == 2]) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and Interval(numbers.Integral, 1, None)
+        .accepts(p[1]) for p in v)
+
+
+def _finite_numbers(v) -> bool:
+    try:
+        array = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return array.ndim == 1 and bool(np.isfinite(array).all())
+
+
+# fitted attributes, for the state a file restores (_state_constraints tables)
+NAMES = Check(_unique_names, "a list of distinct strings")
+BLOCKS = Check(_blocks, "a list of (name, width >= 1) pairs with distinct names")
+FINITE_LIST = Check(_finite_numbers, "a list of finite numbers")
+COUNT = Interval(numbers.Integral, 0, None)
+TARGET_TYPES = Options(("multilabel", "binary", "multiclass"))
+
+
 def make_splitter(cv, y=None, random_state: int | None = None):
     """The splitter of a ``cv`` parameter: a splitter as given; an int ``k`` is ``KFold``
     (``StratifiedKFold`` for a 1-D class target), shuffled with ``random_state``, or with
@@ -150,6 +178,20 @@ def check_params(owner: str, table: Mapping[str, list], params: Mapping[str, obj
         if not any(c.accepts(value) for c in constraints):
             expected = " or ".join(c.describe() for c in constraints)
             raise parameter_error(owner, name, expected, value)
+
+
+def check_state(owner: str, table: Mapping[str, list], obj: object) -> None:
+    """Check the fitted attributes of ``obj`` named in ``table`` (those it has) against
+    their constraints, as :func:`check_params` does for parameters: for state restored from
+    a file, which a fit did not make."""
+    for name, constraints in table.items():
+        if not hasattr(obj, name):
+            continue
+        value = getattr(obj, name)
+        if not any(c.accepts(value) for c in constraints):
+            expected = " or ".join(c.describe() for c in constraints)
+            raise ValueError(f"the fitted attribute {name!r} of {owner} must be {expected}; "
+                             f"got {value!r:.80}.")
 
 
 def validate_params(estimator: object) -> None:

@@ -39,6 +39,7 @@ from skstack._loading import (
     native_bfloat16,
     resolve_devices,
     short_name,
+    tokenizer_hash,
     weights_hash,
 )
 from skstack._pooling import POOLING_MODES, WORD_POOLING_MODES, pool, pool_words
@@ -53,6 +54,7 @@ from skstack._runtimes import (
 )
 from skstack._validation import (
     BOOLEAN,
+    FINITE_LIST,
     NONE,
     PATH,
     SEED,
@@ -291,6 +293,19 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     _portable_state: ClassVar[tuple[str, ...]] = (
         "max_length_", "dtype_", "backend_", "quantization_", "layer_indices_",
         "embedding_dim_", "fingerprint_", "weights_hash_", "finetune_loss_")
+    # what a file's fitted state must be (checked when loaded; fingerprint_ and
+    # weights_hash_ are recomputed from the loaded weights, never taken from the file)
+    _state_constraints: ClassVar[dict[str, list]] = {
+        "max_length_": [Interval(numbers.Integral, 2, None)],
+        "dtype_": [Options(tuple(_DTYPES))],
+        "backend_": [Options(BACKENDS)],
+        "quantization_": [Options(QUANTIZATIONS), NONE],
+        "layer_indices_": [Check(lambda v: isinstance(v, list) and len(v) > 0 and all(
+            isinstance(i, numbers.Integral) and not isinstance(i, bool) and 0 <= i < 2**16
+            for i in v), "a non-empty list of layer indices")],
+        "embedding_dim_": [Interval(numbers.Integral, 1, None)],
+        "finetune_loss_": [FINITE_LIST],
+    }
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "model": [PATH],
@@ -453,8 +468,10 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         if self.layer_combine == "concat":
             width *= len(self.layer_indices_)
         self.embedding_dim_ = min(width, self.truncate_dim or width)
-        self.weights_hash_ = weights
-        self.fingerprint_ = self._fingerprint(weights, loaded.tokenizer_hash)
+        # the weights as they run (a bfloat16 copy hashes as such), as load() recomputes it
+        self.weights_hash_ = weights if self.model_.dtype == torch.float32 else \
+            weights_hash(self.model_)
+        self.fingerprint_ = self._fingerprint(self.weights_hash_, loaded.tokenizer_hash)
         return tokens
 
     def _new_tokens(self) -> Tokens:
@@ -744,8 +761,39 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         model = model_class(AutoConfig.from_pretrained(folder, local_files_only=True,
                                                        trust_remote_code=False))
         reader.load_weights(model, files["weights"])
-        self.device_ = device_or_cpu(self.device, "embedder")
+        self._check_layout(model.config)
+        # where this process writes is the caller's choice, never the file's
+        self.cache = reader.cache(self.cache, f"{type(self).__name__}({short_name(self.model)})")
+        self.device_ = torch.device(reader.device(self.device, "embedder"))
         self.model_ = self._placed(model.float().eval(), shared=False)
+        # the cache key comes from the weights loaded, so a file cannot claim another
+        # model's cached vectors (weights changed, fingerprint_ kept)
+        self.weights_hash_ = weights_hash(self.model_)
+        self.fingerprint_ = self._fingerprint(self.weights_hash_,
+                                              tokenizer_hash(self.tokenizer_))
+
+    def _check_layout(self, config) -> None:
+        """Restored state against the encoder it describes: layers that exist, the width
+        they give, a token limit within its positions."""
+        owner = type(self).__name__
+        for key in ("max_length_", "layer_indices_", "embedding_dim_"):
+            if not hasattr(self, key):
+                raise ValueError(f"{owner} is fitted but lacks the fitted attribute {key!r}.")
+        n_states = config.num_hidden_layers + 1
+        if max(self.layer_indices_) >= n_states:
+            raise ValueError(f"the fitted attribute 'layer_indices_' of {owner} names layer "
+                             f"{max(self.layer_indices_)}; the encoder has {n_states} hidden "
+                             f"states (0..{n_states - 1}).")
+        width = config.hidden_size * (len(self.layer_indices_)
+                                      if self.layer_combine == "concat" else 1)
+        if self.embedding_dim_ != min(width, self.truncate_dim or width):
+            raise ValueError(f"the fitted attribute 'embedding_dim_' of {owner} is "
+                             f"{self.embedding_dim_}; its layers give "
+                             f"{min(width, self.truncate_dim or width)}.")
+        if self.max_length_ > _position_limit(config):
+            raise ValueError(f"the fitted attribute 'max_length_' of {owner} is "
+                             f"{self.max_length_}, more than the encoder's "
+                             f"{_position_limit(config)} positions.")
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: the live object must keep its model

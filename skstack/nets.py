@@ -34,10 +34,14 @@ from skstack._batching import bucketed_batches
 from skstack._config import progress, progress_enabled
 from skstack._validation import (
     ARRAY_LIKE,
+    BLOCKS,
     BOOLEAN,
     CALLABLE,
+    COUNT,
+    NAMES,
     NONE,
     SEED,
+    TARGET_TYPES,
     Check,
     Interval,
     Options,
@@ -50,6 +54,7 @@ from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
 from skstack.sequences import WordSequences
 from skstack.targets import (
     _decide,
+    check_fitted_target,
     check_target,
     check_thresholds,
     class_predictions,
@@ -365,6 +370,16 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         "blocks_", "word_blocks_", "label_names_", "n_labels_", "n_features_in_", "classes_",
         "target_type_", "label_statistics_", "best_epoch_")
 
+    # what a file's fitted state must be (checked when loaded, as fit would have made it)
+    _state_constraints: ClassVar[dict[str, list]] = {
+        "blocks_": [BLOCKS], "word_blocks_": [BLOCKS], "label_names_": [NAMES],
+        "n_labels_": [Interval(numbers.Integral, 1, None)],
+        "n_features_in_": [Interval(numbers.Integral, 1, None)],
+        "target_type_": [TARGET_TYPES], "best_epoch_": [COUNT, NONE],
+        "label_statistics_": [Check(lambda v: isinstance(v, LabelStatistics),
+                                    "label statistics")],
+    }
+
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "module": [_PART],
         "criterion": [_PART],
@@ -414,6 +429,24 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         self.batch_order = batch_order
         self.mixed_precision = mixed_precision
         self.random_state = random_state
+
+    def _check_state(self) -> None:
+        """Restored state (``skstack.load``): the labels, their statistics and the threshold
+        agree, as a fit leaves them."""
+        owner = type(self).__name__
+        for key in ("n_labels_", "target_type_", "blocks_", "n_features_in_"):
+            if not hasattr(self, key):
+                raise ValueError(f"{owner} is fitted but lacks the fitted attribute {key!r}.")
+        check_fitted_target(owner, self)
+        stats, n = getattr(self, "label_statistics_", None), self.n_labels_
+        if stats is not None and not (
+                np.shape(stats.positives) == (n,) and np.shape(stats.correlation) == (n, n)
+                and np.isfinite(stats.positives).all() and np.isfinite(stats.correlation).all()
+                and isinstance(stats.n_samples, numbers.Integral) and stats.n_samples > 0):
+            raise ValueError(f"the fitted attribute 'label_statistics_' of {owner} does not "
+                             f"describe {n} labels (finite counts and an {n} x {n} "
+                             "correlation matrix).")
+        check_thresholds(self.threshold, n, owner)
 
     def _persist_state(self, writer) -> dict:
         return {"weights": writer.tensors(self.module_.state_dict()),

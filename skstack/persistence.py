@@ -49,7 +49,7 @@ from sklearn.pipeline import Pipeline
 
 from skstack._config import progress
 from skstack._loading import device_or_cpu
-from skstack._validation import unwrap_search
+from skstack._validation import check_state, unwrap_search, validate_params
 from skstack._version import LIBRARIES, __version__, library_versions
 from skstack.cards import model_card
 from skstack.losses import LabelStatistics
@@ -430,9 +430,11 @@ class _Reader:
     """Builds the object tree of a checked graph. Every class comes through :func:`_resolve`;
     ``trail`` names where in the tree the reader is, for the errors."""
 
-    def __init__(self, root: Path, trusted: frozenset[str], max_bytes: int):
+    def __init__(self, root: Path, trusted: frozenset[str], max_bytes: int,
+                 cache="memory", device: str | None = None):
         self.root, self.trusted, self.max_bytes = root, trusted, max_bytes
         self.trail, self.failed_at = [], None
+        self._cache, self._device = cache, device
 
     def where(self) -> str:
         """The node an error came from, as ``Pipeline > TunedThresholds > ...``."""
@@ -492,15 +494,16 @@ class _Reader:
         if kind == "pipeline":
             steps = [(name, self.node(step)) for name, step in _expect(node.get("steps"), list,
                                                                        "steps")]
-            return Pipeline(steps, **self.params(node))
+            return _valid_params(Pipeline(steps, **self.params(node)))
         if kind == "skops":
-            return self.skops(_expect(node.get("file"), str, "a skops file name"))
+            return _valid_params(self.skops(_expect(node.get("file"), str,
+                                                    "a skops file name")))
         if kind not in ("object", "skstack"):
             raise ModelFileError("a node without a known 'kind' (pipeline, skops, object, "
                                  f"skstack); found {kind!r:.40}")
         if kind == "object":  # a callback or an unfitted estimator
-            return _resolve(node.get("class"), self.trusted,
-                            frozenset({"estimator", "callback"}))(**self.params(node))
+            return _valid_params(_resolve(node.get("class"), self.trusted, frozenset(
+                {"estimator", "callback"}))(**self.params(node)))
         cls = _resolve(node.get("class"), self.trusted, frozenset({"estimator"}))
         if not hasattr(cls, "_portable_state"):
             raise ModelFileError(f"a skstack node of class {_qualname(cls)}, which declares "
@@ -510,7 +513,7 @@ class _Reader:
         for key in set(node) - set(params) - {"kind", "class", "params", "state"}:
             if key in accepted and key not in getattr(cls, "_portable_parts", ()):  # members
                 params[key] = self.part(node[key])
-        obj = cls(**params)
+        obj = _valid_params(cls(**params))
         state = _expect(node.get("state", {}), dict, "state")
         unknown = sorted(set(state) - set(cls._portable_state))
         if unknown:  # setattr of anything else could replace a method or the class
@@ -522,8 +525,15 @@ class _Reader:
             setattr(obj, key, self.value(v))
         for key in getattr(cls, "_portable_parts", ()):
             setattr(obj, key, self.part(node[key]))
-        if hasattr(obj, "_restore_state"):
-            obj._restore_state(node, self)
+        # the state a fit would have made, or a ModelFileError: declared types and ranges,
+        # then what ties the attributes together (the class's _check_state), then what
+        # needs the weights (checked as _restore_state loads them)
+        with _refused():
+            check_state(cls.__name__, getattr(cls, "_state_constraints", {}), obj)
+            if hasattr(obj, "_check_state"):
+                obj._check_state()
+            if hasattr(obj, "_restore_state"):
+                obj._restore_state(node, self)
         return obj
 
     def part(self, saved):
@@ -540,11 +550,26 @@ class _Reader:
         format's rules (:func:`_resolve`)."""
         return _resolve(name, self.trusted, frozenset({kind}))
 
-    @staticmethod
-    def device(name, owner: str) -> str:
-        """``name`` where that device exists here, else ``"cpu"`` (with a warning): a model
-        saved on a GPU loads on a CPU-only machine."""
-        return str(device_or_cpu(name, owner))
+    def device(self, name, owner: str) -> str:
+        """The device :func:`load` was given; else ``name`` (the file's) where that device
+        exists here, else ``"cpu"`` (with a warning): a model saved on a GPU loads on a
+        CPU-only machine."""
+        return str(device_or_cpu(name if self._device is None else self._device, owner))
+
+    def cache(self, stored, owner: str):
+        """The embedding cache of a loaded encoder: the one :func:`load` was given. A folder
+        or URL the file names is not used (a file does not choose where this process writes
+        or what it reads as cached vectors); a warning says how to use it."""
+        named = stored is not None and not (isinstance(stored, str) and stored == "memory")
+        if not named:  # in memory, or off: the file's choice, unless load was given a place
+            return stored if isinstance(self._cache, str) and self._cache == "memory" \
+                else self._cache
+        if os.fspath(stored) != (None if self._cache is None else os.fspath(self._cache)):
+            warnings.warn(f"{owner} was saved with cache={os.fspath(stored)!r}, which a loaded "
+                          f"file does not choose: it uses cache={self._cache!r}. Pass "
+                          f"load(..., cache={os.fspath(stored)!r}) to use that cache.",
+                          UserWarning, stacklevel=2)
+        return self._cache
 
     def folder(self, name) -> Path:
         """An extracted folder (``save_pretrained`` output) that a node names."""
@@ -587,6 +612,31 @@ class _Reader:
             raise ModelFileError(f"{name} does not fit the model it belongs to "
                                  f"({type(exc).__name__}: {' '.join(first[:3])[:300]})") from None
 
+@contextlib.contextmanager
+def _refused() -> Iterator[None]:
+    """A check's ValueError or TypeError as the :class:`ModelFileError` of the node."""
+    try:
+        yield
+    except ModelFileError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(str(exc)[:300].rstrip(".")) from None
+
+
+def _valid_params(obj):
+    """``obj`` once its parameters pass its class's constraints (skstack's tables, or
+    scikit-learn's own ``_validate_params``), as its ``fit`` would check them."""
+    cls = type(obj)
+    if not hasattr(cls, "_parameter_constraints"):
+        return obj
+    with _refused():
+        if _within(cls.__module__, ("skstack",)):
+            validate_params(obj)
+        elif hasattr(obj, "_validate_params"):
+            obj._validate_params()
+    return obj
+
+
 def _expect(value, kind: type, what: str):
     """``value`` if it is a ``kind``; else the error that names ``what`` was malformed."""
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -622,8 +672,10 @@ def _check_sizes(infos: list[zipfile.ZipInfo], max_bytes: int) -> None:
                 "(damaged, or a zip bomb)")
 
 
-def load(path: str | os.PathLike, trusted: Iterable[str] = (), max_bytes: int = MAX_BYTES):
-    """Load what :func:`save` wrote, checking every file's size and checksum first.
+def load(path: str | os.PathLike, trusted: Iterable[str] = (), max_bytes: int = MAX_BYTES,
+         *, cache: str | os.PathLike | None = "memory", device: str | None = None):
+    """Load what :func:`save` wrote, checking every file's size and checksum first, then
+    every parameter and fitted attribute as ``fit`` would have made them.
 
     Parameters
     ----------
@@ -638,16 +690,33 @@ def load(path: str | os.PathLike, trusted: Iterable[str] = (), max_bytes: int = 
         The most the file may unpack to, each member and all together; checked against
         the sizes the archive declares before anything is read, and against the bytes
         actually read.
+    cache : "memory", None, folder or URL, default="memory"
+        The embedding cache of the model's encoders (see ``EncoderEmbedder``'s ``cache``).
+        A folder or URL stored in the file is never used (a file does not choose where the
+        loading process writes, or which cached vectors it reads): such an encoder gets
+        ``cache``, with a warning naming the stored place. An encoder saved with ``"memory"``
+        or ``None`` keeps it unless ``cache`` names a folder or URL.
+    device : str, default=None
+        The device of every encoder and net (``"cpu"``, ``"cuda"``, ...); ``None``: the
+        device each was saved with where it exists here, else the CPU.
 
     Returns
     -------
-    The estimator or pipeline, on the CPU unless the device it was saved with exists here.
+    The estimator or pipeline.
 
     Raises
     ------
     ModelFileError
-        The file is damaged, truncated, malformed, too large, from a newer format, or names
-        untrusted classes; the message names the file and the member or node at fault.
+        The file is damaged, truncated, malformed, too large, from a newer format, names
+        untrusted classes, or holds a parameter or fitted attribute that ``fit`` would
+        refuse or never make (thresholds outside [0, 1], label lists of the wrong length,
+        duplicate names, unknown backends, layers the encoder lacks, ...); the message
+        names the file, the node and the attribute or member at fault.
+
+    Notes
+    -----
+    An encoder's ``fingerprint_`` (the key of its cached vectors) is recomputed from the
+    weights loaded, never read from the file.
     """
     path = Path(path)
     if path.suffix in (".joblib", ".pkl"):
@@ -672,13 +741,12 @@ def load(path: str | os.PathLike, trusted: Iterable[str] = (), max_bytes: int = 
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as exc:
             raise ModelFileError(f"{path} is damaged ({type(exc).__name__}: {exc}).") from None
         _check_versions(path, manifest.get("versions", {}))
-        reader = _Reader(root, frozenset(trusted), max_bytes)
+        reader = _Reader(root, frozenset(trusted), max_bytes, cache, device)
         try:
             return reader.node(graph)
         except ModelFileError as exc:
             raise ModelFileError(f"{path}: graph.json, at {reader.where()}: {exc}.") from None
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError,
-                RecursionError) as exc:
+        except Exception as exc:  # building what a malformed graph describes failed
             raise ModelFileError(
                 f"{path}: graph.json is malformed at {reader.where()} "
                 f"({type(exc).__name__}: {str(exc)[:200]}).") from None

@@ -33,8 +33,11 @@ from threadpoolctl import threadpool_limits
 
 from skstack._config import progress
 from skstack._validation import (
+    BLOCKS,
     BOOLEAN,
     ESTIMATOR,
+    NAMES,
+    NONE,
     SEED,
     SPLITTER,
     Check,
@@ -161,6 +164,11 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
     _portable_state: ClassVar[tuple[str, ...]] = ("blocks_", "word_blocks_", "n_labels_",
                                                   "label_names_")
     _portable_parts: ClassVar[tuple[str, ...]] = ("members_", "meta_learner_")
+    # what a file's fitted state must be (checked when loaded, as fit would have made it)
+    _state_constraints: ClassVar[dict[str, list]] = {
+        "blocks_": [BLOCKS], "word_blocks_": [BLOCKS], "label_names_": [NAMES],
+        "n_labels_": [Interval(numbers.Integral, 1, None), NONE],
+    }
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "members": [Check(lambda v: isinstance(v, list) and len(v) > 0,
@@ -187,6 +195,28 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
     def set_params(self, **params):
         self._set_params("members", **params)
         return self
+
+    def _check_state(self) -> None:
+        """Restored state (``skstack.load``): the layout names the fitted members (and the
+        meta-learner), and the labels agree."""
+        owner = type(self).__name__
+        if not hasattr(self, "blocks_") or not isinstance(getattr(self, "members_", None),
+                                                           list):
+            raise ValueError(f"{owner} is fitted but lacks its 'blocks_' or 'members_'.")
+        fitted = [name for name, _ in self.members_]
+        if fitted != [name for name, _ in self.members]:
+            raise ValueError(f"the fitted attribute 'members_' of {owner} holds {fitted}, not "
+                             f"the members {[name for name, _ in self.members]}.")
+        known = {*fitted, META_BLOCK}
+        unknown = [name for name, _ in self.blocks_ + list(getattr(self, "word_blocks_", []))
+                   if name not in known]
+        if unknown:
+            raise ValueError(f"the fitted attribute 'blocks_' of {owner} names {unknown[0]!r}, "
+                             f"which is no member (members: {fitted}).")
+        names, n = getattr(self, "label_names_", None), getattr(self, "n_labels_", None)
+        if names is not None and n is not None and len(names) != n:
+            raise ValueError(f"the fitted attribute 'label_names_' of {owner} holds "
+                             f"{len(names)} names for n_labels_={n} labels.")
 
     def _check_members(self) -> None:
         for item in self.members:

@@ -107,6 +107,27 @@ def check_target(y, n_samples: int | None = None, classes=None, name: str = "y")
     return Target(onehot, "multiclass", np.asarray(classes))
 
 
+def check_fitted_target(owner: str, fitted) -> None:
+    """For state restored from a file: ``n_labels_``, ``label_names_`` and ``classes_`` of a
+    fitted classifier agree with each other and its ``target_type_``, as a fit leaves them."""
+    n_labels, kind = fitted.n_labels_, fitted.target_type_
+    names = getattr(fitted, "label_names_", None)
+    if names is not None and len(names) != n_labels:
+        raise ValueError(f"the fitted attribute 'label_names_' of {owner} holds {len(names)} "
+                         f"names for n_labels_={n_labels} labels.")
+    classes = getattr(fitted, "classes_", None)
+    if classes is not None:
+        expected = 2 if kind == "binary" else n_labels
+        if np.ndim(classes) != 1 or len(classes) != expected or len(set(
+                np.asarray(classes).tolist())) != len(classes):
+            raise ValueError(f"the fitted attribute 'classes_' of {owner} must hold {expected} "
+                             f"distinct classes for a {kind} target of {n_labels} label(s); got "
+                             f"{classes!r:.80}.")
+    if kind == "binary" and n_labels != 1:
+        raise ValueError(f"the fitted attribute 'n_labels_' of {owner} must be 1 for a binary "
+                         f"target; got {n_labels}.")
+
+
 def check_label_limits(owner: str, min_labels: int, max_labels: int | None,
                         n_labels: int) -> None:
     """The checks of ``min_labels``/``max_labels`` that depend on each other and the data."""

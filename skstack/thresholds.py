@@ -27,9 +27,14 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 from skstack._config import progress
 from skstack._validation import (
     BOOLEAN,
+    COUNT,
     ESTIMATOR,
+    NAMES,
+    NONE,
     SEED,
     SPLITTER,
+    TARGET_TYPES,
+    Check,
     Interval,
     Options,
     check_label_matrix,
@@ -44,7 +49,9 @@ from skstack.metrics import jaccard_from_counts
 from skstack.targets import (
     LIMIT_CONSTRAINTS,
     _decide,
+    check_fitted_target,
     check_label_limits,
+    check_rule,
     check_target,
     class_predictions,
     class_proba,
@@ -284,6 +291,17 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         "thresholds_", "best_score_", "n_tuning_rows_", "n_samples_fit_", "label_names_",
         "classes_", "target_type_", "n_labels_")
     _portable_parts: ClassVar[tuple[str, ...]] = ("estimator_",)
+    # what a file's fitted state must be (checked when loaded, as fit would have made it)
+    _state_constraints: ClassVar[dict[str, list]] = {
+        "thresholds_": [NONE, Check(lambda v: np.ndim(v) == 1, "a 1-D array")],
+        "best_score_": [Check(lambda v: isinstance(v, numbers.Real) and not np.isinf(v),
+                              "a number (NaN when not tuned)")],
+        "n_tuning_rows_": [COUNT],
+        "n_samples_fit_": [COUNT],
+        "label_names_": [NAMES],
+        "target_type_": [TARGET_TYPES],
+        "n_labels_": [Interval(numbers.Integral, 1, None)],
+    }
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "estimator": [ESTIMATOR],
@@ -306,6 +324,22 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         self.cv = cv
         self.refit = refit
         self.random_state = random_state
+
+    def _check_state(self) -> None:
+        """Restored state (``skstack.load``): the labels agree, and the rule is one that
+        :func:`decide` accepts."""
+        owner = type(self).__name__
+        missing = [k for k in ("n_labels_", "target_type_", "thresholds_")
+                   if not hasattr(self, k)]
+        if missing:
+            raise ValueError(f"{owner} is fitted but lacks the fitted attribute {missing[0]!r}.")
+        check_fitted_target(owner, self)
+        if self.thresholds_ is not None:
+            try:
+                check_rule(owner, self.thresholds_, self.min_labels, self.max_labels,
+                           self.n_labels_)
+            except ValueError as exc:
+                raise ValueError(f"the fitted attribute 'thresholds_': {exc}") from None
 
     def fit(self, X, y, **fit_params):
         """Fit the classifier and tune the rule on rows it did not train on.

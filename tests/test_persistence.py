@@ -488,7 +488,11 @@ def test_saving_again_writes_the_graph_0_2_wrote(mode, tmp_path):
     old = Path(__file__).parent / "data" / "format-0.2" / f"{mode}.skstack"
     again = save(load(old), tmp_path / "again.skstack", card=False)
     graph = json.loads(members_of(again)["graph.json"])
-    assert graph and without_added_parameters(graph) == json.loads(members_of(old)["graph.json"])
+    before = json.loads(members_of(old)["graph.json"])
+    if mode == "words":  # load recomputes fingerprint_; the splitter joined the key after 0.2
+        for g in (graph, before):
+            g["steps"][0][1]["members_"][0][1]["state"].pop("fingerprint_")
+    assert graph and without_added_parameters(graph) == before
     assert sorted(members_of(again)) == sorted(members_of(old))
 
 
