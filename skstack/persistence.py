@@ -620,7 +620,14 @@ def _refused() -> Iterator[None]:
     except ModelFileError:
         raise
     except (ValueError, TypeError) as exc:
-        raise ModelFileError(str(exc)[:300].rstrip(".")) from None
+        raise ModelFileError(_first_line(exc, 300).rstrip(".")) from None
+
+
+def _first_line(exc: BaseException, limit: int) -> str:
+    """An error's message as one line (torch's carry C++ stack traces), at most ``limit``
+    characters."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
 def _valid_params(obj):
@@ -749,7 +756,7 @@ def load(path: str | os.PathLike, trusted: Iterable[str] = (), max_bytes: int = 
         except Exception as exc:  # building what a malformed graph describes failed
             raise ModelFileError(
                 f"{path}: graph.json is malformed at {reader.where()} "
-                f"({type(exc).__name__}: {str(exc)[:200]}).") from None
+                f"({type(exc).__name__}: {_first_line(exc, 200)}).") from None
 
 
 def _read_manifest(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> dict:
