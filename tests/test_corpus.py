@@ -82,12 +82,90 @@ def test_a_second_run_redoes_only_the_missing_parts(saved, tmp_path):
     assert os.path.exists(parts[1]) and not list(out.glob(".part-*"))
 
 
+def damage_truncate(part):
+    part.write_bytes(part.read_bytes()[:-40])
+
+
+def damage_garble(part):  # 16 bytes in the middle of the values, the footer intact
+    raw = bytearray(part.read_bytes())
+    middle = len(raw) // 3
+    raw[middle:middle + 16] = bytes(b ^ 0x5A for b in raw[middle:middle + 16])
+    part.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage", [damage_truncate, damage_garble, os.remove])
+def test_a_resumed_run_redoes_damaged_or_missing_parts_only(saved, tmp_path, damage):
+    pipe, path, texts = saved
+    out = tmp_path / "out"
+    with dask.config.set(scheduler="synchronous"):
+        parts = predict_corpus(path, corpus(texts), str(out))
+        before = {p: os.stat(p).st_mtime_ns for p in parts}
+        damage(out / "part-00001.parquet")
+        predict_corpus(path, corpus(texts), str(out))
+    assert os.stat(parts[0]).st_mtime_ns == before[parts[0]]  # verified, kept
+    assert os.stat(parts[2]).st_mtime_ns == before[parts[2]]
+    np.testing.assert_allclose(pd.read_parquet(out).to_numpy(), pipe.predict_proba(texts),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_another_corpus_in_the_same_folder_never_reuses_a_part(saved, tmp_path):
+    pipe, path, texts = saved
+    out = tmp_path / "out"
+    other = [f"{t} (again)" for t in texts[:48]]
+    with dask.config.set(scheduler="synchronous"):
+        predict_corpus(path, corpus(texts), str(out))  # 60 texts, 3 parts
+        predict_corpus(path, corpus(other), str(out))  # 48 other texts, 3 parts
+        back = pd.read_parquet(out)
+        assert len(back) == 48
+        np.testing.assert_allclose(back.to_numpy(), pipe.predict_proba(other), rtol=1e-6,
+                                   atol=1e-7)
+        predict_corpus(path, corpus(other, 2), str(out))  # fewer parts: the third goes
+    assert sorted(os.listdir(out)) == ["_skstack", "_skstack.json", "part-00000.parquet",
+                                       "part-00001.parquet"]
+    assert len(pd.read_parquet(out)) == 48
+
+
+def test_a_folder_without_its_manifest_is_refused_unless_overwritten(saved, tmp_path):
+    pipe, path, texts = saved
+    out = tmp_path / "out"
+    with dask.config.set(scheduler="synchronous"):
+        predict_corpus(path, corpus(texts), str(out))
+        os.remove(out / "_skstack.json")
+        stack = save(pipe.steps[0][1], tmp_path / "stack.skstack", card=False)
+        with pytest.raises(ValueError, match=r"holds 3 part file\(s\) but no _skstack.json, "
+                                             r"so they cannot be verified: pass "
+                                             r"overwrite=True"):
+            predict_corpus(stack, corpus(texts), str(out), method="transform")
+        assert len(os.listdir(out)) == 4  # nothing touched
+        predict_corpus(stack, corpus(texts), str(out), method="transform", overwrite=True)
+    vectors = np.stack(pd.read_parquet(out)["vector"].to_numpy())
+    np.testing.assert_allclose(vectors, pipe.steps[0][1].transform(texts), rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("value, kind", [(7, "int"), (2.5, "float"), (b"x", "bytes"),
+                                         (["a"], "list")])
+def test_non_strings_in_a_text_column_are_refused_before_dask_converts_them(
+        saved, tmp_path, value, kind):
+    _, path, _ = saved
+    frame = pd.DataFrame({"text": ["fine", "ok", value, "also"]},
+                         index=pd.RangeIndex(10, 14))
+    with pytest.raises(TypeError, match=rf"the text at row 2 \(index 12\) is {kind} .*not a "
+                                        r"string; Dask would have predicted it as the text"):
+        predict_corpus(path, dd.from_pandas(frame, npartitions=2), str(tmp_path / "o"))
+    with pytest.raises(TypeError, match=r"the text column 'text' holds int64 values"):
+        predict_corpus(path, dd.from_pandas(pd.DataFrame({"text": [1, 2]}), npartitions=1),
+                       str(tmp_path / "o"))
+    assert not (tmp_path / "o" / "part-00000.parquet").exists()
+
+
 def test_a_folder_of_another_run_is_refused(saved, tmp_path):
     _, path, texts = saved
     with dask.config.set(scheduler="synchronous"):
         predict_corpus(path, corpus(texts), str(tmp_path / "out"))
         with pytest.raises(ValueError, match=r"holds the results of another run \(its method "
-                                             r"differ\)"):
+                                             r"differ\): pass an empty folder, or "
+                                             r"overwrite=True"):
             predict_corpus(path, corpus(texts), str(tmp_path / "out"), method="predict")
 
 
