@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from skstack._config import config_context, progress_to_stderr
+from skstack._files import replacing
 from skstack.cards import find_part
 from skstack.datasets import (
     MultilabelData,
@@ -189,18 +190,18 @@ def cmd_predict(args) -> int:
     model = _load_model(args.model)
     texts = _texts(args)
     lists = predict_label_lists(model, texts)
-    out = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")
-    try:
-        as_json = args.json or (args.output is not None and args.output.endswith(".jsonl"))
-        for text, labels in zip(texts, lists, strict=True):
-            if as_json:
-                out.write(json.dumps({"text": text, "labels": labels}, ensure_ascii=False))
-            else:
-                out.write(f"{','.join(labels)}\t{text}")
-            out.write("\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    as_json = args.json or (args.output is not None and args.output.endswith(".jsonl"))
+    lines = (json.dumps({"text": text, "labels": labels}, ensure_ascii=False) if as_json
+             else f"{','.join(labels)}\t{text}" for text, labels in zip(texts, lists,
+                                                                        strict=True))
+    if args.output is None:
+        for line in lines:
+            print(line)
+        return 0
+    # the previous file stays as it was unless the new one is written whole
+    with replacing(args.output) as partial, open(partial, "w", encoding="utf-8") as out:
+        for line in lines:
+            out.write(line + "\n")
     return 0
 
 
@@ -351,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with config_context(show_progress_bar=bars):
             return args.func(args)
-    except (UsageError, ModelFileError, ValueError, FileNotFoundError, TypeError) as exc:
+    # OSError: a file that cannot be written (a full disk); what it replaces is unchanged
+    except (UsageError, ModelFileError, ValueError, OSError, TypeError) as exc:
         print(f"skstack {args.command}: error: {exc}", file=sys.stderr)
         return 2
     finally:

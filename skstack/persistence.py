@@ -48,6 +48,7 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 from skstack._config import progress
+from skstack._files import replacing, write_text
 from skstack._loading import device_or_cpu
 from skstack._validation import check_state, unwrap_search, validate_params
 from skstack._version import LIBRARIES, __version__, library_versions
@@ -76,19 +77,6 @@ _DTYPES = frozenset(f"numpy.{t}" for t in (
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float16", "float32", "float64", "complex64", "complex128", "str_"))
 _ARRAY_KINDS = "biufcU"  # dtypes of arrays stored as JSON: numbers, bools, strings
-@contextlib.contextmanager
-def _atomically(path: Path) -> Iterator[Path]:
-    """A temporary name beside ``path`` to write to; when the block succeeds it replaces
-    ``path`` in one step, so a reader sees the old file or the new one, never half of one."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        yield partial
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, path)
-
-
 class ModelFileError(ValueError):
     """A file that is not a readable ``.skstack`` model: damaged, truncated or untrusted."""
 
@@ -374,14 +362,13 @@ def save(estimator, path: str | os.PathLike, card: bool = True) -> Path:
                       "not saved.", UserWarning, stacklevel=2)
     progress(f"saving {path}")
     if path.suffix in (".joblib", ".pkl"):
-        with _atomically(path) as partial:
+        with replacing(path) as partial:
             joblib.dump(estimator, partial)
     else:
         _save_skstack(estimator, path)
     progress(f"saved {path} ({path.stat().st_size / 2**20:,.1f} MiB)")
     if card:  # after the model: a card never describes a model that failed to save
-        with _atomically(card_path(path)) as partial:
-            partial.write_text(model_card(estimator), encoding="utf-8")
+        write_text(card_path(path), model_card(estimator))
     return path
 
 
@@ -404,7 +391,7 @@ def _save_skstack(estimator, path: Path) -> None:
             "versions": library_versions(),
             "sha256": {str(p.relative_to(root)): _file_sha256(p) for p in files},
         }
-        with _atomically(path) as partial, \
+        with replacing(path) as partial, \
                 zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("manifest.json", json.dumps(manifest, indent=1))
             for p in files:

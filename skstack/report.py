@@ -16,10 +16,10 @@ import html
 import io
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
+from skstack._files import write_text
 from skstack.cards import find_part, model_facts
 from skstack.explanations import Explanation, explain
 from skstack.metrics import multilabel_report
@@ -289,5 +289,5 @@ def evaluate_model(model, texts: Sequence[str], y_true, path: str | os.PathLike 
                        warnings=report_warnings(model, len(texts), split),
                        **{**rule_settings(model), **kwargs})
     if path is not None:
-        Path(path).write_text(page, encoding="utf-8")
+        write_text(path, page)
     return page

@@ -43,6 +43,47 @@ def test_predict_reads_a_file_and_writes_json_lines(trained, tmp_path):
     assert len(rows) == 60 and set(rows[0]) == {"text", "labels"}
 
 
+# In a child process: once the model has answered (``after`` returns), no file may grow past
+# 2,000 bytes, as when the disk fills while the output is written.
+FULL_DISK = """
+import resource, signal, sys
+import {module} as where
+from skstack.cli import main
+answered = where.{after}
+def then_full(*args, **kwargs):
+    result = answered(*args, **kwargs)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails, not the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2_000, 2_000))
+    return result
+where.{after} = then_full
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command, module, after", [
+    ("predict", "skstack.cli", "predict_label_lists"),
+    ("evaluate", "skstack.report", "html_report"),
+])
+def test_a_full_disk_leaves_the_previous_file_whole_and_says_so_in_one_line(
+        trained, tmp_path, command, module, after):
+    import subprocess
+    import sys
+
+    _, data, model = trained
+    out = tmp_path / ("preds.jsonl" if command == "predict" else "report.html")
+    out.write_text("the previous file\n", encoding="utf-8")
+    args = (["predict", str(model), "--input", str(data), "-o", str(out)]
+            if command == "predict" else ["evaluate", str(model), str(data), "--html", str(out)])
+    done = subprocess.run([sys.executable, "-c", FULL_DISK.format(module=module, after=after),
+                           "--quiet", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"skstack {command}: error: ") and "File too large" in error
+    assert str(out.name) in error and "Traceback" not in done.stderr
+    assert out.read_text(encoding="utf-8") == "the previous file\n"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no partial file left
+
+
 def test_evaluate_prints_the_report_and_writes_html(trained, tmp_path, capsys):
     _, data, model = trained
     page = tmp_path / "report.html"
