@@ -333,7 +333,8 @@ def make_parser() -> argparse.ArgumentParser:
                        help="texts per request (more: 413)")
     serve.add_argument("--max-chars", type=_positive(int), default=10_000,
                        help="characters per text (more: 413)")
-    serve.add_argument("--max-explain-words", type=_positive(int), default=512,
+    serve.add_argument("--max-explain-words", type=_positive(int),
+                       default=ServeSettings.max_explain_words,
                        help="words per /explain request, all texts together (each word is "
                             "one more text for the model)")
     serve.add_argument("--trust-joblib", action="store_true",

@@ -17,7 +17,7 @@ Import rule: ``_validation``, ``labels`` and ``sequences``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,9 @@ from skstack._validation import check_texts
 from skstack.labels import label_names
 from skstack.sequences import word_spans
 
-_ROWS_PER_CALL = 2048  # bounds the memory of one predict_proba call over occluded texts
+_ROWS_PER_CALL = 2048  # bound the memory of one predict_proba call over occluded texts,
+_CHARS_PER_CALL = 2_000_000  # in rows and in characters (a row per word: O(words x length))
+MAX_WORDS = 512  # words per text explain takes by default (skstack serve's limit too)
 
 
 @dataclass(frozen=True)
@@ -82,18 +84,19 @@ def occluded_texts(texts: Sequence[str]) -> tuple[list[str], list[list[tuple[int
     turn; and each text's word spans."""
     all_spans = [word_spans(text) for text in texts]
     rows = [row for text, spans in zip(texts, all_spans, strict=True)
-            for row in _with_and_without_each_word(text, spans)]
+            for row in _occluded_rows(text, spans)]
     return rows, all_spans
 
 
-def _with_and_without_each_word(text: str, spans: list[tuple[int, int]]) -> list[str]:
-    rows = [text]
+def _occluded_rows(text: str, spans: list[tuple[int, int]]) -> Iterator[str]:
+    """The text, then the text without each word in turn (made one at a time: a long text's
+    rows need not all be in memory at once)."""
+    yield text
     for start, end in spans:
         # the word and the spaces after it (before it, for the last word) go together
         after = len(text[end:]) - len(text[end:].lstrip())
         before = 0 if after else len(text[:start]) - len(text[:start].rstrip())
-        rows.append(text[:start - before] + text[end + after:])
-    return rows
+        yield text[:start - before] + text[end + after:]
 
 
 def explanations_from(texts: Sequence[str], all_spans: list[list[tuple[int, int]]],
@@ -123,7 +126,8 @@ def explained_columns(names: Sequence[str], labels: str | Sequence[str] | None) 
     return [list(names).index(label) for label in wanted]
 
 
-def explain(model, texts, labels: str | Sequence[str] | None = None) -> list[Explanation]:
+def explain(model, texts, labels: str | Sequence[str] | None = None,
+            max_words: int | None = MAX_WORDS) -> list[Explanation]:
     """Each word's contribution to each label's probability, by occlusion.
 
     Parameters
@@ -135,6 +139,11 @@ def explain(model, texts, labels: str | Sequence[str] | None = None) -> list[Exp
     texts : list of str
     labels : str or list of str, default=None
         The labels to explain; all of them by default.
+    max_words : int or None, default=512
+        The most words a text may have: each word costs one more text for the model, of
+        the text's length, so time and memory grow with the square of a text's length. A
+        longer text is refused (a ``ValueError`` naming it) before any work; ``None``
+        takes any length (the work is still cut into bounded calls).
 
     Returns
     -------
@@ -160,22 +169,64 @@ def explain(model, texts, labels: str | Sequence[str] | None = None) -> list[Exp
         names = None
     columns = None if names is None else explained_columns(names, labels)  # before any work
     all_spans = [word_spans(text) for text in texts]
-    out, start = [], 0
-    while start < len(texts):
-        # whole texts per call, as many as fit in _ROWS_PER_CALL rows (at least one)
-        stop, rows = start, []
-        while stop < len(texts) and (not rows or len(rows) + len(all_spans[stop]) + 1
-                                     <= _ROWS_PER_CALL):
-            rows += _with_and_without_each_word(texts[stop], all_spans[stop])
-            stop += 1
-        proba = np.asarray(model.predict_proba(rows))
-        if proba.ndim != 2 or len(proba) != len(rows):
-            raise ValueError(f"explain needs multi-label probabilities of shape (n_texts, "
-                             f"n_labels); predict_proba returned shape {proba.shape}.")
+    if max_words is not None:
+        for i, spans in enumerate(all_spans):
+            if len(spans) > max_words:
+                raise ValueError(f"text {i} has {len(spans):,} words; explain takes at most "
+                                 f"max_words={max_words:,} (each word is one more text for "
+                                 "the model). Pass a larger max_words, or None, to wait.")
+    out = []
+    for start, stop in _chunks(texts, all_spans):
+        proba = np.concatenate([_checked_proba(model, rows)
+                                for rows in _row_calls(texts[start:stop],
+                                                       all_spans[start:stop])])
         if names is None:
             names = [str(j) for j in range(proba.shape[1])]
             columns = explained_columns(names, labels)
         out += explanations_from(texts[start:stop], all_spans[start:stop], proba, names,
                                  columns)
-        start = stop
     return out
+
+
+def _cost(text: str, spans: list) -> tuple[int, int]:
+    """Rows and characters of a text's occluded rows."""
+    return len(spans) + 1, (len(spans) + 1) * len(text)
+
+
+def _chunks(texts: Sequence[str], all_spans: list) -> list[tuple[int, int]]:
+    """``(start, stop)`` of runs of whole texts whose rows fit in one call's bounds (a text
+    past them alone)."""
+    out, start, rows, chars = [], 0, 0, 0
+    for i, (text, spans) in enumerate(zip(texts, all_spans, strict=True)):
+        more_rows, more_chars = _cost(text, spans)
+        if i > start and (rows + more_rows > _ROWS_PER_CALL or
+                          chars + more_chars > _CHARS_PER_CALL):
+            out.append((start, i))
+            start, rows, chars = i, 0, 0
+        rows, chars = rows + more_rows, chars + more_chars
+    if start < len(texts):
+        out.append((start, len(texts)))
+    return out
+
+
+def _row_calls(texts: Sequence[str], all_spans: list):
+    """The occluded rows of ``texts`` in calls within the bounds: one text's rows are made
+    call by call (its rows may exceed a call's bounds when the text is long)."""
+    width = max(1, min(_ROWS_PER_CALL, _CHARS_PER_CALL // max(1, max(map(len, texts)))))
+    rows: list[str] = []
+    for text, spans in zip(texts, all_spans, strict=True):
+        for row in _occluded_rows(text, spans):
+            rows.append(row)
+            if len(rows) == width:
+                yield rows
+                rows = []
+    if rows:
+        yield rows
+
+
+def _checked_proba(model, rows: list[str]) -> np.ndarray:
+    proba = np.asarray(model.predict_proba(rows))
+    if proba.ndim != 2 or len(proba) != len(rows):
+        raise ValueError(f"explain needs multi-label probabilities of shape (n_texts, "
+                         f"n_labels); predict_proba returned shape {proba.shape}.")
+    return proba

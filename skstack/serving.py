@@ -46,7 +46,12 @@ import numpy as np
 from skstack._validation import unwrap_search
 from skstack._version import __version__
 from skstack.cards import model_card
-from skstack.explanations import explained_columns, explanations_from, occluded_texts
+from skstack.explanations import (
+    MAX_WORDS,
+    explained_columns,
+    explanations_from,
+    occluded_texts,
+)
 from skstack.labels import label_names
 from skstack.persistence import ModelFileError, load
 from skstack.targets import check_rule, decide
@@ -67,7 +72,7 @@ class ServeSettings:
     max_texts: int = 256
     max_chars: int = 10_000
     max_queue: int = 1024
-    max_explain_words: int = 512  # /explain scores one extra text per word
+    max_explain_words: int = MAX_WORDS  # /explain scores one extra text per word
 
 
 class BadRequest(Exception):

@@ -52,15 +52,28 @@ def test_arabic_words_keep_their_diacritics():
     assert e.contributions.shape == (3, 1)
 
 
-def test_large_inputs_are_split_into_calls_of_whole_texts(monkeypatch):
+def test_large_inputs_are_split_into_bounded_calls(monkeypatch):
     texts = ["happy " * 7, "not glad", "I am happy", "x"]
     whole = explain(WordModel(), texts)
     monkeypatch.setattr(skstack.explanations, "_ROWS_PER_CALL", 5)
     model = WordModel()
     split = explain(model, texts)
-    assert model.calls == [8, 3, 4, 2]  # the 8-row text alone, over the limit
+    assert model.calls == [5, 3, 3, 4, 2]  # the 8-row text cut in two, the others whole
     for a, b in zip(whole, split, strict=True):
         np.testing.assert_allclose(a.contributions, b.contributions)
+
+
+def test_a_long_text_is_refused_by_default_and_bounded_when_allowed():
+    long = "happy " + "word " * 3_000
+    model = WordModel()
+    with pytest.raises(ValueError, match=r"text 1 has 3,001 words; explain takes at most "
+                                         r"max_words=512"):
+        explain(model, ["fine", long])
+    assert model.calls == []  # refused before any work
+    [e] = explain(model, [long], labels="joy", max_words=None)
+    # at most 2,000,000 characters per call: 131 rows of this 15,006-character text
+    assert max(model.calls) == 2_000_000 // len(long) and sum(model.calls) == 3_002
+    assert e.contributions[0, 0] == pytest.approx(0.3) and not e.contributions[1:].any()
 
 
 def test_unknown_labels_are_refused_before_any_work():
