@@ -30,7 +30,7 @@ from skstack._batching import bucketed_batches, pad_batch
 from skstack._config import home_folder, progress
 from skstack._pooling import pool
 from skstack.artifacts import ARTIFACTS
-from skstack.cache import folder_in_place
+from skstack.cache import folder_in_place, intact_folder
 
 
 def fine_tune_encoder(
@@ -159,7 +159,7 @@ def recall_fine_tuned(key: str, folder: Path | None
     if found is not None:
         return found
     path = None if folder is None else folder / "finetuned" / key
-    if path is None or not path.is_dir():
+    if path is None or not intact_folder(path):
         return None
     from safetensors.torch import load_file
 

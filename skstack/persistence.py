@@ -48,7 +48,7 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 from skstack._config import progress
-from skstack._files import replacing, write_text
+from skstack._files import file_sha256, replacing, write_text
 from skstack._loading import device_or_cpu
 from skstack._validation import check_state, unwrap_search, validate_params
 from skstack._version import LIBRARIES, __version__, library_versions
@@ -389,7 +389,7 @@ def _save_skstack(estimator, path: Path) -> None:
         manifest = {
             "format": FORMAT_VERSION,
             "versions": library_versions(),
-            "sha256": {str(p.relative_to(root)): _file_sha256(p) for p in files},
+            "sha256": {str(p.relative_to(root)): file_sha256(p) for p in files},
         }
         with replacing(path) as partial, \
                 zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -400,14 +400,6 @@ def _save_skstack(estimator, path: Path) -> None:
         warnings.warn("These parameters are objects, not data, and were not saved (the loaded "
                       f"estimator uses their defaults): {', '.join(writer.dropped)}.",
                       UserWarning, stacklevel=3)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 _ANY_TYPE = frozenset({"estimator", "callback", "module", "optimizer", "encoder", "type"})

@@ -19,7 +19,11 @@ happens:
 - an array whose bytes or key do not match its checksum (which covers the fingerprint, the
   key, dtype, shape and data, as in the SQLite store) is recomputed, never returned;
 - a segment that cannot be parsed is moved aside (``.corrupt-<time>``) with one warning,
-  and its arrays are recomputed;
+  and its arrays are recomputed; where it cannot be moved (a read-only folder) it is
+  skipped for the rest of the process, with one warning;
+- a folder that cannot be written (read-only, no permission) is read as usual, and new
+  arrays are kept in the process's memory store only, with one warning, as the SQLite store
+  does;
 - a shard with more than :data:`COMPACT_AFTER` segments is merged into one by the writer that
   finds it so; a merge deletes only the segments it read, so arrays written meanwhile stay,
   and a reader that lists a segment a merge then deletes lists the shard again.
@@ -121,6 +125,7 @@ class ShardedStore(EmbeddingStore):
     _indexes: ClassVar[dict[str, tuple[dict[bytes, _Entry], int]]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
     _warned: ClassVar[set[str]] = set()
+    _skipped: ClassVar[set[str]] = set()  # damaged segments that could not be moved aside
 
     def __init__(self, url: str, storage_options: dict | None = None):
         self.url = url
@@ -132,7 +137,7 @@ class ShardedStore(EmbeddingStore):
 
     @classmethod
     def handles(cls, scheme: str) -> bool:
-        return scheme in fsspec.available_protocols()
+        return scheme in fsspec.available_protocols() or scheme in fsspec.registry
 
     def _shard(self, fingerprint: str, key: bytes) -> str:
         return f"{self.root}/{_FORMAT}/{fingerprint}/{key[:1].hex()}"
@@ -149,6 +154,8 @@ class ShardedStore(EmbeddingStore):
         damaged (then moved aside)."""
         with self._lock:
             known = self._indexes.get(self._memo(path))
+            if self._memo(path) in self._skipped:
+                return {}, 0  # damaged, and left in place: holds nothing for us
         if known is not None:
             return known
         try:
@@ -173,13 +180,22 @@ class ShardedStore(EmbeddingStore):
         aside = f"{path}.corrupt-{time.time_ns()}"
         try:
             self.fs.mv(path, aside)
+            done = f"it was moved to {aside}"
         except FileNotFoundError:
             return  # another process moved it first
-        if path not in self._warned:
-            self._warned.add(path)
-            warnings.warn(f"The embedding cache segment {path} is damaged ({exc}); it was "
-                          f"moved to {aside} and its arrays will be recomputed.",
-                          RuntimeWarning, stacklevel=5)
+        except OSError as error:  # a read-only folder: leave it, and skip it from now on
+            with self._lock:
+                self._skipped.add(self._memo(path))
+            done = f"it could not be moved aside ({type(error).__name__}) and is skipped"
+        self._warn_once(path, f"The embedding cache segment {path} is damaged ({exc}); {done}, "
+                              "and its arrays will be recomputed.")
+
+    def _warn_once(self, about: str, message: str) -> None:
+        with self._lock:
+            if about in self._warned:
+                return
+            self._warned.add(about)
+        warnings.warn(message, RuntimeWarning, stacklevel=6)
 
     def _located(self, fingerprint: str, shard: str, keys: set[bytes]
                  ) -> tuple[dict[bytes, tuple[str, _Entry, int]], bool]:
@@ -238,11 +254,16 @@ class ShardedStore(EmbeddingStore):
         by_shard: dict[str, dict[bytes, np.ndarray]] = {}
         for key, array in items.items():
             by_shard.setdefault(self._shard(fingerprint, key), {})[key] = array
-        for shard, part in by_shard.items():
-            self._write(shard, encode_segment(fingerprint, part))
-            segments = self._segments(shard)
-            if len(segments) > COMPACT_AFTER:
-                self._merge(fingerprint, shard, segments)
+        try:
+            for shard, part in by_shard.items():
+                self._write(shard, encode_segment(fingerprint, part))
+                segments = self._segments(shard)
+                if len(segments) > COMPACT_AFTER:
+                    self._merge(fingerprint, shard, segments)
+        except OSError as exc:  # read-only: the faster stores (memory) keep them
+            self._warn_once(self.url, f"The embedding cache {self.url} cannot be written "
+                                      f"({type(exc).__name__}: {exc}); new vectors are kept "
+                                      "in this process's memory only.")
 
     def _write(self, shard: str, data: bytes) -> None:
         name = f"{shard}/{time.time_ns():020d}-{uuid.uuid4().hex}{_SUFFIX}"

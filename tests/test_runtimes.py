@@ -26,6 +26,34 @@ def reference(tiny_bert):
     return EncoderEmbedder(tiny_bert, cache=None, layers="-1,-2").fit(TEXTS).transform(TEXTS)
 
 
+def _truncate(folder):
+    for file in folder.rglob("*.bin"):
+        file.write_bytes(file.read_bytes()[:100])
+
+
+def _empty(folder):
+    for file in folder.iterdir():
+        file.unlink()
+
+
+@pytest.mark.parametrize("damage", [_truncate, _empty])
+def test_a_damaged_export_is_made_again(tiny_bert, reference, home, damage):
+    pytest.importorskip("openvino")
+    ARTIFACTS.discard("runtime")
+    embed = EncoderEmbedder(tiny_bert, backend="openvino", layers="-1,-2", cache=None,
+                            dtype="float32").fit(TEXTS)
+    embed.transform(TEXTS)
+    [folder] = [p.parent for p in (home / "exports").rglob("model.xml")]
+    damage(folder)
+    ARTIFACTS.discard("runtime")  # a new process: the export is read from disk again
+    with pytest.warns(RuntimeWarning, match=r"openvino was damaged or incomplete \(its files "
+                                            r"do not match the checksums"):
+        out = EncoderEmbedder(tiny_bert, backend="openvino", layers="-1,-2", cache=None,
+                              dtype="float32").fit(TEXTS).transform(TEXTS)
+    np.testing.assert_allclose(out, reference, atol=2e-4)
+    assert [p.name for p in folder.parent.iterdir()] == ["openvino"]  # nothing left aside
+
+
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_float32_runtime_matches_torch_and_exports_once(backend, tiny_bert, reference, home):
     tmp_path = home  # exports go under the home folder

@@ -143,3 +143,59 @@ def test_four_processes_writing_reading_and_merging_at_once(tmp_path):
     assert not list(tmp_path.rglob(".tmp-*")) and not list(tmp_path.rglob("*.corrupt-*"))
     assert max(len(list(d.glob("*.seg"))) for d in {p.parent for p in _segments(tmp_path)}) \
         <= 4 + 4  # merged as they went: at most the limit and one write per process
+
+
+class ReadOnlyFileSystem:
+    """``rofile://``: the local file system where every write is refused, as on a folder
+    mounted read-only (root ignores permission bits, so tests cannot use chmod)."""
+
+    @staticmethod
+    def register():
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
+        def refuse(self, *args, **kwargs):
+            raise PermissionError(30, "Read-only file system")
+
+        methods = {name: refuse for name in ("mv", "pipe_file", "rm", "makedirs", "mkdir",
+                                             "touch", "_open_for_write")}
+        cls = type("ReadOnly", (LocalFileSystem,), {
+            "protocol": ("rofile",), **methods,
+            "_strip_protocol": classmethod(lambda cls, path: LocalFileSystem._strip_protocol(
+                path.removeprefix("rofile://")))})
+        fsspec.register_implementation("rofile", cls, clobber=True)
+
+
+def test_a_read_only_folder_with_a_damaged_segment_is_read_and_never_written(tmp_path):
+    ReadOnlyFileSystem.register()
+    keys = _keys(40)
+    ShardedStore(f"file://{tmp_path}").put_many("fp", {k: _value(k) for k in keys})
+    damaged = _segments(tmp_path)[0]
+    damaged.write_bytes(b"garbage")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    store = ShardedStore(f"rofile://{tmp_path}")
+    with pytest.warns(RuntimeWarning, match=r"is damaged \(no segment header\); it could not "
+                                            r"be moved aside \(PermissionError\) and is "
+                                            r"skipped"):
+        got = store.get_many("fp", keys)
+    lost = {k for k in keys if k not in got}
+    assert lost and all(np.array_equal(got[k], _value(k)) for k in got)  # the rest served
+    with pytest.warns(RuntimeWarning, match=r"cannot be written \(PermissionError: .*Read-only"
+                                            r".*\); new vectors are kept in this process's "
+                                            r"memory only"):
+        store.put_many("fp", {k: _value(k) for k in lost})
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written or moved
+    assert set(store.get_many("fp", keys)) == set(got)  # the damaged one skipped, quietly
+
+
+def test_an_encoder_on_a_read_only_url_cache_computes_and_keeps_vectors_in_memory(
+        tiny_bert, tmp_path):
+    ReadOnlyFileSystem.register()
+    reference = EncoderEmbedder(tiny_bert, cache=None).fit(FIXTURE_TEXTS).transform(
+        FIXTURE_TEXTS)
+    clear_memory_cache()
+    embed = EncoderEmbedder(tiny_bert, cache=f"rofile://{tmp_path}/cache").fit(FIXTURE_TEXTS)
+    with pytest.warns(RuntimeWarning, match=r"cannot be written"):
+        np.testing.assert_array_equal(embed.transform(FIXTURE_TEXTS), reference)
+    np.testing.assert_array_equal(transformed_from_cache(embed, FIXTURE_TEXTS), reference)
+    assert not (tmp_path / "cache").exists()
