@@ -15,8 +15,8 @@ is recomputed, never returned); :mod:`skstack.sharded_cache` adds the store a cl
 shares. A new backend is one subclass with a ``scheme``: ``cache="<scheme>://<location>"``
 then selects it (:func:`open_stores`).
 
-Import rule: numpy, the standard library and ``skstack.artifacts`` (the in-memory arrays
-live in the process's one artifact store).
+Import rule: numpy, the standard library, ``skstack._files`` (file digests) and
+``skstack.artifacts`` (the in-memory arrays live in the process's one artifact store).
 """
 
 from __future__ import annotations

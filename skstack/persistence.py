@@ -21,8 +21,8 @@ The format knows no estimator class: each one declares its fitted state (``_port
 ``_portable_parts``, ``_persist_state`` / ``_restore_state``; see
 :class:`skstack._version.VersionedState`), and the walker here writes and reads that.
 
-Import rule: ``_config``, ``_loading``, ``_validation``, ``_version``, ``losses`` and
-``cards``; skops and safetensors only inside the functions that need them.
+Import rule: ``_config``, ``_files``, ``_loading``, ``_validation``, ``_version``,
+``losses`` and ``cards``; skops and safetensors only inside the functions that need them.
 """
 
 from __future__ import annotations

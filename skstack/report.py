@@ -6,8 +6,8 @@ bars, each label's precision/recall curve with its chosen threshold, label co-oc
 gold against predicted labels, and the most confident errors with the words that drove them
 (:func:`~skstack.explain`). Figures are inline SVG (matplotlib).
 
-Import rule: numpy and ``skstack.cards``, ``explanations``, ``metrics``, ``plotting``,
-``thresholds``.
+Import rule: numpy and ``skstack._files``, ``cards``, ``explanations``, ``metrics``,
+``plotting``, ``thresholds``.
 """
 
 from __future__ import annotations
