@@ -285,6 +285,8 @@ def test_a_model_that_fails_answers_500_and_the_next_request_is_served(model, tr
     ("truncated", "m.skstack is not a readable skstack model file"),
     ("joblib", "is a joblib file, which runs code when loaded; serve a .skstack file"),
     ("missing", "model file nowhere.skstack not found"),
+    ("nan thresholds", "graph.json, at Pipeline > TunedThresholds: the fitted attribute "
+                       "'thresholds_': The 'threshold' parameter of TunedThresholds must be"),
 ])
 def test_a_model_that_cannot_be_served_stops_the_server_at_start(damage, message, trained,
                                                                   tmp_path, capsys,
@@ -294,6 +296,22 @@ def test_a_model_that_cannot_be_served_stops_the_server_at_start(damage, message
     if damage == "truncated":
         raw = trained[2].read_bytes()
         path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "nan thresholds":  # edited, its checksums recomputed
+        import hashlib
+        import zipfile
+
+        with zipfile.ZipFile(trained[2]) as archive:
+            members = {n: archive.read(n) for n in archive.namelist()}
+        graph = json.loads(members["graph.json"])
+        state = graph["steps"][1][1]["state"]["thresholds_"]
+        state["__array__"] = [float("nan")] * len(state["__array__"])
+        members["graph.json"] = json.dumps(graph).encode()
+        manifest = json.loads(members["manifest.json"])
+        manifest["sha256"]["graph.json"] = hashlib.sha256(members["graph.json"]).hexdigest()
+        members["manifest.json"] = json.dumps(manifest).encode()
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
     elif damage == "joblib":
         path = tmp_path / "m.joblib"
         path.write_bytes(b"anything")
