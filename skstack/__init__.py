@@ -32,18 +32,20 @@ from skstack.pipelines import (
     quickstart_pipeline,
 )
 from skstack.report import evaluate_model, html_report
+from skstack.rules import DecisionRule, decide, decision_rule
 from skstack.sequences import WordSequences, word_spans
 from skstack.sharded_cache import ShardedStore
 from skstack.stacking import StackingEmbedder
-from skstack.targets import decide
-from skstack.thresholds import TunedThresholds, tune_thresholds
+from skstack.thresholds import FixedThresholds, TunedThresholds, tune_thresholds
 
 __all__ = [
     "BiLSTMClassifier",
     "BiLSTMModule",
     "BlockArray",
+    "DecisionRule",
     "EncoderEmbedder",
     "Explanation",
+    "FixedThresholds",
     "HybridLoss",
     "LabelStatistics",
     "ModelFileError",
@@ -59,6 +61,7 @@ __all__ = [
     "clear_memory_cache",
     "config_context",
     "decide",
+    "decision_rule",
     "default_minilm",
     "evaluate_model",
     "explain",

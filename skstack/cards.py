@@ -5,7 +5,11 @@
 (objective, thresholds, the rows they were tuned on and the score there), the training data
 size, the encoders and the net, and the library versions.
 
-Import rule: any skstack module except ``persistence``, ``pipelines`` and ``plotting``.
+It reads a model by what its parts hold (the walker of ``parts``, the rule of ``rules``),
+never by their classes, so that the file format, which writes cards, stays below the
+estimators.
+
+Import rule: ``_loading``, ``_version``, ``parts`` and ``rules``; no estimator module.
 """
 
 from __future__ import annotations
@@ -14,14 +18,11 @@ import datetime
 import math
 
 import numpy as np
-from sklearn.pipeline import Pipeline
 
 from skstack._loading import short_name
 from skstack._version import library_versions
-from skstack.encoder import EncoderEmbedder
-from skstack.nets import BiLSTMClassifier
-from skstack.stacking import StackingEmbedder
-from skstack.thresholds import TunedThresholds
+from skstack.parts import walk
+from skstack.rules import DecisionRule, decision_rule
 
 # What the card says of an encoder member (parameters a reader needs to reproduce it).
 _ENCODER_PARAMS = ("model", "pooling", "layers", "max_length", "word_pooling", "dtype",
@@ -29,27 +30,20 @@ _ENCODER_PARAMS = ("model", "pooling", "layers", "max_length", "word_pooling", "
 _NET_PARAMS = ("max_epochs", "patience", "batch_size", "lr")
 
 
-def _parts(estimator) -> list:
-    """The estimator and everything inside it, outermost first."""
-    out, todo = [], [estimator]
-    while todo:
-        obj = todo.pop(0)
-        out.append(obj)
-        if isinstance(obj, Pipeline):
-            todo += [step for _, step in obj.steps if not isinstance(step, str)]
-        for attr in ("estimator_", "members_", "meta_learner_"):
-            inner = getattr(obj, attr, None)
-            if isinstance(inner, list):
-                todo += [member for _, member in inner]
-            elif inner is not None:
-                todo.append(inner)
-    return out
+def _fitted_stack(model):
+    """The model's fitted stack (its parts with ``members_`` and ``blocks_``), or ``None``."""
+    return next((p for p in walk(model) if hasattr(p, "members_") and hasattr(p, "blocks_")),
+                None)
 
 
-def find_part(estimator, cls: type):
-    """The first instance of ``cls`` in a (fitted) estimator, its steps, wrapped estimators
-    and stack members; ``None`` if there is none."""
-    return next((p for p in _parts(estimator) if isinstance(p, cls)), None)
+def _fitted_net(model):
+    """The model's fitted net (the part with the label statistics its loss used)."""
+    return next((p for p in walk(model) if hasattr(p, "label_statistics_")), None)
+
+
+def _is_encoder(member) -> bool:
+    """A fitted encoder member (a Hugging Face model and its tokenizer)."""
+    return hasattr(member, "tokenizer_") and hasattr(member, "fingerprint_")
 
 
 def _number(value) -> str:
@@ -81,8 +75,8 @@ def model_card(estimator, title: str = "skstack model") -> str:
     >>> print(model_card(net).splitlines()[0])
     # skstack model
     """
-    rule, net = find_part(estimator, TunedThresholds), find_part(estimator, BiLSTMClassifier)
-    stack = find_part(estimator, StackingEmbedder)
+    rule, net, stack = decision_rule(estimator), _fitted_net(estimator), \
+        _fitted_stack(estimator)
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     lines = [f"# {title}", "",
              f"Written by skstack {library_versions()['skstack']} on {today} (UTC). The model: "
@@ -110,35 +104,35 @@ def model_facts(estimator) -> list[tuple[str, str]]:
     >>> model_facts(rule)[1:]
     [('training texts', '4'), ('decision rule', 'macro_f1, tuned on 4 rows: validation macro_f1 1')]
     """
-    rule, net = find_part(estimator, TunedThresholds), find_part(estimator, BiLSTMClassifier)
-    stack = find_part(estimator, StackingEmbedder)
+    rule, net, stack = decision_rule(estimator), _fitted_net(estimator), \
+        _fitted_stack(estimator)
     facts = [("model", type(estimator).__name__)]
-    if stack is not None and hasattr(stack, "members_"):
+    if stack is not None:
         encoders = [f"{name}: {short_name(m.model)}{_ran(m)}" for name, m in stack.members_
-                    if isinstance(m, EncoderEmbedder)]
-        others = [name for name, m in stack.members_ if not isinstance(m, EncoderEmbedder)]
+                    if _is_encoder(m)]
+        others = [name for name, m in stack.members_ if not _is_encoder(m)]
         facts += [("encoders", "; ".join(encoders) or "none"),
                   ("other members", ", ".join(others + ["meta"] * (
                       stack.meta_learner_ is not None)) or "none"),
                   ("mode", "word mode" if stack.word_blocks_ else "block mode")]
     stats = getattr(net, "label_statistics_", None)
-    n_fit = getattr(rule, "n_samples_fit_", None) or getattr(stats, "n_samples", None)
+    n_fit = getattr(rule.source, "n_samples_fit_", None) or getattr(stats, "n_samples", None)
     if n_fit is not None:
         facts.append(("training texts", f"{n_fit:,}"))
-    if rule is not None and getattr(rule, "thresholds_", None) is not None:
-        facts.append(("decision rule", f"{rule.objective}, tuned on {rule.n_tuning_rows_:,} "
-                      f"rows: validation {rule.objective} {_number(rule.best_score_)}"))
+    if rule.tuned:
+        facts.append(("decision rule", f"{rule.objective}, tuned on {rule.n_tuning_rows:,} "
+                      f"rows: validation {rule.objective} {_number(rule.validation_score)}"))
     return facts
 
 
-def _labels_section(rule, net) -> list[str]:
-    fitted = rule if rule is not None and hasattr(rule, "label_names_") else net
+def _labels_section(rule: DecisionRule, net) -> list[str]:
+    fitted = rule.source if hasattr(rule.source, "label_names_") else net
     if fitted is None or not hasattr(fitted, "label_names_"):
         return ["## Labels", "", "Not known (the model is not fitted or not a skstack one).",
                 ""]
     names = fitted.label_names_
     kind = getattr(fitted, "target_type_", "multilabel")
-    n_rows = getattr(rule, "n_samples_fit_", None)
+    n_rows = getattr(rule.source, "n_samples_fit_", None)
     stats = getattr(net, "label_statistics_", None)
     lines = ["## Training data", ""]
     if n_rows is not None:
@@ -149,7 +143,7 @@ def _labels_section(rule, net) -> list[str]:
                      n_rows != stats.n_samples else
                      f"The net trained on {stats.n_samples:,} texts.")
     lines += ["", "## Labels", "", f"{len(names)} labels ({kind} target).", ""]
-    thresholds = getattr(rule, "thresholds_", None)
+    thresholds = rule.thresholds if hasattr(rule.source, "label_names_") else None
     header, rule_line = "| label |", "|---|"
     if stats is not None and kind == "multilabel":
         header, rule_line = header + " texts with it (net's rows) | share |", rule_line + "---|---|"
@@ -168,23 +162,27 @@ def _labels_section(rule, net) -> list[str]:
     return [*lines, ""]
 
 
-def _rule_section(rule) -> list[str]:
-    if rule is None or not hasattr(rule, "thresholds_"):
-        return []
-    where = ("the rows given to fit" if rule.cv == "prefit" else
-             f"a {rule.cv:.0%} hold-out of the training rows" if isinstance(rule.cv, float) else
-             f"out-of-fold probabilities ({rule.cv} folds)")
-    lines = ["## Decision rule", "",
-             f"- objective: `{rule.objective}`; thresholds "
-             f"{'per label' if rule.per_label else 'shared'}, shrinkage {rule.shrinkage}",
-             f"- at least {rule.min_labels} and at most {rule.max_labels or 'any number of'} "
-             "labels per text",
-             f"- tuned on {rule.n_tuning_rows_:,} rows: {where}",
-             f"- validation `{rule.objective}` on those rows: {_number(rule.best_score_)}", ""]
-    return lines
+def _rule_section(rule: DecisionRule) -> list[str]:
+    limits = (f"- at least {rule.min_labels} and at most {rule.max_labels or 'any number of'} "
+              "labels per text")
+    if not rule.tuned:
+        if not hasattr(rule.source, "label_names_") or rule.thresholds is None:
+            return []
+        return ["## Decision rule", "", "- fixed thresholds (in the table above)", limits, ""]
+    cv = rule.source.cv
+    where = ("the rows given to fit" if cv == "prefit" else
+             f"a {cv:.0%} hold-out of the training rows" if isinstance(cv, float) else
+             f"out-of-fold probabilities ({cv} folds)")
+    return ["## Decision rule", "",
+            f"- objective: `{rule.objective}`; thresholds "
+            f"{'per label' if rule.source.per_label else 'shared'}, shrinkage "
+            f"{rule.source.shrinkage}", limits,
+            f"- tuned on {rule.n_tuning_rows:,} rows: {where}",
+            f"- validation `{rule.objective}` on those rows: "
+            f"{_number(rule.validation_score)}", ""]
 
 
-def _ran(member: EncoderEmbedder) -> str:
+def _ran(member) -> str:
     """What ran, where an ``"auto"`` parameter left it to the machine: precision, backend and
     quantization."""
     if "auto" not in (member.dtype, member.backend, member.quantization):
@@ -196,12 +194,12 @@ def _ran(member: EncoderEmbedder) -> str:
 
 def _model_section(stack, net) -> list[str]:
     lines = ["## Model", ""]
-    if stack is not None and hasattr(stack, "members_"):
+    if stack is not None:
         lines.append("Stacked members:")
         for name, member in stack.members_:
-            if isinstance(member, EncoderEmbedder):
+            if _is_encoder(member):
                 params = ", ".join(f"{p}={getattr(member, p)!r}" for p in _ENCODER_PARAMS)
-                lines.append(f"- `{name}`: EncoderEmbedder({params}){_ran(member)}")
+                lines.append(f"- `{name}`: {type(member).__name__}({params}){_ran(member)}")
             else:
                 lines.append(f"- `{name}`: {type(member).__name__}")
         meta = stack.meta_learner_
@@ -212,7 +210,7 @@ def _model_section(stack, net) -> list[str]:
     if net is not None and hasattr(net, "history_"):
         params = ", ".join(f"{p}={getattr(net, p)!r}" for p in _NET_PARAMS)
         module, criterion = net.get_params_for("module"), net.get_params_for("criterion")
-        lines.append(f"Classifier: BiLSTMClassifier({params}); module {module or 'defaults'}; "
+        lines.append(f"Classifier: {type(net).__name__}({params}); module {module or 'defaults'}; "
                      f"loss {criterion or 'defaults'}.")
         history = net.history_
         if len(history):

@@ -25,7 +25,6 @@ import numpy as np
 
 from skstack._config import config_context, progress_to_stderr
 from skstack._files import replacing
-from skstack.cards import find_part
 from skstack.datasets import (
     MultilabelData,
     _read_text,
@@ -44,8 +43,8 @@ from skstack.pipelines import (
     quickstart_pipeline,
 )
 from skstack.report import evaluate_model, report_warnings, rule_settings
+from skstack.rules import decision_rule
 from skstack.serving import ServeSettings, load_model, run
-from skstack.thresholds import TunedThresholds
 
 # What a config file may set for each preset, besides preset and objective.
 PRESET_SETTINGS = {
@@ -179,9 +178,9 @@ def cmd_train(args) -> int:
 
     pipe.fit(data.texts, pd.DataFrame(data.Y, columns=data.label_names))
     out = save(pipe, args.output)
-    rule = find_part(pipe, TunedThresholds)
+    rule = decision_rule(pipe)
     print(f"fitted in {time.perf_counter() - start:.0f} s; validation {objective} "
-          f"{rule.best_score_:.3f} on {rule.n_tuning_rows_:,} held-out rows; saved to {out} "
+          f"{rule.validation_score:.3f} on {rule.n_tuning_rows:,} held-out rows; saved to {out} "
           f"and its card {card_path(out)}", file=sys.stderr)
     return 0
 

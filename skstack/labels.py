@@ -4,7 +4,7 @@ Users think in ``["joy", "optimism"]``; estimators learn and predict 0/1 columns
 names an estimator learned (the columns of a DataFrame ``y``, or ``"0", "1", ...``) are its
 ``label_names_``; :func:`label_names` finds them in a fitted pipeline.
 
-Import rule: scikit-learn, numpy and ``skstack._validation``.
+Import rule: scikit-learn, numpy, ``skstack._validation`` and ``skstack.parts``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from skstack._validation import unwrap_search
+from skstack.parts import final_step
 
 
 def label_names(estimator) -> list[str]:
@@ -34,8 +35,7 @@ def label_names(estimator) -> list[str]:
     >>> label_names(rule)
     ['joy', 'anger']
     """
-    estimator = unwrap_search(estimator, "name labels with")
-    step = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    step = final_step(unwrap_search(estimator, "name labels with"))
     names = getattr(step, "label_names_", None)
     if names is None:
         raise ValueError(f"{type(step).__name__} has no label_names_: it is not fitted, or "

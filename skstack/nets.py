@@ -10,7 +10,8 @@ The net returns probabilities; the decision rule that turns them into label sets
 :class:`skstack.thresholds.TunedThresholds`, which can wrap this net or any other classifier.
 
 Import rule: torch, skorch, scikit-learn and the skstack leaves (``_batching``, ``_config``,
-``_validation``, ``_version``, ``blocks``, ``sequences``, ``losses``, ``targets``); never the
+``_validation``, ``_version``, ``blocks``, ``sequences``, ``losses``, ``rules``, ``targets``);
+never the
 encoder, the stack or the decision-rule wrapper (``thresholds``), which wraps this net.
 """
 
@@ -51,12 +52,11 @@ from skstack._validation import (
 from skstack._version import VersionedState
 from skstack.blocks import META_BLOCK, block_layout, check_blocks
 from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
+from skstack.rules import _decide, check_thresholds
 from skstack.sequences import WordSequences
 from skstack.targets import (
-    _decide,
     check_fitted_target,
     check_target,
-    check_thresholds,
     class_predictions,
     class_proba,
     multilabel_classifier_tags,

@@ -7,8 +7,8 @@ encodes them here, once, into the cache the estimator's encoders name; every wor
 names the same folder then reads vectors instead of computing them. The scheduling is
 joblib's and Dask's; nothing here schedules.
 
-Import rule: scikit-learn, ``skstack._validation``, ``skstack.cache`` and
-``skstack.encoder``.
+Import rule: scikit-learn, ``skstack._validation``, ``skstack.cache``, ``skstack.encoder``
+and ``skstack.parts``.
 """
 
 from __future__ import annotations
@@ -18,16 +18,14 @@ from sklearn.base import BaseEstimator, clone
 from skstack._validation import check_texts
 from skstack.cache import MEMORY, Lookup, open_stores, shared_by_processes
 from skstack.encoder import EncoderEmbedder
+from skstack.parts import walk
 
 
 def frozen_encoders(estimator: BaseEstimator) -> list[EncoderEmbedder]:
     """The encoders inside ``estimator`` (a pipeline, a search, a stack, or one encoder)
     whose vectors do not depend on the rows they are fitted on: those not fine-tuned."""
-    found = [estimator] if isinstance(estimator, EncoderEmbedder) else []
-    found += [value for value in estimator.get_params(deep=True).values()
-              if isinstance(value, EncoderEmbedder)]
-    unique = {id(e): e for e in found if e.finetune_epochs == 0}
-    return list(unique.values())
+    return [part for part in walk(estimator)
+            if isinstance(part, EncoderEmbedder) and part.finetune_epochs == 0]
 
 
 def warm_cache(estimator: BaseEstimator, X, *, require_folder: bool = True) -> int:

@@ -7,7 +7,7 @@ gold against predicted labels, and the most confident errors with the words that
 (:func:`~skstack.explain`). Figures are inline SVG (matplotlib).
 
 Import rule: numpy and ``skstack._files``, ``cards``, ``explanations``, ``metrics``,
-``plotting``, ``thresholds``.
+``plotting``, ``rules``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from skstack._files import write_text
-from skstack.cards import find_part, model_facts
+from skstack.cards import model_facts
 from skstack.explanations import Explanation, explain
 from skstack.metrics import multilabel_report
 from skstack.plotting import (
@@ -29,7 +29,7 @@ from skstack.plotting import (
     plot_per_label_f1,
     plot_precision_recall,
 )
-from skstack.thresholds import TunedThresholds
+from skstack.rules import decision_rule
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -233,18 +233,18 @@ def rule_settings(model) -> dict:
     """``thresholds`` and ``threshold_objective`` of a model's tuned decision rule (its
     :class:`~skstack.thresholds.TunedThresholds` step), for :func:`html_report` and
     :func:`~skstack.metrics.multilabel_report`; empty when it has none."""
-    rule = find_part(model, TunedThresholds)
-    if rule is None or getattr(rule, "thresholds_", None) is None:
+    rule = decision_rule(model)
+    if not rule.tuned:
         return {}
-    return {"thresholds": rule.thresholds_, "threshold_objective": rule.objective}
+    return {"thresholds": rule.thresholds, "threshold_objective": rule.objective}
 
 
 def report_warnings(model, n_texts: int, split: str | None = None) -> list[str]:
     """Reasons not to trust a report of ``model`` on ``n_texts`` texts: they look like its
     training data, or its decision rule was tuned on too few rows to believe its score."""
     out = []
-    rule = find_part(model, TunedThresholds)
-    n_fit = getattr(rule, "n_samples_fit_", None)
+    rule = decision_rule(model)
+    n_fit = getattr(rule.source, "n_samples_fit_", None)
     if split == "train":
         out.append("These are the data set's training split: if the model was trained on it, "
                    "these scores overstate what it does on new texts (evaluate on --split "
@@ -253,10 +253,10 @@ def report_warnings(model, n_texts: int, split: str | None = None) -> list[str]:
         out.append(f"These {n_texts:,} texts are as many as the model was trained on: if "
                    "they are its training data, these scores overstate what it does on new "
                    "texts.")
-    rows = getattr(rule, "n_tuning_rows_", 0)
+    rows = rule.n_tuning_rows
     if 0 < rows < 100:
         out.append(f"The decision rule's validation {rule.objective} "
-                   f"({rule.best_score_:.3f}) came from only {rows} rows: too few to trust. "
+                   f"({rule.validation_score:.3f}) came from only {rows} rows: too few to trust. "
                    "Fit on more texts, or tune on more rows (cv).")
     return out
 
@@ -280,7 +280,7 @@ def evaluate_model(model, texts: Sequence[str], y_true, path: str | os.PathLike 
     proba = np.asarray(model.predict_proba(texts) if proba is None else proba)
     pred = np.asarray(model.predict(texts) if y_pred is None else y_pred)
     Y = np.asarray(y_true)
-    names = label_names or getattr(find_part(model, TunedThresholds), "label_names_", None)
+    names = label_names or getattr(decision_rule(model).source, "label_names_", None)
     n_errors = kwargs.pop("n_errors", 10)
     rows = sorted({i for _, i, _ in _confident_errors(Y, pred, proba, n_errors)})
     explained = dict(zip(rows, explain(model, [texts[i] for i in rows]), strict=True))

@@ -27,7 +27,7 @@ own answer or its own error. A model whose decision rule is invalid (thresholds 
 per word) through the same queue, so explanations are batched with predictions.
 
 Import rule: ``_validation``, ``_version``, ``cards``, ``explanations``, ``labels``,
-``persistence``, ``targets`` and ``thresholds``; starlette and uvicorn are imported by
+``parts``, ``persistence`` and ``rules``; starlette and uvicorn are imported by
 :func:`make_app` and :func:`run`.
 """
 
@@ -53,9 +53,9 @@ from skstack.explanations import (
     occluded_texts,
 )
 from skstack.labels import label_names
+from skstack.parts import final_step
 from skstack.persistence import ModelFileError, load
-from skstack.targets import check_rule, decide
-from skstack.thresholds import TunedThresholds
+from skstack.rules import check_rule, decide, decision_rule
 
 _SETTINGS_VARIABLE = "SKSTACK_SERVE_SETTINGS"  # how uvicorn's worker processes get them
 _MAX_DEPTH = 32  # JSON nesting a request may have ({"texts": [...]} needs 2)
@@ -89,19 +89,15 @@ class Predictor:
     def __init__(self, model):
         self.model = model = unwrap_search(model, "serve")
         self.labels = [str(n) for n in label_names(model)]
-        final = model.steps[-1][1] if hasattr(model, "steps") else model
-        if isinstance(final, TunedThresholds):
-            if final.target_type_ != "multilabel":
-                raise ValueError(f"skstack serve needs a multi-label model; this one was "
-                                 f"fitted on a {final.target_type_} target.")
-            self.thresholds = np.asarray(final.thresholds_, dtype=float)
-            self.min_labels, self.max_labels = final.min_labels, final.max_labels
-        else:  # a bare classifier: its own threshold
-            self.thresholds = getattr(final, "threshold", 0.5)
-            self.min_labels, self.max_labels = 0, None
+        kind = getattr(final_step(model), "target_type_", "multilabel")
+        if kind != "multilabel":
+            raise ValueError(f"skstack serve needs a multi-label model; this one was fitted "
+                             f"on a {kind} target.")
         try:
-            self.thresholds = check_rule("the served model", self.thresholds, self.min_labels,
-                                         self.max_labels, len(self.labels))
+            rule = decision_rule(model)
+            self.min_labels, self.max_labels = rule.min_labels, rule.max_labels
+            self.thresholds = check_rule("the served model", rule.thresholds, rule.min_labels,
+                                         rule.max_labels, len(self.labels))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"the model's decision rule cannot be served: {exc}") from None
         self.calls = 0  # predict_proba calls, for tests and the load benchmark

@@ -1,38 +1,22 @@
-"""Targets: what a classifier learns, and how its probabilities become predictions.
+"""Targets: what a classifier learns.
 
 One place for the target kinds a skstack classifier takes (a 0/1 label matrix, or a 1-D
-binary or multiclass target), their checks, the adapters between the (n, L) probabilities
-the models compute and scikit-learn's layouts for 1-D targets, and the fixed decision rule
-(:func:`decide`: thresholds, ``min_labels``, ``max_labels``). ``BiLSTMClassifier`` and
-``TunedThresholds`` both decide through it; tuning the rule lives in ``thresholds``.
+binary or multiclass target), their checks, and the adapters between the (n, L)
+probabilities the models compute and scikit-learn's layouts for 1-D targets. How
+probabilities become label sets (the decision rule) lives in ``rules``.
 
 Import rule: numpy, scikit-learn's tags, ``skstack._validation`` and ``skstack.metrics``.
 """
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.utils import ClassifierTags
 
-from skstack._validation import (
-    NONE,
-    CheckedLabels,
-    Interval,
-    check_label_matrix,
-    check_params,
-    check_proba,
-    parameter_error,
-)
+from skstack._validation import CheckedLabels, check_label_matrix
 from skstack.metrics import jaccard_accuracy
-
-# The limits of the rule, shared by decide, tune_thresholds and TunedThresholds.
-LIMIT_CONSTRAINTS = {
-    "min_labels": [Interval(numbers.Integral, 0, None)],
-    "max_labels": [Interval(numbers.Integral, 1, None), NONE],
-}
 
 
 @dataclass(frozen=True)
@@ -126,78 +110,6 @@ def check_fitted_target(owner: str, fitted) -> None:
     if kind == "binary" and n_labels != 1:
         raise ValueError(f"the fitted attribute 'n_labels_' of {owner} must be 1 for a binary "
                          f"target; got {n_labels}.")
-
-
-def check_label_limits(owner: str, min_labels: int, max_labels: int | None,
-                        n_labels: int) -> None:
-    """The checks of ``min_labels``/``max_labels`` that depend on each other and the data."""
-    if min_labels > n_labels:
-        raise parameter_error(owner, "min_labels", f"at most the number of labels ({n_labels})",
-                              min_labels)
-    if max_labels is not None and max_labels < min_labels:
-        raise parameter_error(owner, "max_labels", f"None or >= min_labels ({min_labels})",
-                              max_labels)
-
-
-def check_thresholds(thresholds, n_labels: int, owner: str = "decide") -> np.ndarray:
-    """One threshold for every label, or one per label, each a finite number in [0, 1]."""
-    t = np.asarray(thresholds, dtype=np.float64)
-    if t.ndim == 0:
-        t = np.full(n_labels, float(t))
-    if t.shape != (n_labels,) or not np.all((t >= 0) & (t <= 1)):
-        raise parameter_error(owner, "threshold",
-                              f"a number in [0, 1] or {n_labels} such numbers (one per label)",
-                              thresholds)
-    return t
-
-
-def _decide(proba: np.ndarray, thresholds, min_labels: int, max_labels: int | None) -> np.ndarray:
-    """:func:`decide` without the checks; ``thresholds`` may carry leading candidate axes,
-    e.g. shape (T, 1, L), to evaluate many rules at once."""
-    pred = proba >= np.asarray(thresholds)
-    if min_labels or max_labels is not None:
-        order = np.argsort(-proba, axis=-1, kind="stable")  # best label first
-        rank = np.argsort(order, axis=-1, kind="stable")
-        if min_labels:
-            short = pred.sum(axis=-1, keepdims=True) < min_labels
-            pred = pred | (short & (rank < min_labels))
-        if max_labels is not None:
-            order_b = np.broadcast_to(order, pred.shape)
-            in_order = np.take_along_axis(pred, order_b, axis=-1)
-            keep = in_order & (np.cumsum(in_order, axis=-1) <= max_labels)
-            pred = np.zeros_like(pred)
-            np.put_along_axis(pred, order_b, keep, axis=-1)
-    return pred.astype(np.int64)
-
-
-def decide(
-    proba, thresholds=0.5, min_labels: int = 0, max_labels: int | None = None
-) -> np.ndarray:
-    """0/1 label matrix from probabilities.
-
-    A label is predicted when its probability reaches its threshold. Rows with fewer than
-    ``min_labels`` labels also get their top-scoring labels; rows with more than
-    ``max_labels`` keep only their top-scoring predicted labels.
-
-    Examples
-    --------
-    >>> decide([[0.1, 0.3], [0.8, 0.6]], 0.5, min_labels=1).tolist()
-    [[0, 1], [1, 1]]
-    """
-    P = check_proba(proba)
-    return _decide(P, check_rule("decide", thresholds, min_labels, max_labels, P.shape[1]),
-                   min_labels, max_labels)
-
-
-def check_rule(owner: str, thresholds, min_labels: int, max_labels: int | None,
-               n_labels: int) -> np.ndarray:
-    """All the checks of a decision rule over ``n_labels`` labels: the limits' values, the
-    limits against each other and the labels, the thresholds (finite, in [0, 1], one or one
-    per label); returns the thresholds per label. What :func:`decide` checks, and what a
-    server or a loaded file checks before it decides anything."""
-    check_params(owner, LIMIT_CONSTRAINTS, {"min_labels": min_labels, "max_labels": max_labels})
-    check_label_limits(owner, min_labels, max_labels, n_labels)
-    return check_thresholds(thresholds, n_labels, owner)
 
 
 def multilabel_classifier_tags(tags):

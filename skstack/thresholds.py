@@ -1,4 +1,6 @@
-"""Decision rules: how label probabilities become label sets.
+"""The estimators of the decision rule: tuned (:class:`TunedThresholds`) or fixed
+(:class:`FixedThresholds`), and the tuning itself (:func:`tune_thresholds`). The rule,
+its checks and :func:`decide` live in ``rules``.
 
 Which rule is best depends on the metric (see ``docs/decision_rules.md``): per-label
 thresholds tuned for each label's F1 maximise macro-F1, while thresholds tuned for Jaccard
@@ -7,10 +9,11 @@ accuracy win on Jaccard. ``min_labels=1`` gives every text at least its top labe
 Two ways in: the functions :func:`tune_thresholds` and :func:`decide` work on the output of
 any ``predict_proba``; :class:`TunedThresholds` wraps any multi-label classifier and learns
 its rule in ``fit`` (held-out or out-of-fold rows), keeping the rule out of the model, as
-scikit-learn's ``TunedThresholdClassifierCV`` does for binary classifiers.
+scikit-learn's ``TunedThresholdClassifierCV`` does for binary classifiers;
+:class:`FixedThresholds` wraps one with a rule you give, as ``FixedThresholdClassifier``.
 
 Import rule: numpy, scikit-learn, ``skstack._config``, ``skstack._validation``,
-``skstack._version``, ``skstack.metrics`` and ``skstack.targets`` only.
+``skstack._version``, ``skstack.metrics``, ``skstack.rules`` and ``skstack.targets`` only.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from skstack._config import progress
 from skstack._validation import (
+    ARRAY_LIKE,
     BOOLEAN,
     COUNT,
     ESTIMATOR,
@@ -46,23 +50,19 @@ from skstack._validation import (
 )
 from skstack._version import VersionedState
 from skstack.metrics import jaccard_from_counts
+from skstack.rules import LIMIT_CONSTRAINTS, _decide, check_label_limits, check_rule, decide
 from skstack.targets import (
-    LIMIT_CONSTRAINTS,
-    _decide,
     check_fitted_target,
-    check_label_limits,
-    check_rule,
     check_target,
     class_predictions,
     class_proba,
-    decide,
     multilabel_classifier_tags,
     target_score,
 )
 
-# decide lives in targets (the net decides with it too); it stays importable from here
-__all__ = ["OBJECTIVES", "RULE_CONSTRAINTS", "TunedThresholds", "decide", "score_predictions",
-           "tune_thresholds"]
+# decide lives in rules (the net decides with it too); it stays importable from here
+__all__ = ["OBJECTIVES", "RULE_CONSTRAINTS", "FixedThresholds", "TunedThresholds", "decide",
+           "score_predictions", "tune_thresholds"]
 
 OBJECTIVES = ("macro_f1", "micro_f1", "jaccard")
 # Quantile levels of the scores tried as thresholds: even steps, then ever closer to the top,
@@ -202,7 +202,98 @@ def _check_tuning_rows(n_rows: int) -> None:
                          "larger held-out fraction (cv).")
 
 
-class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class _RuleStep(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """What the rule estimators share: a wrapped classifier (``estimator_``), the target it
+    learned, ``thresholds_`` with ``min_labels``/``max_labels``, and predictions under that
+    rule. Subclasses fit the classifier and set the thresholds."""
+
+    # what a file's fitted state must be (checked when loaded, as fit would have made it)
+    _state_constraints: ClassVar[dict[str, list]] = {
+        "thresholds_": [NONE, Check(lambda v: np.ndim(v) == 1, "a 1-D array")],
+        "best_score_": [Check(lambda v: isinstance(v, numbers.Real) and not np.isinf(v),
+                              "a number (NaN when not tuned)")],
+        "n_tuning_rows_": [COUNT],
+        "n_samples_fit_": [COUNT],
+        "label_names_": [NAMES],
+        "target_type_": [TARGET_TYPES],
+        "n_labels_": [Interval(numbers.Integral, 1, None)],
+    }
+
+    def _check_state(self) -> None:
+        """Restored state (``skstack.load``): the labels agree, and the rule is one that
+        :func:`decide` accepts."""
+        owner = type(self).__name__
+        missing = [k for k in ("n_labels_", "target_type_", "thresholds_")
+                   if not hasattr(self, k)]
+        if missing:
+            raise ValueError(f"{owner} is fitted but lacks the fitted attribute {missing[0]!r}.")
+        check_fitted_target(owner, self)
+        if self.thresholds_ is not None:
+            try:
+                check_rule(owner, self.thresholds_, self.min_labels, self.max_labels,
+                           self.n_labels_)
+            except ValueError as exc:
+                raise ValueError(f"the fitted attribute 'thresholds_': {exc}") from None
+
+    def _learn_target(self, X, y):
+        """Check ``y`` against ``X`` and the rule's limits; set the target's fitted
+        attributes; return the target and what the wrapped classifier is fitted on."""
+        target = check_target(y, _num_samples(X))
+        Y = target.Y
+        # the wrapped classifier sees the target as given: class labels stay class labels
+        y_fit = Y if target.kind == "multilabel" else np.asarray(y).reshape(len(Y))
+        self.target_type_, self.classes_, self.n_labels_ = target.kind, target.classes, Y.shape[1]
+        self.n_samples_fit_ = len(Y)
+        self.label_names_ = target.names or [str(c) for c in target.classes[-Y.shape[1]:]]
+        check_label_limits(type(self).__name__, self.min_labels, self.max_labels, Y.shape[1])
+        if target.kind == "binary" and self.min_labels:
+            # one label: min_labels=1 would predict the second class for every row
+            raise ValueError(
+                f"min_labels={self.min_labels} gives every row of a label matrix at least that "
+                f"many labels; y is a 1-D binary target (one label, classes "
+                f"{target.classes.tolist()}), where min_labels=1 would predict "
+                f"{target.classes.tolist()[1]!r} for every row. Use min_labels=0.")
+        return target, y_fit
+
+    @staticmethod
+    def _proba(model, X, n_labels: int) -> np.ndarray:
+        return check_proba(model.predict_proba(X), n_labels, name="predict_proba output")
+
+    @property
+    def n_features_in_(self) -> int:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.n_features_in_
+
+    def _labels_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self._proba(self.estimator_, X, self.n_labels_)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Label probabilities of the wrapped classifier, shape (n_samples, n_labels); for a
+        1-D ``y``, class probabilities of shape (n_samples, n_classes)."""
+        return class_proba(self._labels_proba(X), self.target_type_)
+
+    def predict(self, X) -> np.ndarray:
+        """0/1 label matrix (n_samples, n_labels) under the rule; class labels for a 1-D
+        ``y``."""
+        P = self._labels_proba(X)
+        pred = None if self.target_type_ == "multiclass" else _decide(
+            P, self.thresholds_, self.min_labels, self.max_labels)
+        return class_predictions(P, pred, self.classes_, self.target_type_)
+
+    def score(self, X, y) -> float:
+        """Jaccard accuracy (SemEval-2018 E-c definition) of :meth:`predict` against a label
+        matrix ``y``; the accuracy against a 1-D ``y``."""
+        check_is_fitted(self, "estimator_")
+        return target_score(y, self.predict(X), self.target_type_)
+
+    def __sklearn_tags__(self):
+        tags = multilabel_classifier_tags(super().__sklearn_tags__())
+        tags.input_tags = get_tags(self.estimator).input_tags
+        return tags
+
+
+class TunedThresholds(_RuleStep):
     """Wrap a multi-label classifier and learn the decision rule that turns its
     probabilities into label sets.
 
@@ -291,17 +382,6 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         "thresholds_", "best_score_", "n_tuning_rows_", "n_samples_fit_", "label_names_",
         "classes_", "target_type_", "n_labels_")
     _portable_parts: ClassVar[tuple[str, ...]] = ("estimator_",)
-    # what a file's fitted state must be (checked when loaded, as fit would have made it)
-    _state_constraints: ClassVar[dict[str, list]] = {
-        "thresholds_": [NONE, Check(lambda v: np.ndim(v) == 1, "a 1-D array")],
-        "best_score_": [Check(lambda v: isinstance(v, numbers.Real) and not np.isinf(v),
-                              "a number (NaN when not tuned)")],
-        "n_tuning_rows_": [COUNT],
-        "n_samples_fit_": [COUNT],
-        "label_names_": [NAMES],
-        "target_type_": [TARGET_TYPES],
-        "n_labels_": [Interval(numbers.Integral, 1, None)],
-    }
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
         "estimator": [ESTIMATOR],
@@ -325,22 +405,6 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         self.refit = refit
         self.random_state = random_state
 
-    def _check_state(self) -> None:
-        """Restored state (``skstack.load``): the labels agree, and the rule is one that
-        :func:`decide` accepts."""
-        owner = type(self).__name__
-        missing = [k for k in ("n_labels_", "target_type_", "thresholds_")
-                   if not hasattr(self, k)]
-        if missing:
-            raise ValueError(f"{owner} is fitted but lacks the fitted attribute {missing[0]!r}.")
-        check_fitted_target(owner, self)
-        if self.thresholds_ is not None:
-            try:
-                check_rule(owner, self.thresholds_, self.min_labels, self.max_labels,
-                           self.n_labels_)
-            except ValueError as exc:
-                raise ValueError(f"the fitted attribute 'thresholds_': {exc}") from None
-
     def fit(self, X, y, **fit_params):
         """Fit the classifier and tune the rule on rows it did not train on.
 
@@ -360,22 +424,8 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
         validate_params(self)
         if not hasattr(X, "shape") and hasattr(X, "__array__"):  # array-likes split as arrays
             X = np.asarray(X)
-        target = check_target(y, _num_samples(X))
-        Y = target.Y
-        # the wrapped classifier sees the target as given: class labels stay class labels
-        y_fit = Y if target.kind == "multilabel" else np.asarray(y).reshape(len(Y))
-        self.target_type_, self.classes_, self.n_labels_ = target.kind, target.classes, Y.shape[1]
-        self.n_samples_fit_ = len(Y)
-        self.label_names_ = target.names or [str(c) for c in target.classes[-Y.shape[1]:]]
-        owner = type(self).__name__
-        check_label_limits(owner, self.min_labels, self.max_labels, Y.shape[1])
-        if target.kind == "binary" and self.min_labels:
-            # one label: min_labels=1 would predict the second class for every row
-            raise ValueError(
-                f"min_labels={self.min_labels} gives every row of a label matrix at least that "
-                f"many labels; y is a 1-D binary target (one label, classes "
-                f"{target.classes.tolist()}), where min_labels=1 would predict "
-                f"{target.classes.tolist()[1]!r} for every row. Use min_labels=0.")
+        target, y_fit = self._learn_target(X, y)
+        Y, owner = target.Y, type(self).__name__
         is_prefit = isinstance(self.cv, str)
         refit = not is_prefit if self.refit == "auto" else self.refit
         if is_prefit and refit:
@@ -438,39 +488,72 @@ class TunedThresholds(VersionedState, MetaEstimatorMixin, ClassifierMixin, BaseE
                              "tuning needs folds whose held-out rows partition the rows.")
         return splits
 
-    @staticmethod
-    def _proba(model, X, n_labels: int) -> np.ndarray:
-        return check_proba(model.predict_proba(X), n_labels, name="predict_proba output")
 
-    @property
-    def n_features_in_(self) -> int:
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.n_features_in_
+class FixedThresholds(_RuleStep):
+    """Wrap a multi-label classifier and decide with a rule you fix: thresholds, at least
+    ``min_labels`` and at most ``max_labels`` labels per text. The counterpart of
+    :class:`TunedThresholds` for a rule chosen elsewhere (as scikit-learn's
+    ``FixedThresholdClassifier`` beside ``TunedThresholdClassifierCV``).
 
-    def _labels_proba(self, X) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return self._proba(self.estimator_, X, self.n_labels_)
+    Parameters
+    ----------
+    estimator : classifier with ``predict_proba``
+        Fitted on all rows in :meth:`fit` (a clone).
+    threshold : float or array-like of shape (n_labels,), default=0.5
+        One threshold for every label, or one per label, each in [0, 1].
+    min_labels : int, default=0
+    max_labels : int, default=None
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Label probabilities of the wrapped classifier, shape (n_samples, n_labels); for a
-        1-D ``y``, class probabilities of shape (n_samples, n_classes)."""
-        return class_proba(self._labels_proba(X), self.target_type_)
+    Attributes
+    ----------
+    estimator_ : estimator
+    thresholds_ : ndarray of shape (n_labels,)
+        ``threshold`` per label.
+    label_names_, classes_, target_type_, n_labels_, n_samples_fit_
+        As :class:`TunedThresholds`'s.
 
-    def predict(self, X) -> np.ndarray:
-        """0/1 label matrix (n_samples, n_labels) under the tuned rule; class labels for a
-        1-D ``y``."""
-        P = self._labels_proba(X)
-        pred = None if self.target_type_ == "multiclass" else _decide(
-            P, self.thresholds_, self.min_labels, self.max_labels)
-        return class_predictions(P, pred, self.classes_, self.target_type_)
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.multiclass import OneVsRestClassifier
+    >>> from skstack.thresholds import FixedThresholds
+    >>> X, Y = [[0.0], [1.0], [0.1], [0.9]], [[1, 0], [0, 1], [1, 0], [0, 1]]
+    >>> clf = FixedThresholds(OneVsRestClassifier(LogisticRegression()), threshold=[0.4, 0.6],
+    ...                       min_labels=1).fit(X, Y)
+    >>> clf.thresholds_.tolist(), clf.predict([[0.5]]).sum()
+    ([0.4, 0.6], np.int64(1))
+    """
 
-    def score(self, X, y) -> float:
-        """Jaccard accuracy (SemEval-2018 E-c definition) of :meth:`predict` against a label
-        matrix ``y``; the accuracy against a 1-D ``y``."""
-        check_is_fitted(self, "estimator_")
-        return target_score(y, self.predict(X), self.target_type_)
+    _portable_state: ClassVar[tuple[str, ...]] = (
+        "thresholds_", "n_samples_fit_", "label_names_", "classes_", "target_type_",
+        "n_labels_")
+    _portable_parts: ClassVar[tuple[str, ...]] = ("estimator_",)
 
-    def __sklearn_tags__(self):
-        tags = multilabel_classifier_tags(super().__sklearn_tags__())
-        tags.input_tags = get_tags(self.estimator).input_tags
-        return tags
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "estimator": [ESTIMATOR],
+        "threshold": [Interval(numbers.Real, 0, 1), ARRAY_LIKE],
+        **LIMIT_CONSTRAINTS,
+    }
+
+    def __init__(self, estimator, *, threshold=0.5, min_labels: int = 0,
+                 max_labels: int | None = None):
+        self.estimator = estimator
+        self.threshold = threshold
+        self.min_labels = min_labels
+        self.max_labels = max_labels
+
+    def fit(self, X, y, **fit_params):
+        """Fit a clone of ``estimator`` on ``(X, y)``; the rule is checked against the
+        labels ``y`` has.
+
+        Returns
+        -------
+        self : FixedThresholds
+        """
+        validate_params(self)
+        target, y_fit = self._learn_target(X, y)
+        thresholds = check_rule(type(self).__name__, self.threshold, self.min_labels,
+                                self.max_labels, target.Y.shape[1])
+        self.estimator_ = clone(self.estimator).fit(X, y_fit, **fit_params)
+        self.thresholds_ = None if target.kind == "multiclass" else thresholds
+        return self

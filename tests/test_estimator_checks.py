@@ -21,6 +21,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skstack import (
     BiLSTMClassifier,
     EncoderEmbedder,
+    FixedThresholds,
     StackingEmbedder,
     TunedThresholds,
     char_tfidf_member,
@@ -42,13 +43,16 @@ RULE_FAILURES = {
 
 
 def expected_failures(estimator) -> dict:
-    return NET_FAILURES if isinstance(estimator, BiLSTMClassifier) else RULE_FAILURES
+    if isinstance(estimator, BiLSTMClassifier):
+        return NET_FAILURES
+    return RULE_FAILURES if isinstance(estimator, TunedThresholds) else {}  # fixed 0.5: none
 
 
 @parametrize_with_checks(
     [BiLSTMClassifier(),  # defaults: blocks="auto" reads a plain array as one block
      BiLSTMClassifier(random_state=0),  # seeded: the determinism checks run too
-     TunedThresholds(OneVsRestClassifier(LogisticRegression()))],  # default cv=5
+     TunedThresholds(OneVsRestClassifier(LogisticRegression())),  # default cv=5
+     FixedThresholds(OneVsRestClassifier(LogisticRegression()))],
     expected_failed_checks=expected_failures,
 )
 def test_sklearn_estimator_checks(estimator, check):

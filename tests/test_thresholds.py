@@ -297,3 +297,53 @@ def test_out_of_fold_tuning_needs_folds_that_partition_the_rows(features):
                                          r"partition the rows"):
         TunedThresholds(logreg(), cv=ShuffleSplit(1, test_size=0.7, random_state=0)).fit(
             *features)
+
+
+# ---------------------------------------------------------------- the fixed rule, one accessor
+
+def test_a_fixed_rule_decides_as_decide_does_and_round_trips(tmp_path):
+    from skstack import FixedThresholds, decision_rule, load, save
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 4))
+    Y = (X[:, :3] + rng.normal(size=(80, 3)) > 0).astype(int)
+    clf = FixedThresholds(OneVsRestClassifier(LogisticRegression()), threshold=[0.3, 0.5, 0.7],
+                          min_labels=1, max_labels=2).fit(X, Y)
+    expected = decide(clf.predict_proba(X), [0.3, 0.5, 0.7], min_labels=1, max_labels=2)
+    np.testing.assert_array_equal(clf.predict(X), expected)
+    rule = decision_rule(clf)
+    assert not rule.tuned and rule.objective is None and rule.n_tuning_rows == 0
+    assert rule.thresholds.tolist() == [0.3, 0.5, 0.7] and (rule.min_labels, rule.max_labels) \
+        == (1, 2)
+    np.testing.assert_array_equal(rule.apply(clf.predict_proba(X)), expected)
+    loaded = load(save(clf, tmp_path / "fixed.skstack"))
+    np.testing.assert_array_equal(loaded.predict(X), expected)
+    assert "fixed thresholds" in (tmp_path / "fixed.card.md").read_text()
+    with pytest.raises(ValueError, match=r"The 'threshold' parameter of FixedThresholds must "
+                                         r"be a number in \[0, 1\] or 3 such numbers"):
+        FixedThresholds(LogisticRegression(), threshold=[0.5, 0.5]).fit(X, Y)
+
+
+def test_decision_rule_reads_a_tuned_step_a_pipeline_a_search_and_a_bare_net():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skstack import decision_rule
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(90, 4))
+    Y = (X[:, :2] + rng.normal(size=(90, 2)) > 0).astype(int)
+    tuned = TunedThresholds(OneVsRestClassifier(LogisticRegression()), objective="jaccard",
+                            min_labels=1, cv=3, random_state=0)
+    pipe = make_pipeline(StandardScaler(), tuned).fit(X, Y)
+    rule = decision_rule(pipe)
+    fitted = pipe.steps[-1][1]
+    assert rule.tuned and rule.objective == "jaccard" and rule.min_labels == 1
+    np.testing.assert_array_equal(rule.thresholds, fitted.thresholds_)
+    assert rule.n_tuning_rows == 90 and rule.validation_score == fitted.best_score_
+    search = GridSearchCV(pipe, {"tunedthresholds__min_labels": [1]}, cv=2).fit(X, Y)
+    np.testing.assert_array_equal(decision_rule(search).thresholds,
+                                  search.best_estimator_.steps[-1][1].thresholds_)
+    net = BiLSTMClassifier(blocks="single", max_epochs=1, threshold=0.4,
+                           random_state=0).fit(X, Y)
+    assert decision_rule(net).thresholds.tolist() == [0.4, 0.4] and not decision_rule(net).tuned
