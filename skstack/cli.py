@@ -35,7 +35,7 @@ from skstack.datasets import (
 )
 from skstack.labels import label_names, predict_label_lists
 from skstack.metrics import multilabel_report
-from skstack.persistence import ModelFileError, card_path, save
+from skstack.persistence import ModelFileError, card_path, load_model, save
 from skstack.pipelines import (
     arabic_emotion_pipeline,
     char_tfidf_member,
@@ -44,7 +44,7 @@ from skstack.pipelines import (
 )
 from skstack.report import evaluate_model, report_warnings, rule_settings
 from skstack.rules import decision_rule
-from skstack.serving import ServeSettings, load_model, run
+from skstack.serving import ServeSettings, run
 
 # What a config file may set for each preset, besides preset and objective.
 PRESET_SETTINGS = {

@@ -1,10 +1,8 @@
 """EncoderEmbedder: one Hugging Face encoder as a scikit-learn transformer (text -> vectors).
 
 Import rule: torch, transformers, scikit-learn, the private helpers (``_loading``,
-``_batching``, ``_pooling``, ``_finetune``, ``_runtimes``, ``_validation``, ``_version``,
-``_config``),
-``skstack.cache`` and
-``skstack.sequences``.
+``_batching``, ``_pooling``, ``_finetune``, ``_runtimes``, ``_validation``, ``_config``),
+``skstack.cache``, ``skstack.persistence`` (the save protocol) and ``skstack.sequences``.
 """
 
 from __future__ import annotations
@@ -66,8 +64,8 @@ from skstack._validation import (
     check_texts,
     validate_params,
 )
-from skstack._version import VersionedState
 from skstack.cache import Lookup, open_stores
+from skstack.persistence import VersionedState
 from skstack.sequences import WORD_SPLITTER, WordSequences, token_words, word_spans
 
 _LONG = 100  # texts to encode for a progress line: a long stage, not a serving call

@@ -9,9 +9,9 @@ states at the head. A fully connected head turns them into label logits.
 The net returns probabilities; the decision rule that turns them into label sets lives in
 :class:`skstack.thresholds.TunedThresholds`, which can wrap this net or any other classifier.
 
-Import rule: torch, skorch, scikit-learn and the skstack leaves (``_batching``, ``_config``,
-``_validation``, ``_version``, ``blocks``, ``sequences``, ``losses``, ``rules``, ``targets``);
-never the
+Import rule: torch, skorch, scikit-learn, the skstack leaves (``_batching``, ``_config``,
+``_validation``, ``blocks``, ``sequences``, ``losses``, ``rules``, ``targets``) and
+``persistence`` (the save protocol); never the
 encoder, the stack or the decision-rule wrapper (``thresholds``), which wraps this net.
 """
 
@@ -49,9 +49,9 @@ from skstack._validation import (
     check_features,
     validate_params,
 )
-from skstack._version import VersionedState
 from skstack.blocks import META_BLOCK, block_layout, check_blocks
 from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
+from skstack.persistence import VersionedState
 from skstack.rules import _decide, check_thresholds
 from skstack.sequences import WordSequences
 from skstack.targets import (

@@ -17,12 +17,15 @@ Loading never executes code from the file: classes are looked up by name among s
 skstack, skorch callbacks, torch optimizers and transformers models (plus names the caller
 passes in ``trusted``), and the tokenizer and model loaders run with remote code off.
 
-The format knows no estimator class: each one declares its fitted state (``_portable_state``,
-``_portable_parts``, ``_persist_state`` / ``_restore_state``; see
-:class:`skstack._version.VersionedState`), and the walker here writes and reads that.
+The format knows no estimator class and sits below them: each one declares its fitted state
+(``_portable_state``, ``_portable_parts``, ``_state_constraints``, ``_persist_state`` /
+``_restore_state``, ``_check_state``; see :class:`VersionedState`, the protocol, which the
+estimators import from here), and the walker here writes, reads and checks that.
+:func:`load_model` is the loader of a model file a user names (the CLI's and the server's).
 
 Import rule: ``_config``, ``_files``, ``_loading``, ``_validation``, ``_version``,
-``losses`` and ``cards``; skops and safetensors only inside the functions that need them.
+``losses`` and ``cards`` (which import no estimator); skops and safetensors only inside the
+functions that need them.
 """
 
 from __future__ import annotations
@@ -77,6 +80,53 @@ _DTYPES = frozenset(f"numpy.{t}" for t in (
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float16", "float32", "float64", "complex64", "complex128", "str_"))
 _ARRAY_KINDS = "biufcU"  # dtypes of arrays stored as JSON: numbers, bools, strings
+class VersionedState:
+    """Mixin for estimators, about what a saved one carries.
+
+    A pickled (joblib) estimator records the skstack version that saved it, and loading it
+    under another version warns, as scikit-learn does for its own version.
+
+    For the pickle-free format (``skstack.save``) a class declares its fitted state, and the
+    format's walker, which knows no class, reads the declaration: ``_portable_state`` names
+    the fitted attributes that are data (numbers, strings, arrays, lists of them),
+    ``_portable_parts`` those holding fitted estimators (one, ``None``, or a list of
+    ``(name, estimator)`` pairs); ``_persist_state(writer)`` (optional) returns what else a
+    fitted instance needs (weights, model files) as entries of its node, and
+    ``_restore_state(saved, reader)`` puts that back on a new instance whose declared
+    attributes are already set. Any estimator class with ``_portable_state`` (and
+    ``get_params``) can be saved; one outside scikit-learn and skstack loads with
+    ``load(path, trusted=["its.module.Class"])``.
+    """
+
+    _portable_state: tuple[str, ...] = ()
+    _portable_parts: tuple[str, ...] = ()
+
+    def _persist_state(self, writer) -> dict:
+        """Entries beyond the declared attributes that a saved fitted instance needs."""
+        return {}
+
+    def _restore_state(self, saved: dict, reader) -> None:
+        """Put back what :meth:`_persist_state` wrote (``saved``: the node's entries)."""
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state["_skstack_version"] = __version__
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        saved = state.pop("_skstack_version", "an unknown version (before 0.2)")
+        if saved != __version__:
+            warnings.warn(
+                f"This {type(self).__name__} was saved by skstack {saved} and is loaded by "
+                f"skstack {__version__}; it may not work as it did. Refit it, or load it with "
+                "the version that saved it.",
+                UserWarning,
+                stacklevel=2,
+            )
+        super().__setstate__(state)
+
+
 class ModelFileError(ValueError):
     """A file that is not a readable ``.skstack`` model: damaged, truncated or untrusted."""
 
@@ -825,3 +875,20 @@ def _check_versions(path: Path, saved: dict) -> None:
                       "but check its predictions before relying on them.", UserWarning,
                       stacklevel=3)
 
+
+def load_model(path: str | os.PathLike, trust_joblib: bool = False):
+    """A model file a user names: ``skstack.load`` for a ``.skstack`` file; a joblib file
+    only with ``trust_joblib`` (unpickling runs code), a damaged one as a
+    :class:`~skstack.ModelFileError`."""
+    path = str(path)
+    if path.endswith((".joblib", ".pkl")):
+        if not trust_joblib:
+            raise ValueError(f"{path} is a joblib file, which runs code when loaded; serve a "
+                             ".skstack file (skstack.save), or pass --trust-joblib for a file "
+                             "you made.")
+        try:
+            return joblib.load(path)
+        except Exception as exc:  # unpickling a damaged file can raise almost anything
+            raise ModelFileError(f"{path} is damaged or truncated: joblib could not read it "
+                                 f"({type(exc).__name__}: {str(exc)[:120]}).") from None
+    return load(path)

@@ -54,7 +54,7 @@ from skstack.explanations import (
 )
 from skstack.labels import label_names
 from skstack.parts import final_step
-from skstack.persistence import ModelFileError, load
+from skstack.persistence import load_model
 from skstack.rules import check_rule, decide, decision_rule
 
 _SETTINGS_VARIABLE = "SKSTACK_SERVE_SETTINGS"  # how uvicorn's worker processes get them
@@ -318,26 +318,6 @@ def make_app(model, settings: ServeSettings):
                     lifespan=lifespan)
     app.state.predictor = predictor
     return app
-
-
-def load_model(path: str | os.PathLike, trust_joblib: bool = False):
-    """A model file a user names: ``skstack.load`` for a ``.skstack`` file; a joblib file
-    only with ``trust_joblib`` (unpickling runs code), a damaged one as a
-    :class:`~skstack.ModelFileError`."""
-    path = str(path)
-    if path.endswith((".joblib", ".pkl")):
-        if not trust_joblib:
-            raise ValueError(f"{path} is a joblib file, which runs code when loaded; serve a "
-                             ".skstack file (skstack.save), or pass --trust-joblib for a file "
-                             "you made.")
-        import joblib
-
-        try:
-            return joblib.load(path)
-        except Exception as exc:  # unpickling a damaged file can raise almost anything
-            raise ModelFileError(f"{path} is damaged or truncated: joblib could not read it "
-                                 f"({type(exc).__name__}: {str(exc)[:120]}).") from None
-    return load(path)
 
 
 def app_from_environment():

@@ -9,8 +9,9 @@ Members that return :class:`~skstack.sequences.WordSequences` (encoders in word 
 aligned word by word; the output is then a ``WordSequences`` whose sentence-level blocks are
 the other members and the meta-learner.
 
-Import rule: scikit-learn, ``skstack._config``, ``skstack._validation``, ``skstack._version``,
-``skstack.blocks``, ``skstack.sequences`` and ``skstack.targets`` only.
+Import rule: scikit-learn, ``skstack._config``, ``skstack._validation``, ``skstack.blocks``,
+``skstack.persistence`` (the save protocol), ``skstack.sequences`` and ``skstack.targets``
+only.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ from skstack._validation import (
     make_splitter,
     validate_params,
 )
-from skstack._version import VersionedState
 from skstack.blocks import META_BLOCK, BlockArray
+from skstack.persistence import VersionedState
 from skstack.sequences import WordSequences
 from skstack.targets import check_target
 

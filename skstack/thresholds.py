@@ -13,7 +13,8 @@ scikit-learn's ``TunedThresholdClassifierCV`` does for binary classifiers;
 :class:`FixedThresholds` wraps one with a rule you give, as ``FixedThresholdClassifier``.
 
 Import rule: numpy, scikit-learn, ``skstack._config``, ``skstack._validation``,
-``skstack._version``, ``skstack.metrics``, ``skstack.rules`` and ``skstack.targets`` only.
+``skstack.metrics``, ``skstack.persistence`` (the save protocol), ``skstack.rules`` and
+``skstack.targets`` only.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ from skstack._validation import (
     parameter_error,
     validate_params,
 )
-from skstack._version import VersionedState
 from skstack.metrics import jaccard_from_counts
+from skstack.persistence import VersionedState
 from skstack.rules import LIMIT_CONSTRAINTS, _decide, check_label_limits, check_rule, decide
 from skstack.targets import (
     check_fitted_target,
