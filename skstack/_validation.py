@@ -3,8 +3,8 @@
 Data checks (texts, label matrices, dense features, probabilities) name the first offending
 position so that a user can find the bad row. Parameter checks are declarative: each
 estimator lists its parameters' valid values once, in a ``_parameter_constraints`` table
-(after scikit-learn's convention), and :func:`validate_params` checks the table in ``fit``
-with one message format.
+(after scikit-learn's convention), and the :func:`validates_params` decorator checks the
+table before every ``fit``, with one message format.
 
 Import rule: a leaf. numpy, scipy, the standard library and (inside functions)
 scikit-learn's splitters; no skstack module.
@@ -12,6 +12,7 @@ scikit-learn's splitters; no skstack module.
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -198,6 +199,17 @@ def validate_params(estimator: object) -> None:
     """Check an estimator's parameters against its ``_parameter_constraints`` table."""
     check_params(type(estimator).__name__, type(estimator)._parameter_constraints,
                  estimator.get_params(deep=False))
+
+
+def validates_params(fit: Callable) -> Callable:
+    """Decorate an estimator's ``fit`` (or the method every fit goes through): its parameters
+    are checked against its ``_parameter_constraints`` table before the method runs, as
+    scikit-learn's ``_fit_context`` does, so that no fit path can skip the check."""
+    @functools.wraps(fit)
+    def checked(self, *args, **kwargs):
+        validate_params(self)
+        return fit(self, *args, **kwargs)
+    return checked
 
 
 def parameter_error(owner: str, name: str, expected: str, value) -> InvalidParameterError:

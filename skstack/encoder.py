@@ -62,7 +62,7 @@ from skstack._validation import (
     Options,
     check_label_matrix,
     check_texts,
-    validate_params,
+    validates_params,
 )
 from skstack.cache import Lookup, open_stores
 from skstack.persistence import VersionedState
@@ -414,10 +414,10 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         self._fit(check_texts(X), y)
         return self
 
+    @validates_params
     def _fit(self, texts: list[str], y) -> Tokens | None:
         """:meth:`fit` on checked texts; returns the :class:`Tokens` fine-tuning made (so
         that ``fit_transform`` does not tokenise the texts again), else ``None``."""
-        validate_params(self)
         if not texts:  # as scikit-learn estimators refuse to fit on no samples
             raise ValueError("Found 0 texts while a minimum of 1 is required to fit "
                              f"{type(self).__name__}.")

@@ -47,7 +47,7 @@ from skstack._validation import (
     Interval,
     Options,
     check_features,
-    validate_params,
+    validates_params,
 )
 from skstack.blocks import META_BLOCK, block_layout, check_blocks
 from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
@@ -550,12 +550,12 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
                              f"{self.n_labels_}.")
         return X, np.asarray(Y)  # skorch gets a plain array
 
+    @validates_params
     def fit(self, X, y, **fit_params):
         """Train on features ``X`` (n, d) and a 0/1 label matrix ``y`` (n, L).
 
         ``X`` may be float64 and ``y`` integer, bool or a DataFrame; both are cast here.
         """
-        validate_params(self)
         if self.patience is not None and self.train_split is None:
             raise ValueError(f"patience={self.patience} stops on the validation loss, and "
                              "train_split=None holds out no rows to compute it: set "
@@ -568,10 +568,9 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
             self.initialize()
         return super().partial_fit(X, Y, **fit_params)
 
+    @validates_params
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train further on ``(X, y)`` without re-initialising (see skorch)."""
-        if not self.initialized_:
-            validate_params(self)
         X, Y = self._validate_data(X, y, reset=not self.initialized_)
         return super().partial_fit(X, Y, classes, **fit_params)
 

@@ -47,7 +47,7 @@ from skstack._validation import (
     check_proba,
     check_texts,
     make_splitter,
-    validate_params,
+    validates_params,
 )
 from skstack.blocks import META_BLOCK, BlockArray
 from skstack.persistence import VersionedState
@@ -261,8 +261,8 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
             return WordSequences.align(words, sentence, blocks)
         return BlockArray(sentence, blocks)
 
+    @validates_params
     def _fit(self, X, y):
-        validate_params(self)
         self._check_members()
         X = _texts_once(X)
         n = len(X)

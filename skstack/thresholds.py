@@ -47,7 +47,7 @@ from skstack._validation import (
     check_proba,
     make_splitter,
     parameter_error,
-    validate_params,
+    validates_params,
 )
 from skstack.metrics import jaccard_from_counts
 from skstack.persistence import VersionedState
@@ -406,6 +406,7 @@ class TunedThresholds(_RuleStep):
         self.refit = refit
         self.random_state = random_state
 
+    @validates_params
     def fit(self, X, y, **fit_params):
         """Fit the classifier and tune the rule on rows it did not train on.
 
@@ -422,7 +423,6 @@ class TunedThresholds(_RuleStep):
         -------
         self : TunedThresholds
         """
-        validate_params(self)
         if not hasattr(X, "shape") and hasattr(X, "__array__"):  # array-likes split as arrays
             X = np.asarray(X)
         target, y_fit = self._learn_target(X, y)
@@ -543,6 +543,7 @@ class FixedThresholds(_RuleStep):
         self.min_labels = min_labels
         self.max_labels = max_labels
 
+    @validates_params
     def fit(self, X, y, **fit_params):
         """Fit a clone of ``estimator`` on ``(X, y)``; the rule is checked against the
         labels ``y`` has.
@@ -551,7 +552,6 @@ class FixedThresholds(_RuleStep):
         -------
         self : FixedThresholds
         """
-        validate_params(self)
         target, y_fit = self._learn_target(X, y)
         thresholds = check_rule(type(self).__name__, self.threshold, self.min_labels,
                                 self.max_labels, target.Y.shape[1])
