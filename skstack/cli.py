@@ -36,23 +36,11 @@ from skstack.datasets import (
 from skstack.labels import label_names, predict_label_lists
 from skstack.metrics import multilabel_report
 from skstack.persistence import ModelFileError, card_path, load_model, save
-from skstack.pipelines import (
-    arabic_emotion_pipeline,
-    char_tfidf_member,
-    make_stacked_pipeline,
-    quickstart_pipeline,
-)
+from skstack.pipelines import PRESET_SETTINGS, preset_pipeline
 from skstack.report import evaluate_model, report_warnings, rule_settings
 from skstack.rules import decision_rule
 from skstack.serving import ServeSettings, run
 
-# What a config file may set for each preset, besides preset and objective.
-PRESET_SETTINGS = {
-    "quickstart": {"model", "random_state"},
-    "stacked": {"encoders", "char_ngrams", "encoder_params", "classifier_params",
-                "rule_params", "cv", "leak_free", "random_state"},
-    "arabic": {"encoders", "classifier_params", "cv", "leak_free", "random_state"},
-}
 PRESETS = tuple(PRESET_SETTINGS)
 FORMATS = ("auto", "sample", "tsv", "csv", "jsonl", "goemotions", "semeval")
 _CONFIG_KEYS = {"preset", "objective"}.union(*PRESET_SETTINGS.values())
@@ -87,28 +75,6 @@ def _read_config(path: str | None) -> dict:
         raise UsageError(f"{file}: unknown setting(s) {unknown}; the settings are "
                          f"{sorted(_CONFIG_KEYS)}.")
     return config
-
-
-def build_pipeline(preset: str, objective: str, config: dict):
-    """The pipeline a preset and a config describe (see ``docs/cli.md``)."""
-    settings = {k: v for k, v in config.items() if k not in ("preset", "objective")}
-    extra = sorted(set(settings) - PRESET_SETTINGS[preset])
-    if extra:
-        raise UsageError(f"the {preset!r} preset does not take {extra}; it takes "
-                         f"{sorted(PRESET_SETTINGS[preset])}.")
-    if preset == "quickstart":
-        return quickstart_pipeline(settings.get("model"), objective=objective,
-                                   random_state=settings.get("random_state", 0))
-    if preset == "arabic":
-        return arabic_emotion_pipeline(objective=objective, **settings)
-    encoders = settings.pop("encoders", None)
-    if not encoders:
-        raise UsageError("the 'stacked' preset needs [encoders] in the config: name = hub id "
-                         "or model folder.")
-    chars = settings.pop("char_ngrams", 0)
-    extra_members = [("chars", char_tfidf_member(int(chars)))] if chars else []
-    return make_stacked_pipeline(encoders, objective=objective, extra_members=extra_members,
-                                 **settings)
 
 
 def _format(args) -> str:
@@ -167,7 +133,8 @@ def cmd_train(args) -> int:
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}; the presets are {list(PRESETS)}.")
     objective = args.objective or config.get("objective", "macro_f1")
-    pipe = build_pipeline(preset, objective, config)
+    pipe = preset_pipeline(preset, objective, **{k: v for k, v in config.items()
+                                                 if k not in ("preset", "objective")})
     data = _read_data(args)
     if data.Y is None or not len(data.texts):
         raise UsageError(f"{args.data}: no labelled texts to train on.")

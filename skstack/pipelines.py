@@ -240,3 +240,47 @@ def arabic_emotion_pipeline(
         **kwargs,
     )
 
+
+# What each preset of preset_pipeline takes (the CLI's config files set these), besides the
+# objective.
+PRESET_SETTINGS = {
+    "quickstart": {"model", "random_state"},
+    "stacked": {"encoders", "char_ngrams", "encoder_params", "classifier_params",
+                "rule_params", "cv", "leak_free", "random_state"},
+    "arabic": {"encoders", "classifier_params", "cv", "leak_free", "random_state"},
+}
+
+
+def preset_pipeline(preset: str, objective: str = "macro_f1", **settings) -> Pipeline:
+    """The ready-made pipeline a preset names, with a config's settings (``skstack train
+    --preset``, ``docs/cli.md``): ``"quickstart"`` (:func:`quickstart_pipeline`),
+    ``"stacked"`` (:func:`make_stacked_pipeline` over ``encoders``, plus ``char_ngrams``
+    character n-gram dimensions) or ``"arabic"`` (:func:`arabic_emotion_pipeline`).
+
+    Examples
+    --------
+    >>> pipe = preset_pipeline("stacked", "jaccard", encoders={"bert": "my/bert"},
+    ...                        char_ngrams=8)
+    >>> [name for name, _ in pipe.named_steps["embed"].members]
+    ['bert', 'chars']
+    """
+    if preset not in PRESET_SETTINGS:
+        raise ValueError(f"unknown preset {preset!r}; the presets are "
+                         f"{list(PRESET_SETTINGS)}.")
+    extra = sorted(set(settings) - PRESET_SETTINGS[preset])
+    if extra:
+        raise ValueError(f"the {preset!r} preset does not take {extra}; it takes "
+                         f"{sorted(PRESET_SETTINGS[preset])}.")
+    if preset == "quickstart":
+        return quickstart_pipeline(settings.get("model"), objective=objective,
+                                   random_state=settings.get("random_state", 0))
+    if preset == "arabic":
+        return arabic_emotion_pipeline(objective=objective, **settings)
+    encoders = settings.pop("encoders", None)
+    if not encoders:
+        raise ValueError("the 'stacked' preset needs [encoders] in the config: name = hub id "
+                         "or model folder.")
+    chars = settings.pop("char_ngrams", 0)
+    extra_members = [("chars", char_tfidf_member(int(chars)))] if chars else []
+    return make_stacked_pipeline(encoders, objective=objective, extra_members=extra_members,
+                                 **settings)
