@@ -12,7 +12,7 @@ in the classifier's parameters reuse one fine-tuning per fold instead of repeati
 candidate. An unseeded one is never reused (it is not repeatable).
 
 Import rule: torch, transformers, safetensors, ``skstack._batching``, ``skstack._config``,
-``skstack._pooling``, ``skstack.artifacts`` and ``skstack.cache`` only.
+``skstack._files``, ``skstack._pooling`` and ``skstack.artifacts`` only.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from tqdm.auto import tqdm
 
 from skstack._batching import bucketed_batches, pad_batch
 from skstack._config import home_folder, progress
+from skstack._files import folder_in_place, intact_folder
 from skstack._pooling import pool
 from skstack.artifacts import ARTIFACTS
-from skstack.cache import folder_in_place, intact_folder
 
 
 def fine_tune_encoder(

@@ -17,8 +17,8 @@ Compiled runtimes are kept per process, so clones and reloaded pickles share one
 are written to a temporary folder and renamed into place, so concurrent processes (Dask
 workers) never read half a file.
 
-Import rule: torch, the standard library, ``skstack._config``, ``skstack._loading``,
-``skstack.artifacts`` and ``skstack.cache``; onnx, onnxruntime, openvino and nncf are imported
+Import rule: torch, the standard library, ``skstack._config``, ``skstack._files``,
+``skstack._loading`` and ``skstack.artifacts``; onnx, onnxruntime, openvino and nncf are imported
 when a backend needs them.
 """
 
@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from skstack._config import quiet
+from skstack._files import folder_in_place
 from skstack._loading import onednn_isa_limit
 from skstack.artifacts import ARTIFACTS
-from skstack.cache import folder_in_place
 
 BACKENDS = ("torch", "onnx", "openvino")
 QUANTIZATIONS = ("int8",)

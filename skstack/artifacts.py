@@ -8,7 +8,7 @@ just made). ``SKSTACK_MEMORY_BYTES`` sets the bound (default 4 GiB). Each kind's
 empties its own: ``clear_loaded_encoders``, ``forget_fine_tuned``, ``clear_memory_cache``.
 
 What is kept on disk (exported models, fine-tuned weights) is written with
-:func:`skstack.cache.folder_in_place`, atomically, under the home folder
+:func:`skstack._files.folder_in_place`, atomically, under the home folder
 (``skstack.set_config(home=...)``).
 
 Import rule: a leaf (the standard library, numpy and torch only).

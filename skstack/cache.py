@@ -15,18 +15,15 @@ is recomputed, never returned); :mod:`skstack.sharded_cache` adds the store a cl
 shares. A new backend is one subclass with a ``scheme``: ``cache="<scheme>://<location>"``
 then selects it (:func:`open_stores`).
 
-Import rule: numpy, the standard library, ``skstack._files`` (file digests) and
-``skstack.artifacts`` (the in-memory arrays live in the process's one artifact store).
+Import rule: numpy, the standard library and ``skstack.artifacts`` (the in-memory arrays
+live in the process's one artifact store).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
 import sqlite3
-import tempfile
 import threading
 import time
 import warnings
@@ -37,7 +34,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from skstack._files import file_sha256
 from skstack.artifacts import ARTIFACTS, ArtifactStore
 
 _DB_NAME = "skstack-embeddings.sqlite3"
@@ -348,60 +344,6 @@ def shared_by_processes(cache) -> bool:
     """Whether a ``cache`` parameter names a store other processes read (a folder's SQLite
     file, a URL's store), as :func:`open_stores` reads it."""
     return any(not isinstance(s, MemoryStore) for s in open_stores(cache))
-
-
-_SUMS = ".skstack-sha256.json"  # what folder_in_place wrote, for intact_folder
-
-
-def _digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != _SUMS}
-
-
-def intact_folder(target: Path) -> bool:
-    """Whether ``target`` is a folder :func:`folder_in_place` finished and its files are as
-    it wrote them (their SHA-256 against the list written with them). One that is not (a
-    file damaged, truncated or removed, or a folder made before the lists existed) is
-    removed, with a warning, so that it is made again."""
-    if not target.is_dir():
-        return False
-    try:
-        if json.loads((target / _SUMS).read_text()) == _digests(target):
-            return True
-    except (OSError, ValueError):
-        pass
-    aside = target.with_name(f".{target.name}.damaged-{time.time_ns()}")
-    try:  # renamed first, so that no reader sees it half-deleted
-        target.rename(aside)
-    except OSError:
-        return False  # another process set it aside first
-    shutil.rmtree(aside, ignore_errors=True)
-    warnings.warn(f"{target} was damaged or incomplete (its files do not match the checksums "
-                  "written with them); it was removed and is made again.", RuntimeWarning,
-                  stacklevel=3)
-    return False
-
-
-def folder_in_place(target: Path, write) -> Path:
-    """Create folder ``target`` by ``write(tmp)`` into a temporary sibling and a rename, so
-    that a reader (another process, a Dask worker) sees the whole folder or none; a folder
-    another process finished first is kept, one that is damaged made again. The folder
-    holds the SHA-256 of its files (see :func:`intact_folder`)."""
-    if intact_folder(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write(tmp)
-        (tmp / _SUMS).write_text(json.dumps(_digests(tmp)))
-        try:
-            tmp.rename(target)
-        except OSError:  # another process renamed its copy first
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 class Lookup:
