@@ -276,6 +276,15 @@ def _label_names_of(value, sep: str, where: str) -> list[str]:
     return [v.strip() for v in value if v.strip()]
 
 
+def _zero_one_row(record: dict, columns: list[str], where: str) -> list[int]:
+    """One row's 0/1 label columns, or an error naming the first that holds anything else."""
+    values = [str(record[c]).strip() for c in columns]
+    bad = [(c, v) for c, v in zip(columns, values, strict=True) if v not in ("0", "1")]
+    if bad:
+        raise ValueError(f"{where}: column {bad[0][0]!r} is {bad[0][1]!r}; expected 0 or 1.")
+    return [int(v) for v in values]
+
+
 def load_table(
     path: str | os.PathLike,
     text_column: str = "text",
@@ -346,13 +355,7 @@ def load_table(
                              f"{text!r}; expected text.")
         texts.append(text)
         if label_columns:
-            values = [str(record[c]).strip() for c in label_columns]
-            bad = [(c, v) for c, v in zip(label_columns, values, strict=True)
-                   if v not in ("0", "1")]
-            if bad:
-                raise ValueError(f"{path}, line {line_no}: column {bad[0][0]!r} is "
-                                 f"{bad[0][1]!r}; expected 0 or 1.")
-            label_rows.append([int(v) for v in values])
+            label_rows.append(_zero_one_row(record, label_columns, f"{path}, line {line_no}"))
         elif label_column is not None:
             label_rows.append(_label_names_of(record[label_column], label_sep,
                                               f"{path}, line {line_no}: column {label_column!r}"))

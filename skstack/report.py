@@ -161,7 +161,6 @@ def html_report(
     (True, True)
     """
     report = multilabel_report(y_true, y_pred, label_names, thresholds, threshold_objective)
-    labels = report.labels
     Y, pred = np.asarray(y_true), np.asarray(y_pred)
     P = None if proba is None else np.asarray(proba, dtype=np.float64)
     if P is not None and P.shape != Y.shape:
@@ -169,12 +168,22 @@ def html_report(
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
              *[f"<p class='warning'>{html.escape(w)}</p>" for w in warnings],
-             f"<p>{len(Y):,} texts, {len(labels)} labels"
+             f"<p>{len(Y):,} texts, {len(report.labels)} labels"
              + (f"; thresholds tuned for <code>{html.escape(threshold_objective)}</code>"
                 if threshold_objective else "") + ".</p>"]
     if about:
         parts += ["<h2>Model</h2>", _table(["part", "what it is"], [list(fact) for fact in about])]
-    parts += ["<h2>Averages</h2>",
+    parts += _scores_section(report, Y, pred)
+    parts += _figures_section(report, Y, pred, P, thresholds)
+    if P is not None:
+        parts += _errors_section(report.labels, Y, pred, P, texts, n_errors, explanations or {})
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _scores_section(report, Y: np.ndarray, pred: np.ndarray) -> list[str]:
+    """Averages against text-blind baselines, the overall measures, the per-label table."""
+    parts = ["<h2>Averages</h2>",
              _table(["average", "precision", "recall", "F1"],
                     [[name, s["precision"], s["recall"], s["f1"]]
                      for name, s in report.averages.items()]),
@@ -192,13 +201,19 @@ def html_report(
     header = ["label", "precision", "recall", "F1", "support", "predicted"]
     header += ["threshold"] if report.thresholds else []
     rows = []
-    for j, name in enumerate(labels):
+    for j, name in enumerate(report.labels):
         s = report.per_label[name]
         row = [name, s["precision"], s["recall"], s["f1"], s["support"], int(pred[:, j].sum())]
         rows.append(row + ([report.thresholds[name]] if report.thresholds else []))
-    parts.append(_table(header, rows))
+    return [*parts, _table(header, rows)]
+
+
+def _figures_section(report, Y: np.ndarray, pred: np.ndarray, P: np.ndarray | None,
+                     thresholds) -> list[str]:
+    """F1 per label, the precision/recall curves (with probabilities), co-occurrence."""
+    labels = report.labels
     f1 = [report.per_label[name]["f1"] for name in labels]
-    parts.append("<h2>F1 per label</h2>" + _svg(plot_per_label_f1(f1, None, labels).figure))
+    parts = ["<h2>F1 per label</h2>" + _svg(plot_per_label_f1(f1, None, labels).figure)]
     if P is not None:
         parts.append("<h2>Precision and recall per label</h2><p>Each curve sweeps the "
                      "threshold; the dot is the threshold the rule chose.</p>"
@@ -209,24 +224,27 @@ def html_report(
         ax = plot_label_cooccurrence(matrix, labels)
         ax.set_title(name)
         parts.append(_svg(ax.figure))
-    parts.append("</div>")
-    if P is not None:
-        parts.append("<h2>Most confident errors</h2>")
-        explanations = explanations or {}
-        if explanations:
-            parts.append("<p>Words shaded by what they did to the error's label: "
-                         "<span class='up' style='--a: 0.6'>raised it</span>, "
-                         "<span class='down' style='--a: 0.6'>lowered it</span> (the "
-                         "probability without the word; hover for the change).</p>")
-        rows = []
-        for kind, i, j in _confident_errors(Y, pred, P, n_errors):
-            text = (_highlighted(explanations[i], str(labels[j])) if i in explanations
-                    and str(labels[j]) in explanations[i].labels else
-                    texts[i] if texts is not None else f"row {i}")
-            rows.append([kind, str(labels[j]), float(P[i, j]), text])
-        parts.append(_table(["error", "label", "probability", "text"], rows))
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return [*parts, "</div>"]
+
+
+def _errors_section(labels, Y: np.ndarray, pred: np.ndarray, P: np.ndarray,
+                    texts: Sequence[str] | None, n_errors: int,
+                    explanations: Mapping[int, Explanation]) -> list[str]:
+    """The most confident false positives and negatives, their words shaded where
+    explained."""
+    parts = ["<h2>Most confident errors</h2>"]
+    if explanations:
+        parts.append("<p>Words shaded by what they did to the error's label: "
+                     "<span class='up' style='--a: 0.6'>raised it</span>, "
+                     "<span class='down' style='--a: 0.6'>lowered it</span> (the "
+                     "probability without the word; hover for the change).</p>")
+    rows = []
+    for kind, i, j in _confident_errors(Y, pred, P, n_errors):
+        text = (_highlighted(explanations[i], str(labels[j])) if i in explanations
+                and str(labels[j]) in explanations[i].labels else
+                texts[i] if texts is not None else f"row {i}")
+        rows.append([kind, str(labels[j]), float(P[i, j]), text])
+    return [*parts, _table(["error", "label", "probability", "text"], rows)]
 
 
 def rule_settings(model) -> dict:

@@ -224,6 +224,24 @@ def _depth(value, limit: int = _MAX_DEPTH) -> int:
     return depth
 
 
+async def read_request(request, settings: ServeSettings) -> dict:
+    """The checked body of a ``/predict`` or ``/explain`` request (:func:`check_request`),
+    read chunk by chunk and refused (413) once past what the limits allow, whether or not it
+    declares its length."""
+    # a body larger than this cannot pass the limits
+    max_body = settings.max_texts * (settings.max_chars * 6 + 16) + 1024
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_body:
+        raise BadRequest(413, f"the body has {int(length):,} bytes; at most {max_body:,}.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_body:
+            raise BadRequest(413, f"the body has more than {max_body:,} bytes; at most "
+                                  f"{max_body:,}.")
+    return check_request(bytes(body), settings)
+
+
 def make_app(model, settings: ServeSettings):
     """The Starlette application serving ``model`` (fitted) under ``settings``."""
     from starlette.applications import Starlette
@@ -235,23 +253,9 @@ def make_app(model, settings: ServeSettings):
                            settings.max_queue)
     thresholds = dict(zip(predictor.labels, predictor.thresholds.round(6).tolist(),
                           strict=True))
-    # a body larger than this cannot pass the limits: refused before it is read
-    max_body = settings.max_texts * (settings.max_chars * 6 + 16) + 1024
 
     def error(status: int, reason: str) -> JSONResponse:
         return JSONResponse({"error": reason}, status_code=status)
-
-    async def checked(request) -> dict:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            raise BadRequest(413, f"the body has {int(length):,} bytes; at most {max_body:,}.")
-        body = bytearray()
-        async for chunk in request.stream():  # counted as it arrives (chunked bodies too)
-            body += chunk
-            if len(body) > max_body:
-                raise BadRequest(413, f"the body has more than {max_body:,} bytes; at most "
-                                      f"{max_body:,}.")
-        return check_request(bytes(body), settings)
 
     async def scored(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if not texts:
@@ -262,7 +266,7 @@ def make_app(model, settings: ServeSettings):
         """``handler``'s JSON answer, or the 4xx/500 error its request earned."""
         async def endpoint(request):
             try:
-                return JSONResponse(await handler(await checked(request)))
+                return JSONResponse(await handler(await read_request(request, settings)))
             except BadRequest as exc:
                 return error(exc.status, str(exc))
             except Exception as exc:  # the model failed: say how, in one line
