@@ -205,9 +205,9 @@ def main() -> None:
     args = parser.parse_args()
     print(describe())  # which CPU (and GPU) these figures come from
     if args.as_without_bf16:
-        import skstack.encoder
+        import skstack._runtimes
 
-        skstack.encoder.native_bfloat16 = lambda device: False
+        skstack._runtimes.native_bfloat16 = lambda device: False
         print("as on a CPU without native bfloat16: 'auto' resolves to float32 / OpenVINO")
     if args.model:
         os.environ["SKSTACK_MODEL"] = args.model

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,34 +33,41 @@ from skstack._files import folder_in_place, intact_folder
 from skstack._pooling import pool
 from skstack.artifacts import ARTIFACTS
 
+_WEIGHT_DECAY = 0.01
 
-def fine_tune_encoder(
-    model: torch.nn.Module,
-    token_ids: list[list[int]],
-    Y: np.ndarray,
-    *,
-    pad_id: int,
-    pooling: str = "mean",
-    epochs: int = 1,
-    learning_rate: float = 2e-5,
-    warmup_ratio: float = 0.1,
-    batch_size: int = 16,
-    accumulation_steps: int = 1,
-    weight_decay: float = 0.01,
-    device: torch.device | str = "cpu",
-    mixed_precision: bool = False,
-    random_state: int | None = None,
-    show_progress_bar: bool = False,
-) -> list[float]:
-    """Fine-tune ``model`` in place on tokenised texts and a 0/1 label matrix.
 
-    Returns the mean training loss of each epoch. ``mixed_precision`` runs the forward
-    pass under bfloat16 autocast (on GPUs with bf16 support and CPUs with AVX512-BF16 it
-    roughly halves the time). ``accumulation_steps`` batches are summed into one optimizer
-    step (an effective batch of ``batch_size * accumulation_steps`` in the memory of one).
+@dataclass(frozen=True)
+class FineTuneSettings:
+    """What decides a fine-tuning besides the data and the pretrained weights, declared
+    once: ``EncoderEmbedder``'s ``finetune_*`` parameters take these defaults, the training
+    loop takes the whole object, and the reuse key hashes it as it is.
+
+    ``mixed_precision`` runs the forward pass under bfloat16 autocast (on GPUs with bf16
+    support and CPUs with AVX512-BF16 it roughly halves the time). ``accumulation_steps``
+    batches are summed into one optimizer step (an effective batch of ``batch_size *
+    accumulation_steps`` in the memory of one). ``pooling`` is the temporary head's.
     """
+
+    epochs: int = 0
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    batch_size: int = 16
+    accumulation_steps: int = 1
+    mixed_precision: bool = False
+    random_state: int | None = None
+    pooling: str = "mean"
+
+
+def fine_tune_encoder(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray,
+                      settings: FineTuneSettings, *, pad_id: int,
+                      device: torch.device | str = "cpu",
+                      show_progress_bar: bool = False) -> list[float]:
+    """Fine-tune ``model`` in place on tokenised texts and a 0/1 label matrix, under
+    ``settings``; returns the mean training loss of each epoch."""
     from transformers import get_linear_schedule_with_warmup
 
+    epochs, batch_size, pooling = settings.epochs, settings.batch_size, settings.pooling
+    accumulation_steps, random_state = settings.accumulation_steps, settings.random_state
     device = torch.device(device)
     generator = torch.Generator().manual_seed(random_state) if random_state is not None else None
     if random_state is not None:
@@ -69,11 +77,12 @@ def fine_tune_encoder(
     head.to(device).train()
     targets = torch.as_tensor(Y, dtype=torch.float32)
     params = list(model.parameters()) + list(head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=_WEIGHT_DECAY)
     batches_per_epoch = -(-len(token_ids) // batch_size)
     steps_per_epoch = -(-batches_per_epoch // accumulation_steps)
     total = steps_per_epoch * epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total), total)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total),
+                                                total)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     history = []
     # one bar over optimizer steps: tqdm shows the rate and the time left
@@ -91,7 +100,7 @@ def fine_tune_encoder(
                     input_ids, mask = pad_batch([token_ids[r] for r in rows], pad_id)
                     input_ids, mask = input_ids.to(device), mask.to(device)
                     with torch.autocast(device.type, dtype=torch.bfloat16,
-                                        enabled=mixed_precision):
+                                        enabled=settings.mixed_precision):
                         hidden = model(input_ids=input_ids,
                                        attention_mask=mask).last_hidden_state
                         logits = head(pool(hidden, mask, pooling))
@@ -115,17 +124,17 @@ def fine_tune_encoder(
     return history
 
 
-def fine_tune_or_reuse(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray, *,
-                       weights: str, tokenizer: str, reuse: bool, pad_id: int,
-                       device: torch.device | str, show_progress_bar: bool,
-                       **settings) -> list[float]:
+def fine_tune_or_reuse(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray,
+                       settings: FineTuneSettings, *, weights: str, tokenizer: str,
+                       reuse: bool, pad_id: int, device: torch.device | str,
+                       show_progress_bar: bool) -> list[float]:
     """:func:`fine_tune_encoder`, or the weights and losses an identical seeded fine-tuning
-    kept (loaded into ``model``). ``settings`` are the training settings (all part of the
-    key); ``weights`` and ``tokenizer`` digest the pretrained model; ``reuse=False`` (an
-    encoder without a cache) neither reads nor keeps."""
-    if not (reuse and settings.get("random_state") is not None):
-        return fine_tune_encoder(model, token_ids, Y, pad_id=pad_id, device=device,
-                                 show_progress_bar=show_progress_bar, **settings)
+    kept (loaded into ``model``). ``settings`` are all part of the key; ``weights`` and
+    ``tokenizer`` digest the pretrained model; ``reuse=False`` (an encoder without a cache)
+    neither reads nor keeps."""
+    if not (reuse and settings.random_state is not None):
+        return fine_tune_encoder(model, token_ids, Y, settings, pad_id=pad_id, device=device,
+                                 show_progress_bar=show_progress_bar)
     key = fine_tune_key(weights, tokenizer, token_ids, Y, settings)
     folder = home_folder(default=False)
     found = recall_fine_tuned(key, folder)
@@ -133,17 +142,17 @@ def fine_tune_or_reuse(model: torch.nn.Module, token_ids: list[list[int]], Y: np
         model.load_state_dict(found[0])
         progress("fine-tuning: an identical seeded fine-tuning was kept; its weights reused")
         return list(found[1])
-    losses = fine_tune_encoder(model, token_ids, Y, pad_id=pad_id, device=device,
-                               show_progress_bar=show_progress_bar, **settings)
+    losses = fine_tune_encoder(model, token_ids, Y, settings, pad_id=pad_id, device=device,
+                               show_progress_bar=show_progress_bar)
     keep_fine_tuned(key, folder, model, losses)
     return losses
 
 
 def fine_tune_key(weights: str, tokenizer: str, token_ids: list[list[int]], Y: np.ndarray,
-                  settings: dict) -> str:
+                  settings: FineTuneSettings) -> str:
     """A digest of everything that decides fine-tuned weights (``settings`` includes the seed)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"weights": weights, "tokenizer": tokenizer, **settings},
+    digest.update(json.dumps({"weights": weights, "tokenizer": tokenizer, **asdict(settings)},
                              sort_keys=True).encode())
     for ids in token_ids:
         digest.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|")

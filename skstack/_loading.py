@@ -299,3 +299,87 @@ def model_from_portable(portable: dict) -> torch.nn.Module:
     model = portable["class"](portable["config"])
     model.load_state_dict(portable["state_dict"])
     return model.float().eval()
+
+
+# Models whose position ids start after the padding index: two positions are not for tokens.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer")
+
+
+def position_limit(config) -> int:
+    """How many tokens the encoder can read (its position embeddings), or a large number."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not positions:
+        return 1 << 30
+    return positions - 2 if getattr(config, "model_type", "") in _OFFSET_POSITIONS else positions
+
+
+def token_limit(loaded, max_length: int | None, name) -> int:
+    """The tokens per text an encoder reads: ``max_length`` (refused past its positions), or
+    the sentence-transformers folder's ``max_seq_length``, else the tokenizer's limit capped
+    at 512, within the positions."""
+    positions = position_limit(loaded.model.config)
+    if max_length is not None and max_length > positions:
+        raise ValueError(f"max_length={max_length} is more tokens than the {positions} "
+                         f"positions encoder {name!r} has; use max_length <= {positions}.")
+    limit = loaded.default_max_length or min(loaded.tokenizer.model_max_length, 512)
+    return max_length or min(limit, positions)
+
+
+def readout_width(config, n_layers: int, layer_combine: str, truncate_dim: int | None) -> int:
+    """The width of an encoder's vectors: its hidden size (times the layers, concatenated),
+    cut to ``truncate_dim``."""
+    width = config.hidden_size * (n_layers if layer_combine == "concat" else 1)
+    return min(width, truncate_dim or width)
+
+
+def check_readout(config, owner: str, fitted) -> None:
+    """A fitted encoder's restored state (``max_length_``, ``layer_indices_``,
+    ``embedding_dim_``) against the encoder ``config`` describes: layers that exist, the width
+    they give, a token limit within its positions; a ValueError naming the attribute."""
+    for key in ("max_length_", "layer_indices_", "embedding_dim_"):
+        if not hasattr(fitted, key):
+            raise ValueError(f"{owner} is fitted but lacks the fitted attribute {key!r}.")
+    n_states = config.num_hidden_layers + 1
+    if max(fitted.layer_indices_) >= n_states:
+        raise ValueError(f"the fitted attribute 'layer_indices_' of {owner} names layer "
+                         f"{max(fitted.layer_indices_)}; the encoder has {n_states} hidden "
+                         f"states (0..{n_states - 1}).")
+    width = readout_width(config, len(fitted.layer_indices_), fitted.layer_combine,
+                          fitted.truncate_dim)
+    if fitted.embedding_dim_ != width:
+        raise ValueError(f"the fitted attribute 'embedding_dim_' of {owner} is "
+                         f"{fitted.embedding_dim_}; its layers give {width}.")
+    if fitted.max_length_ > position_limit(config):
+        raise ValueError(f"the fitted attribute 'max_length_' of {owner} is "
+                         f"{fitted.max_length_}, more than the encoder's "
+                         f"{position_limit(config)} positions.")
+
+
+def encoder_files(model: torch.nn.Module, tokenizer, writer) -> dict:
+    """An encoder's entry in the safe format (``writer``: the format's): what a pickle keeps
+    of it (:func:`model_to_portable`: class, config, weights) as files, the weights in
+    float32 whatever dtype it runs in (cast again on load), the tokenizer as
+    ``save_pretrained`` writes it."""
+    portable = model_to_portable(model)
+    name, folder = writer.folder()
+    tokenizer.save_pretrained(folder)
+    portable["config"].to_json_file(folder / "config.json")
+    weights = {k: v.float() if v.is_floating_point() else v
+               for k, v in portable["state_dict"].items()}
+    return {"folder": name, "class": writer.class_name(portable["class"]),
+            "weights": writer.tensors(weights)}
+
+
+def encoder_from_files(files: dict, reader) -> tuple[torch.nn.Module, object]:
+    """The float32 model and the tokenizer :func:`encoder_files` wrote, through the
+    format's ``reader`` (a transformers model class only; no remote code)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = reader.folder(files["folder"])
+    model_class = reader.resolve(files["class"], "encoder")
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True,
+                                              trust_remote_code=False)
+    model = model_class(AutoConfig.from_pretrained(folder, local_files_only=True,
+                                                   trust_remote_code=False))
+    reader.load_weights(model, files["weights"])
+    return model.float().eval(), tokenizer

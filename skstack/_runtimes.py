@@ -29,15 +29,16 @@ import platform
 import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from skstack._config import quiet
+from skstack._config import home_folder, quiet
 from skstack._files import folder_in_place
-from skstack._loading import onednn_isa_limit
+from skstack._loading import native_bfloat16, onednn_isa_limit, resolve_devices
 from skstack.artifacts import ARTIFACTS
 
 BACKENDS = ("torch", "onnx", "openvino")
@@ -89,6 +90,87 @@ def auto_runtime(device: torch.device, native_bf16: bool, backend: str,
     if quantization == AUTO:
         quantization = None if backend == "torch" else "int8"
     return backend, quantization
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how an encoder runs, its ``"auto"`` parameters resolved for this machine."""
+
+    device: torch.device
+    backend: str
+    quantization: str | None
+    dtype: str
+    native_bfloat16: bool
+
+    @property
+    def resolved(self) -> tuple[torch.device, str, str | None, str]:
+        return self.device, self.backend, self.quantization, self.dtype
+
+
+def resolve_runtime(device, backend: str, quantization: str | None, dtype: str) -> Runtime:
+    """An encoder's device, backend, quantization and dtype on this machine (``"auto"``
+    resolved by :func:`auto_runtime`), each combination checked (:func:`check_backend`)."""
+    check_backend(backend, quantization, device, dtype)
+    first = resolve_devices(device if backend in ("torch", AUTO) else "cpu")[0]
+    native = native_bfloat16(first)
+    chosen, quantized = auto_runtime(first, native, backend, quantization, dtype)
+    check_backend(chosen, quantized, device, dtype, chosen_by=backend)
+    # ONNX Runtime's CPU kernels have no bfloat16 path worth taking: it runs float32
+    bf16 = native and chosen != "onnx"
+    resolved = ("bfloat16" if bf16 else "float32") if dtype == "auto" else dtype
+    return Runtime(first, chosen, quantized, resolved, native)
+
+
+def check_backend(backend: str, quantization: str | None, device, dtype: str,
+                  chosen_by: str | None = None) -> None:
+    """Refuse what a backend cannot do with an encoder's ``device`` and ``dtype``, before
+    anything loads (``"auto"`` passes; it is checked again once resolved, ``chosen_by``
+    naming the ``"auto"`` that chose ``backend``)."""
+    chosen = "" if chosen_by in (None, backend) else \
+        f" (backend={chosen_by!r} chose {backend!r} here)"
+    if backend == AUTO:
+        return
+    if backend == "torch":
+        if quantization not in (None, AUTO):
+            raise ValueError(f"quantization={quantization!r} needs backend='onnx' or "
+                             f"'openvino'{chosen}; the torch backend runs float32, float16 "
+                             "or bfloat16 (dtype).")
+        return
+    require_backend(backend)
+    if device not in ("auto", "cpu"):
+        raise ValueError(f"backend={backend!r} runs on the CPU; device={device!r} "
+                         "needs backend='torch'.")
+    allowed = ("float32",) if backend == "onnx" else ("float32", "bfloat16")
+    if dtype not in (*allowed, "auto"):
+        raise ValueError(f"backend={backend!r} runs dtype in {allowed} (or 'auto'); "
+                         f"got dtype={dtype!r}.")
+
+
+def layer_forward(model: torch.nn.Module, layer_indices: list[int], backend: str,
+                  quantization: str | None, dtype: str, weights: str | None,
+                  show_progress_bar: bool = False) -> Forward:
+    """One interface for every backend: a function from (input_ids, attention_mask) to the
+    hidden states at ``layer_indices``. Torch runs ``model`` (asking only for the last layer
+    when that is all it needs); ONNX Runtime and OpenVINO run its export
+    (:func:`runtime_forward`, made once per ``weights``)."""
+    if backend != "torch":
+        run = runtime_forward(model, weights, backend, quantization, dtype, home_folder(),
+                              show_progress_bar)
+
+        def select(ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+            states = run(ids, mask)
+            return [states[i] for i in layer_indices]
+
+        return select
+    last = [model.config.num_hidden_layers]
+
+    def forward(ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        if layer_indices == last:
+            return [model(input_ids=ids, attention_mask=mask).last_hidden_state]
+        output = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        return [output.hidden_states[i] for i in layer_indices]
+
+    return forward
 
 
 class _AllStates(torch.nn.Module):

@@ -22,6 +22,7 @@ live in the process's one artifact store).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -344,6 +345,13 @@ def shared_by_processes(cache) -> bool:
     """Whether a ``cache`` parameter names a store other processes read (a folder's SQLite
     file, a URL's store), as :func:`open_stores` reads it."""
     return any(not isinstance(s, MemoryStore) for s in open_stores(cache))
+
+
+def fingerprint(spec: Mapping) -> str:
+    """The cache key of everything that decides an array (weights, tokenizer, settings):
+    the SHA-256 of ``spec`` as JSON with sorted keys. Arrays are stored under it, so two
+    configurations share vectors only when their specs are equal."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 class Lookup:

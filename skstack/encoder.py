@@ -8,16 +8,11 @@ Import rule: torch, transformers, scikit-learn, the private helpers (``_loading`
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import multiprocessing
 import numbers
 import os
-import pickle
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from typing import ClassVar
 
 import numpy as np
@@ -27,16 +22,21 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skstack._batching import Tokens, length_sorted_batches
-from skstack._config import home_folder, progress, progress_enabled
-from skstack._finetune import fine_tune_or_reuse
+from skstack._config import progress, progress_enabled
+from skstack._device_pool import embed_on_devices
+from skstack._finetune import FineTuneSettings, fine_tune_or_reuse
 from skstack._loading import (
+    check_readout,
     device_or_cpu,
+    encoder_files,
+    encoder_from_files,
     load_encoder,
     model_from_portable,
     model_to_portable,
-    native_bfloat16,
+    readout_width,
     resolve_devices,
     short_name,
+    token_limit,
     tokenizer_hash,
     weights_hash,
 )
@@ -46,9 +46,8 @@ from skstack._runtimes import (
     BACKENDS,
     EXPORT_FORMAT,
     QUANTIZATIONS,
-    auto_runtime,
-    require_backend,
-    runtime_forward,
+    layer_forward,
+    resolve_runtime,
 )
 from skstack._validation import (
     BOOLEAN,
@@ -64,7 +63,7 @@ from skstack._validation import (
     check_texts,
     validates_params,
 )
-from skstack.cache import Lookup, open_stores
+from skstack.cache import Lookup, fingerprint, open_stores
 from skstack.persistence import VersionedState
 from skstack.sequences import WORD_SPLITTER, WordSequences, token_words, word_spans
 
@@ -118,18 +117,6 @@ def parse_layers(layers, n_hidden_states: int) -> list[int]:
     return indices
 
 
-# Models whose position ids start after the padding index: two positions are not for tokens.
-_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer")
-
-
-def _position_limit(config) -> int:
-    """How many tokens the encoder can read (its position embeddings), or a large number."""
-    positions = getattr(config, "max_position_embeddings", None)
-    if not positions:
-        return 1 << 30
-    return positions - 2 if getattr(config, "model_type", "") in _OFFSET_POSITIONS else positions
-
-
 def _check_finite(vectors: torch.Tensor, positions: np.ndarray, texts: list[str]) -> None:
     """Refuse NaN or infinite outputs (damaged weights, an overflowing dtype) before they
     reach the cache, naming the first text."""
@@ -141,13 +128,54 @@ def _check_finite(vectors: torch.Tensor, positions: np.ndarray, texts: list[str]
                          "damaged, or dtype may overflow; nothing was cached.")
 
 
-def _embed_share(payload: bytes, texts: list[str], tokens: Tokens, n_devices: int):
-    """In a worker process: one device's share of a multi-device :meth:`EncoderEmbedder._embed`
-    (``payload``: the embedder pickled with its one device; ``tokens``: its texts' ids)."""
-    embedder = pickle.loads(payload)
-    if embedder.device_.type == "cpu":  # the processes share the CPU's cores
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_devices))
-    return embedder._embed(texts, tokens)
+_TUNING = FineTuneSettings()  # the finetune_* parameters' defaults
+
+# Each parameter's valid values (checked before every fit).
+_PARAMETERS = {
+    "model": [PATH],
+    "layers": [Interval(numbers.Integral, None, None), STRING,
+               Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                     and all(isinstance(i, numbers.Integral) for i in v),
+                     "a non-empty list of ints")],
+    "layer_combine": [Options(_LAYER_COMBINE)],
+    "pooling": [Options(POOLING_MODES)],
+    "word_pooling": [Options(WORD_POOLING_MODES), NONE],
+    "max_length": [Interval(numbers.Integral, 2, None), NONE],
+    "prefix": [STRING],
+    "normalize": [BOOLEAN],
+    "truncate_dim": [Interval(numbers.Integral, 1, None), NONE],
+    "batch_size": [Interval(numbers.Integral, 1, None)],
+    "device": [STRING, Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                             and all(isinstance(d, str) for d in v),
+                             "a non-empty list of device names")],
+    "dtype": [Options((*_DTYPES, "auto"))],
+    "backend": [Options((*BACKENDS, AUTO))],
+    "quantization": [Options((*QUANTIZATIONS, AUTO)), NONE],
+    "show_progress_bar": [BOOLEAN, NONE],
+    "cache": [PATH, NONE],
+    "trust_remote_code": [BOOLEAN],
+    "finetune_epochs": [Interval(numbers.Integral, 0, None)],
+    "finetune_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+    "finetune_warmup_ratio": [Interval(numbers.Real, 0, 1)],
+    "finetune_batch_size": [Interval(numbers.Integral, 1, None)],
+    "finetune_accumulation_steps": [Interval(numbers.Integral, 1, None)],
+    "finetune_mixed_precision": [BOOLEAN, Options(("auto",))],
+    "random_state": SEED,
+}
+
+# what a file's fitted state must be (checked when loaded; fingerprint_ and
+# weights_hash_ are recomputed from the loaded weights, never taken from the file)
+_STATE = {
+    "max_length_": [Interval(numbers.Integral, 2, None)],
+    "dtype_": [Options(tuple(_DTYPES))],
+    "backend_": [Options(BACKENDS)],
+    "quantization_": [Options(QUANTIZATIONS), NONE],
+    "layer_indices_": [Check(lambda v: isinstance(v, list) and len(v) > 0 and all(
+        isinstance(i, numbers.Integral) and not isinstance(i, bool) and 0 <= i < 2**16
+        for i in v), "a non-empty list of layer indices")],
+    "embedding_dim_": [Interval(numbers.Integral, 1, None)],
+    "finetune_loss_": [FINITE_LIST],
+}
 
 
 class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
@@ -291,51 +319,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     _portable_state: ClassVar[tuple[str, ...]] = (
         "max_length_", "dtype_", "backend_", "quantization_", "layer_indices_",
         "embedding_dim_", "fingerprint_", "weights_hash_", "finetune_loss_")
-    # what a file's fitted state must be (checked when loaded; fingerprint_ and
-    # weights_hash_ are recomputed from the loaded weights, never taken from the file)
-    _state_constraints: ClassVar[dict[str, list]] = {
-        "max_length_": [Interval(numbers.Integral, 2, None)],
-        "dtype_": [Options(tuple(_DTYPES))],
-        "backend_": [Options(BACKENDS)],
-        "quantization_": [Options(QUANTIZATIONS), NONE],
-        "layer_indices_": [Check(lambda v: isinstance(v, list) and len(v) > 0 and all(
-            isinstance(i, numbers.Integral) and not isinstance(i, bool) and 0 <= i < 2**16
-            for i in v), "a non-empty list of layer indices")],
-        "embedding_dim_": [Interval(numbers.Integral, 1, None)],
-        "finetune_loss_": [FINITE_LIST],
-    }
-
-    _parameter_constraints: ClassVar[dict[str, list]] = {
-        "model": [PATH],
-        "layers": [Interval(numbers.Integral, None, None), STRING,
-                   Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
-                         and all(isinstance(i, numbers.Integral) for i in v),
-                         "a non-empty list of ints")],
-        "layer_combine": [Options(_LAYER_COMBINE)],
-        "pooling": [Options(POOLING_MODES)],
-        "word_pooling": [Options(WORD_POOLING_MODES), NONE],
-        "max_length": [Interval(numbers.Integral, 2, None), NONE],
-        "prefix": [STRING],
-        "normalize": [BOOLEAN],
-        "truncate_dim": [Interval(numbers.Integral, 1, None), NONE],
-        "batch_size": [Interval(numbers.Integral, 1, None)],
-        "device": [STRING, Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
-                                 and all(isinstance(d, str) for d in v),
-                                 "a non-empty list of device names")],
-        "dtype": [Options((*_DTYPES, "auto"))],
-        "backend": [Options((*BACKENDS, AUTO))],
-        "quantization": [Options((*QUANTIZATIONS, AUTO)), NONE],
-        "show_progress_bar": [BOOLEAN, NONE],
-        "cache": [PATH, NONE],
-        "trust_remote_code": [BOOLEAN],
-        "finetune_epochs": [Interval(numbers.Integral, 0, None)],
-        "finetune_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
-        "finetune_warmup_ratio": [Interval(numbers.Real, 0, 1)],
-        "finetune_batch_size": [Interval(numbers.Integral, 1, None)],
-        "finetune_accumulation_steps": [Interval(numbers.Integral, 1, None)],
-        "finetune_mixed_precision": [BOOLEAN, Options(("auto",))],
-        "random_state": SEED,
-    }
+    _state_constraints: ClassVar[dict[str, list]] = _STATE
+    _parameter_constraints: ClassVar[dict[str, list]] = _PARAMETERS
 
     def __init__(
         self,
@@ -357,12 +342,12 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         show_progress_bar: bool | None = None,
         cache: str | os.PathLike | None = "memory",
         trust_remote_code: bool = False,
-        finetune_epochs: int = 0,
-        finetune_learning_rate: float = 2e-5,
-        finetune_warmup_ratio: float = 0.1,
-        finetune_batch_size: int = 16,
-        finetune_accumulation_steps: int = 1,
-        finetune_mixed_precision: bool | str = False,
+        finetune_epochs: int = _TUNING.epochs,
+        finetune_learning_rate: float = _TUNING.learning_rate,
+        finetune_warmup_ratio: float = _TUNING.warmup_ratio,
+        finetune_batch_size: int = _TUNING.batch_size,
+        finetune_accumulation_steps: int = _TUNING.accumulation_steps,
+        finetune_mixed_precision: bool | str = _TUNING.mixed_precision,
         random_state: int | None = None,
     ):
         self.model = model
@@ -421,18 +406,9 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         if not texts:  # as scikit-learn estimators refuse to fit on no samples
             raise ValueError("Found 0 texts while a minimum of 1 is required to fit "
                              f"{type(self).__name__}.")
-        self._check_backend(self.backend, self.quantization)
-        on_torch = self.backend in ("torch", AUTO)
-        self.device_ = resolve_devices(self.device if on_torch else "cpu")[0]
-        native = native_bfloat16(self.device_)
-        self.backend_, self.quantization_ = auto_runtime(
-            self.device_, native, self.backend, self.quantization, self.dtype)
-        self._check_backend(self.backend_, self.quantization_)
-        # ONNX Runtime's CPU kernels have no bfloat16 path worth taking: it runs float32
-        bf16 = native and self.backend_ != "onnx"
-        self.dtype_ = ("bfloat16" if bf16 else "float32") if self.dtype == "auto" else \
-            self.dtype
-        mixed = native if self.finetune_mixed_precision == "auto" else \
+        runtime = resolve_runtime(self.device, self.backend, self.quantization, self.dtype)
+        self.device_, self.backend_, self.quantization_, self.dtype_ = runtime.resolved
+        mixed = runtime.native_bfloat16 if self.finetune_mixed_precision == "auto" else \
             self.finetune_mixed_precision
         loaded = load_encoder(self.model, self.trust_remote_code, self.show_progress_bar)
         self.tokenizer_ = loaded.tokenizer
@@ -440,13 +416,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             raise ValueError(f"word_pooling={self.word_pooling!r} maps tokens to words with a "
                              f"fast tokenizer's offsets; {self.model!r} has only a slow "
                              f"{type(self.tokenizer_).__name__}.")
-        positions = _position_limit(loaded.model.config)
-        limit = loaded.default_max_length or min(self.tokenizer_.model_max_length, 512)
-        if self.max_length is not None and self.max_length > positions:
-            raise ValueError(f"max_length={self.max_length} is more tokens than the "
-                             f"{positions} positions encoder {self.model!r} has; use "
-                             f"max_length <= {positions}.")
-        self.max_length_ = self.max_length or min(limit, positions)
+        self.max_length_ = token_limit(loaded, self.max_length, self.model)
         model, weights = loaded.model, loaded.weights_hash
         self.finetune_loss_ = []
         tokens = None
@@ -462,10 +432,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         self.model_ = self._placed(model, shared=self.finetune_epochs == 0)
         n_states = self.model_.config.num_hidden_layers + 1
         self.layer_indices_ = parse_layers(self.layers, n_states)
-        width = self.model_.config.hidden_size
-        if self.layer_combine == "concat":
-            width *= len(self.layer_indices_)
-        self.embedding_dim_ = min(width, self.truncate_dim or width)
+        self.embedding_dim_ = readout_width(self.model_.config, len(self.layer_indices_),
+                                            self.layer_combine, self.truncate_dim)
         # the weights as they run (a bfloat16 copy hashes as such), as load() recomputes it
         self.weights_hash_ = weights if self.model_.dtype == torch.float32 else \
             weights_hash(self.model_)
@@ -484,37 +452,14 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         sets ``finetune_loss_``."""
         progress(f"fine-tuning {short_name(self.model)} on {len(ids):,} texts, "
                  f"{self.finetune_epochs} epoch(s)")
+        settings = FineTuneSettings(
+            self.finetune_epochs, self.finetune_learning_rate, self.finetune_warmup_ratio,
+            self.finetune_batch_size, self.finetune_accumulation_steps, bool(mixed),
+            self.random_state, self.pooling)
         self.finetune_loss_ = fine_tune_or_reuse(
-            model, ids, Y, weights=weights, tokenizer=tokenizer,
+            model, ids, Y, settings, weights=weights, tokenizer=tokenizer,
             reuse=self.cache is not None, pad_id=self._pad_id(), device=self.device_,
-            show_progress_bar=progress_enabled(self.show_progress_bar),
-            pooling=self.pooling, epochs=self.finetune_epochs,
-            learning_rate=self.finetune_learning_rate, warmup_ratio=self.finetune_warmup_ratio,
-            batch_size=self.finetune_batch_size,
-            accumulation_steps=self.finetune_accumulation_steps, mixed_precision=bool(mixed),
-            random_state=self.random_state)
-
-    def _check_backend(self, backend: str, quantization: str | None) -> None:
-        """Refuse what a runtime backend cannot do, before anything loads (``"auto"`` is
-        checked again once resolved)."""
-        chosen = "" if backend == self.backend else \
-            f" (backend={self.backend!r} chose {backend!r} here)"
-        if backend == AUTO:
-            return
-        if backend == "torch":
-            if quantization not in (None, AUTO):
-                raise ValueError(f"quantization={quantization!r} needs backend='onnx' or "
-                                 f"'openvino'{chosen}; the torch backend runs float32, float16 "
-                                 "or bfloat16 (dtype).")
-            return
-        require_backend(backend)
-        if self.device not in ("auto", "cpu"):
-            raise ValueError(f"backend={backend!r} runs on the CPU; device={self.device!r} "
-                             "needs backend='torch'.")
-        allowed = ("float32",) if backend == "onnx" else ("float32", "bfloat16")
-        if self.dtype not in (*allowed, "auto"):
-            raise ValueError(f"backend={backend!r} runs dtype in {allowed} (or 'auto'); "
-                             f"got dtype={self.dtype!r}.")
+            show_progress_bar=progress_enabled(self.show_progress_bar))
 
     def _runtime(self) -> tuple[str, str | None]:
         """The backend and quantization in use (files saved before ``"auto"`` existed hold
@@ -559,7 +504,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         backend, quantization = self._runtime()
         if backend != "torch":  # torch leaves them out: caches made before stay valid
             spec.update(backend=backend, quantization=quantization, export=EXPORT_FORMAT)
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        return fingerprint(spec)
 
     def transform(self, X) -> np.ndarray | WordSequences:
         """Embed texts.
@@ -666,132 +611,45 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
 
     def _embed_on_devices(self, texts: list[str], tokens: Tokens | None = None
                           ) -> tuple[np.ndarray | list[np.ndarray], int]:
-        """:meth:`_embed`, split over several devices when ``device`` names several: texts
-        sorted by token length are dealt out in runs of four batches, so every device gets
-        short and long ones, and each device's process encodes its share of the token ids
-        tokenised here."""
+        """:meth:`_embed`, split over several devices when ``device`` names several
+        (:func:`~skstack._device_pool.embed_on_devices`)."""
         tokens = tokens or self._new_tokens()
         devices = [] if self._runtime()[0] != "torch" else resolve_devices(self.device)
         if len(devices) < 2 or len(texts) <= self.batch_size:
             return self._embed(texts, tokens)
-        ids = tokens.of(texts)[0]
-        order = np.argsort([len(i) for i in ids], kind="stable")
-        run = 4 * self.batch_size
-        shares: list[list[int]] = [[] for _ in devices]
-        for k, start in enumerate(range(0, len(order), run)):
-            shares[k % len(devices)].extend(order[start : start + run].tolist())
-        # spawn, not fork: CUDA cannot be used in a forked child
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(len(devices), mp_context=context) as pool:
-            futures = [pool.submit(_embed_share, self._for_device(str(device)), part,
-                                   tokens.only(part), len(devices))
-                       for device, share in zip(devices, shares, strict=True) if share
-                       for part in [[texts[i] for i in share]]]
-            results = [future.result() for future in futures]
-        words = self.word_pooling is not None
-        out = [None] * len(texts) if words else np.empty((len(texts), self.embedding_dim_),
-                                                         dtype=np.float32)
-        n_cut = 0
-        for share, (arrays, cut) in zip([s for s in shares if s], results, strict=True):
-            n_cut += cut
-            for i, array in zip(share, arrays, strict=True):
-                out[i] = array
-        return out, n_cut
-
-    def _for_device(self, device: str) -> bytes:
-        """This fitted embedder pickled for one device (its model travels as CPU weights)."""
-        single = copy.copy(self)
-        single.device = device
-        return pickle.dumps(single)
+        return embed_on_devices(self, devices, texts, tokens)
 
     def _forward(self):
-        """A function from (input_ids, attention_mask) to the hidden states of ``layers``."""
+        """A function from (input_ids, attention_mask) to the hidden states of ``layers``,
+        on the backend in use (:func:`~skstack._runtimes.layer_forward`)."""
         backend, quantization = self._runtime()
-        if backend != "torch":
-            folder = home_folder()
-            if not hasattr(self, "weights_hash_"):  # saved before runtimes existed
-                self.weights_hash_ = weights_hash(self.model_)
-            run = runtime_forward(self.model_, self.weights_hash_, backend,
-                                  quantization, self.dtype_, folder,
-                                  progress_enabled(self.show_progress_bar))
-
-            def select(ids, mask):
-                states = run(ids, mask)
-                return [states[i] for i in self.layer_indices_]
-
-            return select
-        last = [self.model_.config.num_hidden_layers]
-
-        def forward(ids, mask):
-            if self.layer_indices_ == last:
-                return [self.model_(input_ids=ids, attention_mask=mask).last_hidden_state]
-            output = self.model_(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-            return [output.hidden_states[i] for i in self.layer_indices_]
-
-        return forward
+        if backend != "torch" and not hasattr(self, "weights_hash_"):  # saved before runtimes
+            self.weights_hash_ = weights_hash(self.model_)
+        return layer_forward(self.model_, self.layer_indices_, backend, quantization,
+                             self.dtype_, getattr(self, "weights_hash_", None),
+                             progress_enabled(self.show_progress_bar))
 
     @property
     def _n_features_out(self) -> int:
         return self.embedding_dim_
 
     def _persist_state(self, writer) -> dict:
-        """The model's files for the safe format: what a pickle keeps of it
-        (:func:`~skstack._loading.model_to_portable`: class, config, weights), as files, the
-        weights in float32 whatever dtype it runs in (cast again on load), with the
-        tokenizer as ``save_pretrained`` writes it."""
-        portable = model_to_portable(self.model_)
-        name, folder = writer.folder()
-        self.tokenizer_.save_pretrained(folder)
-        portable["config"].to_json_file(folder / "config.json")
-        weights = {k: v.float() if v.is_floating_point() else v
-                   for k, v in portable["state_dict"].items()}
-        return {"model": {"folder": name, "class": writer.class_name(portable["class"]),
-                          "weights": writer.tensors(weights)}}
+        """The model's files for the safe format (:func:`~skstack._loading.encoder_files`)."""
+        return {"model": encoder_files(self.model_, self.tokenizer_, writer)}
 
     def _restore_state(self, saved: dict, reader) -> None:
-        from transformers import AutoConfig, AutoTokenizer
-
-        files = saved["model"]
-        folder = reader.folder(files["folder"])
-        model_class = reader.resolve(files["class"], "encoder")  # a transformers model only
-        self.tokenizer_ = AutoTokenizer.from_pretrained(folder, local_files_only=True,
-                                                        trust_remote_code=False)
-        model = model_class(AutoConfig.from_pretrained(folder, local_files_only=True,
-                                                       trust_remote_code=False))
-        reader.load_weights(model, files["weights"])
-        self._check_layout(model.config)
+        model, self.tokenizer_ = encoder_from_files(saved["model"], reader)
+        # restored state against the encoder it describes, as fit would have made it
+        check_readout(model.config, type(self).__name__, self)
         # where this process writes is the caller's choice, never the file's
         self.cache = reader.cache(self.cache, f"{type(self).__name__}({short_name(self.model)})")
         self.device_ = torch.device(reader.device(self.device, "embedder"))
-        self.model_ = self._placed(model.float().eval(), shared=False)
+        self.model_ = self._placed(model, shared=False)
         # the cache key comes from the weights loaded, so a file cannot claim another
         # model's cached vectors (weights changed, fingerprint_ kept)
         self.weights_hash_ = weights_hash(self.model_)
         self.fingerprint_ = self._fingerprint(self.weights_hash_,
                                               tokenizer_hash(self.tokenizer_))
-
-    def _check_layout(self, config) -> None:
-        """Restored state against the encoder it describes: layers that exist, the width
-        they give, a token limit within its positions."""
-        owner = type(self).__name__
-        for key in ("max_length_", "layer_indices_", "embedding_dim_"):
-            if not hasattr(self, key):
-                raise ValueError(f"{owner} is fitted but lacks the fitted attribute {key!r}.")
-        n_states = config.num_hidden_layers + 1
-        if max(self.layer_indices_) >= n_states:
-            raise ValueError(f"the fitted attribute 'layer_indices_' of {owner} names layer "
-                             f"{max(self.layer_indices_)}; the encoder has {n_states} hidden "
-                             f"states (0..{n_states - 1}).")
-        width = config.hidden_size * (len(self.layer_indices_)
-                                      if self.layer_combine == "concat" else 1)
-        if self.embedding_dim_ != min(width, self.truncate_dim or width):
-            raise ValueError(f"the fitted attribute 'embedding_dim_' of {owner} is "
-                             f"{self.embedding_dim_}; its layers give "
-                             f"{min(width, self.truncate_dim or width)}.")
-        if self.max_length_ > _position_limit(config):
-            raise ValueError(f"the fitted attribute 'max_length_' of {owner} is "
-                             f"{self.max_length_}, more than the encoder's "
-                             f"{_position_limit(config)} positions.")
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: the live object must keep its model

@@ -250,12 +250,12 @@ def test_fine_tuning_batches_group_similar_lengths_and_cover_every_row_once():
 
 
 def test_dtype_auto_picks_bfloat16_only_where_it_is_native(tiny_bert, monkeypatch):
-    import skstack.encoder
+    import skstack._runtimes
 
     texts = ["one text", "another text here"]
     fp32 = EncoderEmbedder(tiny_bert, cache=None).fit(texts)
     for native, expected in ((True, "bfloat16"), (False, "float32")):
-        monkeypatch.setattr(skstack.encoder, "native_bfloat16", lambda device, n=native: n)
+        monkeypatch.setattr(skstack._runtimes, "native_bfloat16", lambda device, n=native: n)
         emb = EncoderEmbedder(tiny_bert, dtype="auto", cache=None).fit(texts)
         assert emb.dtype_ == expected
         assert next(emb.model_.parameters()).dtype == getattr(torch, expected)
@@ -322,7 +322,7 @@ def test_seeded_fine_tuning_is_done_once_and_reused(tiny_bert, emotion_data, mon
 def test_gradient_accumulation_equals_one_larger_batch():
     from transformers import BertConfig, BertModel
 
-    from skstack._finetune import fine_tune_encoder
+    from skstack._finetune import FineTuneSettings, fine_tune_encoder
 
     config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
                         num_attention_heads=2, intermediate_size=32, hidden_dropout_prob=0.0,
@@ -334,9 +334,10 @@ def test_gradient_accumulation_equals_one_larger_batch():
     states = []
     for batch_size, steps in ((4, 1), (2, 2), (1, 4)):
         model = copy.deepcopy(base)
-        losses = fine_tune_encoder(model, ids, Y, pad_id=0, epochs=1, learning_rate=1e-2,
-                                   warmup_ratio=0.0, batch_size=batch_size,
-                                   accumulation_steps=steps, random_state=0)
+        settings = FineTuneSettings(epochs=1, learning_rate=1e-2, warmup_ratio=0.0,
+                                    batch_size=batch_size, accumulation_steps=steps,
+                                    random_state=0)
+        losses = fine_tune_encoder(model, ids, Y, settings, pad_id=0)
         states.append((model.state_dict(), losses))
     # one optimizer step on the mean gradient of the 4 rows, however they were batched
     for state, losses in states[1:]:

@@ -161,7 +161,7 @@ def test_quantizing_prints_its_bar_only_when_asked(show, tiny_bert, tmp_path):
 def test_auto_backend_follows_the_cpu_class(native, limit, dtype, quantization, expected,
                                             tiny_bert, reference, home, monkeypatch):
     pytest.importorskip("nncf")
-    monkeypatch.setattr("skstack.encoder.native_bfloat16", lambda device: native)
+    monkeypatch.setattr("skstack._runtimes.native_bfloat16", lambda device: native)
     machine = "aarch64" if limit == "aarch64" else "x86_64"
     monkeypatch.setattr("skstack._runtimes.platform.machine", lambda: machine)
     limit = None if limit == "aarch64" else limit
@@ -180,7 +180,7 @@ def test_auto_backend_without_openvino_is_torch(tiny_bert, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "openvino" else real(name, *a))
-    monkeypatch.setattr("skstack.encoder.native_bfloat16", lambda device: False)
+    monkeypatch.setattr("skstack._runtimes.native_bfloat16", lambda device: False)
     emb = EncoderEmbedder(tiny_bert, backend="auto", quantization="auto", cache=None).fit(TEXTS)
     assert (emb.backend_, emb.quantization_) == ("torch", None)
     with pytest.raises(ValueError, match=r"needs backend='onnx' or 'openvino' \(backend='auto' "
@@ -192,12 +192,12 @@ def test_the_chosen_backend_is_kept_by_a_saved_model(tiny_bert, home, tmp_path, 
     pytest.importorskip("nncf")
     from skstack import load, save
 
-    monkeypatch.setattr("skstack.encoder.native_bfloat16", lambda device: False)
+    monkeypatch.setattr("skstack._runtimes.native_bfloat16", lambda device: False)
     monkeypatch.setattr("skstack._runtimes.platform.machine", lambda: "x86_64")
     emb = EncoderEmbedder(tiny_bert, backend="auto", quantization="auto", cache=None).fit(TEXTS)
     save(emb, tmp_path / "emb.skstack")
     # loaded on a machine of the other class: the vectors the model was fitted on stay
-    monkeypatch.setattr("skstack.encoder.native_bfloat16", lambda device: True)
+    monkeypatch.setattr("skstack._runtimes.native_bfloat16", lambda device: True)
     loaded = load(tmp_path / "emb.skstack")
     assert (loaded.backend_, loaded.quantization_, loaded.dtype_) == ("openvino", "int8",
                                                                       "float32")
