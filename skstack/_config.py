@@ -42,14 +42,15 @@ def get_config() -> dict:
 
 
 def set_config(show_progress_bar: bool | None = None,
-               home: str | os.PathLike | None = None) -> None:
+               home: str | os.PathLike | bool | None = None) -> None:
     """Change the settings; ``None`` leaves one as it is.
 
     Parameters
     ----------
     show_progress_bar : bool
-    home : path-like
-        The folder for exported models and kept fine-tunings (see the module's notes).
+    home : path-like or False
+        The folder for exported models and kept fine-tunings (see the module's notes);
+        ``False`` unsets it (``$SKSTACK_HOME`` or the default apply again).
 
     Examples
     --------
@@ -63,7 +64,9 @@ def set_config(show_progress_bar: bool | None = None,
         if not isinstance(show_progress_bar, bool):
             raise TypeError(f"show_progress_bar must be a bool, got {show_progress_bar!r}.")
         _CONFIG["show_progress_bar"] = show_progress_bar
-    if home is not None:
+    if home is False:
+        _CONFIG["home"] = None
+    elif home is not None:
         if not isinstance(home, (str, os.PathLike)):
             raise TypeError(f"home must be a folder path, got {home!r}.")
         _CONFIG["home"] = Path(home).expanduser()
@@ -71,7 +74,7 @@ def set_config(show_progress_bar: bool | None = None,
 
 @contextlib.contextmanager
 def config_context(show_progress_bar: bool | None = None,
-                   home: str | os.PathLike | None = None) -> Iterator[None]:
+                   home: str | os.PathLike | bool | None = None) -> Iterator[None]:
     """Change the settings inside a ``with`` block, and restore them after."""
     old = get_config()
     set_config(show_progress_bar=show_progress_bar, home=home)

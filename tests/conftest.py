@@ -54,22 +54,20 @@ def _build_tiny_bert(folder, texts, hidden: int = 32, seed: int = 0):
 @pytest.fixture(scope="session", autouse=True)
 def skstack_home(tmp_path_factory):
     """Exports and kept fine-tunings of the tests go to a temporary home, not the user's."""
-    import skstack._config
+    from skstack import config_context
 
     home = tmp_path_factory.mktemp("skstack_home")
-    old = skstack._config._CONFIG["home"]
-    skstack._config._CONFIG["home"] = home
-    yield home
-    skstack._config._CONFIG["home"] = old
+    with config_context(home=home):
+        yield home
 
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A home folder of this test's own (``tmp_path``)."""
-    import skstack._config
+    from skstack import config_context
 
-    monkeypatch.setitem(skstack._config._CONFIG, "home", tmp_path)
-    return tmp_path
+    with config_context(home=tmp_path):
+        yield tmp_path
 
 
 @pytest.fixture(scope="session")
@@ -104,12 +102,11 @@ def trained(tiny_bert, tmp_path_factory):
     from skstack.cli import main
 
     folder = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(0)
-    names = ["joy", "anger", "fear"]
+    texts, Y = emotion_rows()
+    names = ["joy", "anger", "fear"]  # the first three labels (each row has one of them)
     lines = ["text\tlabels"]
-    for i in range(60):
-        picked = [n for n in names if rng.random() < 0.4] or ["joy"]
-        lines.append(f"{FIXTURE_TEXTS[i % len(FIXTURE_TEXTS)]} {i}\t{','.join(picked)}")
+    for text, row in zip(texts, Y[:, :3], strict=True):
+        lines.append(f"{text}\t{','.join(n for n, on in zip(names, row, strict=True) if on)}")
     data = folder / "train.tsv"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     config = folder / "pipe.toml"
@@ -134,15 +131,21 @@ def check_site():
     return module
 
 
-@pytest.fixture
-def emotion_data():
-    """60 texts with a 4-label matrix in which label 3 co-occurs with label 0."""
+def emotion_rows() -> tuple[list[str], np.ndarray]:
+    """The tests' one labelled data set: 60 texts with a 4-label matrix in which label 3
+    co-occurs with label 0 and every row has a label among the first three."""
     rng = np.random.default_rng(0)
     texts = [f"{FIXTURE_TEXTS[i % len(FIXTURE_TEXTS)]} {i}" for i in range(60)]
     Y = (rng.random((60, 4)) < 0.3).astype(int)
     Y[:, 3] = Y[:, 0]
     Y[Y.sum(axis=1) == 0, 1] = 1
     return texts, Y
+
+
+@pytest.fixture
+def emotion_data():
+    """:func:`emotion_rows`, for a test to change as it likes."""
+    return emotion_rows()
 
 
 @pytest.fixture

@@ -280,7 +280,7 @@ def test_an_isa_limit_below_bfloat16_makes_it_emulated(monkeypatch, limit, nativ
 
 def test_seeded_fine_tuning_is_done_once_and_reused(tiny_bert, emotion_data, monkeypatch,
                                                     home):
-    import skstack._config
+    import skstack
     import skstack._finetune
 
     tmp_path = home  # kept fine-tunings go under the home folder
@@ -310,11 +310,11 @@ def test_seeded_fine_tuning_is_done_once_and_reused(tiny_bert, emotion_data, mon
     assert len(calls) == 6  # an unseeded fine-tuning is not repeatable, so never reused
     EncoderEmbedder(tiny_bert, **{**params, "cache": None}).fit(texts, Y)
     assert len(calls) == 7  # cache=None: nothing kept, nothing reused
-    monkeypatch.setitem(skstack._config._CONFIG, "home", None)
     monkeypatch.delenv("SKSTACK_HOME", raising=False)
     skstack._finetune.forget_fine_tuned()
-    EncoderEmbedder(tiny_bert, **{**params, "random_state": 5}).fit(texts, Y)
-    EncoderEmbedder(tiny_bert, **{**params, "random_state": 5}).fit(texts, Y)
+    with skstack.config_context(home=False):
+        EncoderEmbedder(tiny_bert, **{**params, "random_state": 5}).fit(texts, Y)
+        EncoderEmbedder(tiny_bert, **{**params, "random_state": 5}).fit(texts, Y)
     assert len(calls) == 8  # no home: kept in memory only
     assert len(list((tmp_path / "finetuned").iterdir())) == 4
 
