@@ -5,7 +5,7 @@ Import rule: a leaf (the standard library only).
 
 import importlib
 
-__version__ = "0.2.0.dev0"
+__version__ = "0.3.0.dev0"
 
 LIBRARIES = ("skstack", "torch", "transformers", "sklearn", "skorch", "skops", "numpy")
 

@@ -1,7 +1,8 @@
 """EncoderEmbedder: one Hugging Face encoder as a scikit-learn transformer (text -> vectors).
 
 Import rule: torch, transformers, scikit-learn, the private helpers (``_loading``,
-``_batching``, ``_pooling``, ``_finetune``, ``_runtimes``, ``_validation``, ``_config``),
+``_batching``, ``_device_pool``, ``_pooling``, ``_finetune``, ``_runtimes``, ``_validation``,
+``_config``),
 ``skstack.cache``, ``skstack.persistence`` (the save protocol) and ``skstack.sequences``.
 """
 
