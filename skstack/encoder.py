@@ -1,9 +1,9 @@
 """EncoderEmbedder: one Hugging Face encoder as a scikit-learn transformer (text -> vectors).
 
-Import rule: torch, transformers, scikit-learn, the private helpers (``_loading``,
-``_batching``, ``_device_pool``, ``_pooling``, ``_finetune``, ``_runtimes``, ``_validation``,
-``_config``),
-``skstack.cache``, ``skstack.persistence`` (the save protocol) and ``skstack.sequences``.
+Import rule: torch, transformers, scikit-learn, the private helpers (``_batching``,
+``_config``, ``_device_pool``, ``_encoding``, ``_finetune``, ``_loading``, ``_pooling``,
+``_runtimes``, ``_validation``), ``skstack.cache``, ``skstack.persistence`` (the save
+protocol) and ``skstack.sequences``.
 """
 
 from __future__ import annotations
@@ -11,20 +11,17 @@ from __future__ import annotations
 import copy
 import numbers
 import os
-import sys
-import time
-import warnings
 from typing import ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
-from skstack._batching import Tokens, length_sorted_batches
+from skstack._batching import Tokens
 from skstack._config import progress, progress_enabled
 from skstack._device_pool import embed_on_devices
+from skstack._encoding import embed_texts, transform_texts
 from skstack._finetune import FineTuneSettings, fine_tune_or_reuse
 from skstack._loading import (
     check_readout,
@@ -41,7 +38,7 @@ from skstack._loading import (
     tokenizer_hash,
     weights_hash,
 )
-from skstack._pooling import POOLING_MODES, WORD_POOLING_MODES, pool, pool_words
+from skstack._pooling import POOLING_MODES, WORD_POOLING_MODES
 from skstack._runtimes import (
     AUTO,
     BACKENDS,
@@ -64,26 +61,14 @@ from skstack._validation import (
     check_texts,
     validates_params,
 )
-from skstack.cache import Lookup, fingerprint, open_stores
+from skstack.cache import fingerprint
 from skstack.persistence import VersionedState
-from skstack.sequences import WORD_SPLITTER, WordSequences, token_words, word_spans
+from skstack.sequences import WORD_SPLITTER, WordSequences
 
 _LONG = 100  # texts to encode for a progress line: a long stage, not a serving call
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _LAYER_COMBINE = ("mean", "concat")
-
-
-def _outside_caller_level() -> int:
-    """``stacklevel`` for a warning raised here that names the user's line, skipping
-    skstack's frames and scikit-learn's ``set_output`` wrapper."""
-    package = os.path.dirname(__file__)
-    wrapper = os.path.join("sklearn", "utils", "_set_output.py")
-    frame, level = sys._getframe(1), 1
-    while frame is not None and (frame.f_code.co_filename.startswith(package)
-                                 or frame.f_code.co_filename.endswith(wrapper)):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def parse_layers(layers, n_hidden_states: int) -> list[int]:
@@ -116,17 +101,6 @@ def parse_layers(layers, n_hidden_states: int) -> list[int]:
     if not indices:
         raise ValueError("layers selects no layer.")
     return indices
-
-
-def _check_finite(vectors: torch.Tensor, positions: np.ndarray, texts: list[str]) -> None:
-    """Refuse NaN or infinite outputs (damaged weights, an overflowing dtype) before they
-    reach the cache, naming the first text."""
-    bad = ~torch.isfinite(vectors).flatten(1).all(dim=1)
-    if bad.any():
-        first = texts[int(positions[int(bad.nonzero()[0, 0])])]
-        raise ValueError(f"The encoder returned NaN or infinite values for {int(bad.sum())} "
-                         f"texts of a batch (first: {first[:60]!r}). Its weights may be "
-                         "damaged, or dtype may overflow; nothing was cached.")
 
 
 _TUNING = FineTuneSettings()  # the finetune_* parameters' defaults
@@ -526,89 +500,18 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
 
     def _transform(self, texts: list[str], tokens: Tokens | None = None
                    ) -> np.ndarray | WordSequences:
-        lookup = Lookup(texts, self.fingerprint_, open_stores(self.cache))
-        n_new, start = len(lookup.missing), time.perf_counter()
-        if n_new >= _LONG:
-            backend, quantization = self._runtime()
-            progress(f"encoding {n_new:,} texts with {short_name(self.model)} ({self.dtype_} "
-                     f"on {backend}{', ' + quantization if quantization else ''}; "
-                     f"{len(texts) - n_new:,} from the cache)")
-        arrays, n_cut = self._embed_on_devices(lookup.missing, tokens)
-        if n_new >= _LONG:
-            seconds = time.perf_counter() - start
-            progress(f"encoded {n_new:,} texts in {seconds:.1f} s "
-                     f"({n_new / max(seconds, 1e-9):,.0f} texts/s)")
-        rows = lookup.complete(arrays)
-        if n_cut:
-            warnings.warn(
-                f"{n_cut} of {len(texts)} texts are longer than "
-                f"max_length={self.max_length_} tokens and were cut.",
-                UserWarning,
-                stacklevel=_outside_caller_level(),
-            )
-        if self.word_pooling is not None:
-            return WordSequences.from_rows(rows, "words", self.embedding_dim_)
-        if not rows:
-            return np.empty((0, self.embedding_dim_), dtype=np.float32)
-        return np.stack(rows)
+        return transform_texts(self, texts, tokens)
 
     def fit_transform(self, X, y=None, **fit_params) -> np.ndarray | WordSequences:
         """:meth:`fit`, then :meth:`transform` of ``X``, tokenising each text once for both."""
         texts = check_texts(X)
         return self._transform(texts, self._fit(texts, y))
 
-    def _word_index(self, texts: list[str], offsets: list) -> list[list[int]]:
-        """Each token's word index (-1 outside words), words as the shared splitter cuts them."""
-        return [token_words(o, word_spans(t), len(self.prefix))
-                for o, t in zip(offsets, texts, strict=True)]
-
-    @torch.inference_mode()
     def _embed(self, texts: list[str], tokens: Tokens) -> tuple[np.ndarray | list[np.ndarray],
                                                                 int]:
-        """The arrays of ``texts`` and how many texts were cut at ``max_length_``: (n, dim)
-        float32 vectors, or in word mode one (n_words, dim) float16 array per text. The
-        encoding is a function of the token ids in ``tokens`` (tokenised there once)."""
-        words = self.word_pooling is not None
-        out = [None] * len(texts) if words else np.empty((len(texts), self.embedding_dim_),
-                                                         dtype=np.float32)
-        if not texts:
-            return out, 0
-        ids, n_cut, offsets = tokens.of(texts)
-        word_index = self._word_index(texts, offsets) if words else None
-        forward = self._forward()
-        batches = length_sorted_batches(ids, self.batch_size, self._pad_id())
-        n_batches = -(-len(ids) // self.batch_size)
-        for positions, input_ids, mask in tqdm(
-            batches, total=n_batches, desc="embedding",
-            disable=not progress_enabled(self.show_progress_bar),
-        ):
-            input_ids, mask = input_ids.to(self.device_), mask.to(self.device_)
-            states = forward(input_ids, mask)
-            if words:
-                index = torch.full(mask.shape, -1, dtype=torch.long)
-                for row, p in enumerate(positions):
-                    index[row, : len(word_index[p])] = torch.as_tensor(word_index[p])
-                n_words = (index.max(dim=1).values + 1).tolist()
-                index = index.to(self.device_)
-                pooled = [pool_words(s.float(), index, max(n_words), self.word_pooling)
-                          for s in states]
-            else:
-                pooled = [pool(s.float(), mask, self.pooling) for s in states]
-            if self.layer_combine == "mean":
-                vectors = torch.stack(pooled).mean(dim=0)
-            else:
-                vectors = torch.cat(pooled, dim=-1)
-            vectors = vectors[..., : self.embedding_dim_]
-            if self.normalize:
-                vectors = torch.nn.functional.normalize(vectors, dim=-1)
-            _check_finite(vectors, positions, texts)
-            if words:
-                half = vectors.to(torch.float16).cpu().numpy()
-                for row, p in enumerate(positions):
-                    out[p] = half[row, : n_words[row]]
-            else:
-                out[positions] = vectors.cpu().numpy()
-        return out, n_cut
+        """The arrays of ``texts`` and how many were cut at ``max_length_``
+        (:func:`~skstack._encoding.embed_texts`)."""
+        return embed_texts(self, texts, tokens)
 
     def _embed_on_devices(self, texts: list[str], tokens: Tokens | None = None
                           ) -> tuple[np.ndarray | list[np.ndarray], int]:

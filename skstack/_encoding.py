@@ -1,0 +1,138 @@
+"""Texts to vectors for a fitted ``EncoderEmbedder``: the cache lookup, batches of similar
+token length through the forward pass of its backend, and the readout (pooling, layer
+combination, truncation, normalisation) into one vector per text or per word.
+
+Import rule: numpy, torch, tqdm, ``skstack._batching``, ``skstack._config``,
+``skstack._loading``, ``skstack._pooling``, ``skstack.cache`` and ``skstack.sequences``; the
+embedder comes in as an argument.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from skstack._batching import Tokens, length_sorted_batches
+from skstack._config import progress, progress_enabled
+from skstack._loading import short_name
+from skstack._pooling import pool, pool_words
+from skstack.cache import Lookup, open_stores
+from skstack.sequences import WordSequences, token_words, word_spans
+
+_LONG = 100  # texts to encode for a progress line: a long stage, not a serving call
+
+
+def _outside_caller_level() -> int:
+    """``stacklevel`` for a warning raised here that names the user's line, skipping
+    skstack's frames and scikit-learn's ``set_output`` wrapper."""
+    package = os.path.dirname(__file__)
+    wrapper = os.path.join("sklearn", "utils", "_set_output.py")
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename.startswith(package)
+                                 or frame.f_code.co_filename.endswith(wrapper)):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _check_finite(vectors: torch.Tensor, positions: np.ndarray, texts: list[str]) -> None:
+    """Refuse NaN or infinite outputs (damaged weights, an overflowing dtype) before they
+    reach the cache, naming the first text."""
+    bad = ~torch.isfinite(vectors).flatten(1).all(dim=1)
+    if bad.any():
+        first = texts[int(positions[int(bad.nonzero()[0, 0])])]
+        raise ValueError(f"The encoder returned NaN or infinite values for {int(bad.sum())} "
+                         f"texts of a batch (first: {first[:60]!r}). Its weights may be "
+                         "damaged, or dtype may overflow; nothing was cached.")
+
+
+def _word_index(texts: list[str], offsets: list, prefix_length: int) -> list[list[int]]:
+    """Each token's word index (-1 outside words), words as the shared splitter cuts them."""
+    return [token_words(o, word_spans(t), prefix_length)
+            for o, t in zip(offsets, texts, strict=True)]
+
+
+def transform_texts(embedder, texts: list[str], tokens: Tokens | None = None
+                    ) -> np.ndarray | WordSequences:
+    """``embedder.transform`` of checked texts: cached arrays, the rest encoded (one progress
+    line each way for a long stage) and cached; one warning for texts cut at the token
+    limit."""
+    lookup = Lookup(texts, embedder.fingerprint_, open_stores(embedder.cache))
+    n_new, start = len(lookup.missing), time.perf_counter()
+    if n_new >= _LONG:
+        backend, quantization = embedder._runtime()
+        progress(f"encoding {n_new:,} texts with {short_name(embedder.model)} ({embedder.dtype_} "
+                 f"on {backend}{', ' + quantization if quantization else ''}; "
+                 f"{len(texts) - n_new:,} from the cache)")
+    arrays, n_cut = embedder._embed_on_devices(lookup.missing, tokens)
+    if n_new >= _LONG:
+        seconds = time.perf_counter() - start
+        progress(f"encoded {n_new:,} texts in {seconds:.1f} s "
+                 f"({n_new / max(seconds, 1e-9):,.0f} texts/s)")
+    rows = lookup.complete(arrays)
+    if n_cut:
+        warnings.warn(
+            f"{n_cut} of {len(texts)} texts are longer than "
+            f"max_length={embedder.max_length_} tokens and were cut.",
+            UserWarning,
+            stacklevel=_outside_caller_level(),
+        )
+    if embedder.word_pooling is not None:
+        return WordSequences.from_rows(rows, "words", embedder.embedding_dim_)
+    if not rows:
+        return np.empty((0, embedder.embedding_dim_), dtype=np.float32)
+    return np.stack(rows)
+
+
+@torch.inference_mode()
+def embed_texts(embedder, texts: list[str], tokens: Tokens
+                ) -> tuple[np.ndarray | list[np.ndarray], int]:
+    """The arrays of ``texts`` and how many texts were cut at ``max_length_``: (n, dim)
+    float32 vectors, or in word mode one (n_words, dim) float16 array per text. The
+    encoding is a function of the token ids in ``tokens`` (tokenised there once)."""
+    words = embedder.word_pooling is not None
+    out = [None] * len(texts) if words else np.empty((len(texts), embedder.embedding_dim_),
+                                                     dtype=np.float32)
+    if not texts:
+        return out, 0
+    ids, n_cut, offsets = tokens.of(texts)
+    word_index = _word_index(texts, offsets, len(embedder.prefix)) if words else None
+    forward = embedder._forward()
+    batches = length_sorted_batches(ids, embedder.batch_size, embedder._pad_id())
+    n_batches = -(-len(ids) // embedder.batch_size)
+    for positions, input_ids, mask in tqdm(
+        batches, total=n_batches, desc="embedding",
+        disable=not progress_enabled(embedder.show_progress_bar),
+    ):
+        input_ids, mask = input_ids.to(embedder.device_), mask.to(embedder.device_)
+        states = forward(input_ids, mask)
+        if words:
+            index = torch.full(mask.shape, -1, dtype=torch.long)
+            for row, p in enumerate(positions):
+                index[row, : len(word_index[p])] = torch.as_tensor(word_index[p])
+            n_words = (index.max(dim=1).values + 1).tolist()
+            index = index.to(embedder.device_)
+            pooled = [pool_words(s.float(), index, max(n_words), embedder.word_pooling)
+                      for s in states]
+        else:
+            pooled = [pool(s.float(), mask, embedder.pooling) for s in states]
+        if embedder.layer_combine == "mean":
+            vectors = torch.stack(pooled).mean(dim=0)
+        else:
+            vectors = torch.cat(pooled, dim=-1)
+        vectors = vectors[..., : embedder.embedding_dim_]
+        if embedder.normalize:
+            vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        _check_finite(vectors, positions, texts)
+        if words:
+            half = vectors.to(torch.float16).cpu().numpy()
+            for row, p in enumerate(positions):
+                out[p] = half[row, : n_words[row]]
+        else:
+            out[positions] = vectors.cpu().numpy()
+    return out, n_cut
