@@ -1,10 +1,11 @@
-"""Texts to vectors for a fitted ``EncoderEmbedder``: the cache lookup, batches of similar
-token length through the forward pass of its backend, and the readout (pooling, layer
-combination, truncation, normalisation) into one vector per text or per word.
+"""Texts to vectors for a fitted ``EncoderEmbedder``: the cache lookup and the vectors' key,
+batches of similar token length through the forward pass of its backend, and the readout
+(pooling, layer combination, truncation, normalisation) into one vector per text or per
+word.
 
 Import rule: numpy, torch, tqdm, ``skstack._batching``, ``skstack._config``,
-``skstack._loading``, ``skstack._pooling``, ``skstack.cache`` and ``skstack.sequences``; the
-embedder comes in as an argument.
+``skstack._loading``, ``skstack._pooling``, ``skstack._runtimes``, ``skstack.cache`` and
+``skstack.sequences``; the embedder comes in as an argument.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from skstack._batching import Tokens, length_sorted_batches
 from skstack._config import progress, progress_enabled
 from skstack._loading import short_name
 from skstack._pooling import pool, pool_words
-from skstack.cache import Lookup, open_stores
-from skstack.sequences import WordSequences, token_words, word_spans
+from skstack._runtimes import EXPORT_FORMAT
+from skstack.cache import Lookup, fingerprint, open_stores
+from skstack.sequences import WORD_SPLITTER, WordSequences, token_words, word_spans
 
 _LONG = 100  # texts to encode for a progress line: a long stage, not a serving call
 
@@ -136,3 +138,29 @@ def embed_texts(embedder, texts: list[str], tokens: Tokens
         else:
             out[positions] = vectors.cpu().numpy()
     return out, n_cut
+
+
+def vectors_fingerprint(embedder, weights: str, tokenizer: str) -> str:
+    """The cache key of a fitted embedder's arrays (:func:`skstack.cache.fingerprint`):
+    everything that decides them, from the weights and the tokenizer to the readout, the
+    word splitter in word mode and, off torch, the backend and its export."""
+    spec = {
+        "weights": weights,
+        "tokenizer": tokenizer,
+        "layers": embedder.layer_indices_,
+        "layer_combine": embedder.layer_combine,
+        # word mode: pooling only shapes fine-tuning, whose weights are in "weights"
+        "pooling": None if embedder.word_pooling is not None else embedder.pooling,
+        "word_pooling": embedder.word_pooling,
+        "max_length": embedder.max_length_,
+        "prefix": embedder.prefix,
+        "dtype": embedder.dtype_,
+        "normalize": bool(embedder.normalize),
+        "truncate_dim": embedder.embedding_dim_,
+    }
+    if embedder.word_pooling is not None:  # the splitter decides the words' vectors
+        spec["words"] = WORD_SPLITTER
+    backend, quantization = embedder._runtime()
+    if backend != "torch":  # torch leaves them out: caches made before stay valid
+        spec.update(backend=backend, quantization=quantization, export=EXPORT_FORMAT)
+    return fingerprint(spec)

@@ -24,6 +24,7 @@ when a backend needs them.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import platform
 import threading
@@ -119,6 +120,21 @@ def resolve_runtime(device, backend: str, quantization: str | None, dtype: str) 
     bf16 = native and chosen != "onnx"
     resolved = ("bfloat16" if bf16 else "float32") if dtype == "auto" else dtype
     return Runtime(first, chosen, quantized, resolved, native)
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16,
+                 "bfloat16": torch.bfloat16}
+
+
+def placed(model: torch.nn.Module, device: torch.device, dtype: str, backend: str,
+           shared: bool) -> torch.nn.Module:
+    """``model`` on ``device`` in ``dtype`` (float32 on a runtime backend, which exports
+    it); a ``shared`` model (a loaded pretrained one) is copied first when moving or casting
+    would change it for other embedders."""
+    torch_dtype = DTYPES[dtype] if backend == "torch" else torch.float32
+    if shared and (device.type != "cpu" or torch_dtype != torch.float32):
+        model = copy.deepcopy(model)
+    return model.to(device, torch_dtype)
 
 
 def check_backend(backend: str, quantization: str | None, device, dtype: str,

@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from skstack._batching import Tokens
 from skstack._config import progress, progress_enabled
 from skstack._device_pool import embed_on_devices
-from skstack._encoding import embed_texts, transform_texts
+from skstack._encoding import embed_texts, transform_texts, vectors_fingerprint
 from skstack._finetune import FineTuneSettings, fine_tune_or_reuse
 from skstack._loading import (
     check_readout,
@@ -42,9 +42,10 @@ from skstack._pooling import POOLING_MODES, WORD_POOLING_MODES
 from skstack._runtimes import (
     AUTO,
     BACKENDS,
-    EXPORT_FORMAT,
+    DTYPES,
     QUANTIZATIONS,
     layer_forward,
+    placed,
     resolve_runtime,
 )
 from skstack._validation import (
@@ -61,13 +62,11 @@ from skstack._validation import (
     check_texts,
     validates_params,
 )
-from skstack.cache import fingerprint
 from skstack.persistence import VersionedState
-from skstack.sequences import WORD_SPLITTER, WordSequences
+from skstack.sequences import WordSequences
 
 _LONG = 100  # texts to encode for a progress line: a long stage, not a serving call
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _LAYER_COMBINE = ("mean", "concat")
 
 
@@ -123,7 +122,7 @@ _PARAMETERS = {
     "device": [STRING, Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
                              and all(isinstance(d, str) for d in v),
                              "a non-empty list of device names")],
-    "dtype": [Options((*_DTYPES, "auto"))],
+    "dtype": [Options((*DTYPES, "auto"))],
     "backend": [Options((*BACKENDS, AUTO))],
     "quantization": [Options((*QUANTIZATIONS, AUTO)), NONE],
     "show_progress_bar": [BOOLEAN, NONE],
@@ -142,7 +141,7 @@ _PARAMETERS = {
 # weights_hash_ are recomputed from the loaded weights, never taken from the file)
 _STATE = {
     "max_length_": [Interval(numbers.Integral, 2, None)],
-    "dtype_": [Options(tuple(_DTYPES))],
+    "dtype_": [Options(tuple(DTYPES))],
     "backend_": [Options(BACKENDS)],
     "quantization_": [Options(QUANTIZATIONS), NONE],
     "layer_indices_": [Check(lambda v: isinstance(v, list) and len(v) > 0 and all(
@@ -172,16 +171,12 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     layer_combine : {"mean", "concat"}, default="mean"
         How several layers are combined (after pooling each).
     pooling : {"mean", "cls", "max"}, default="mean"
-        How token vectors become one vector; padding never counts. In word mode it is only
-        how the fine-tuning head pools (its effect is in the fine-tuned weights), so it is no
-        part of a word-mode encoder's cache key.
+        How token vectors become one vector; padding never counts (in word mode: only the
+        fine-tuning head's pooling).
     word_pooling : {None, "first", "mean"}, default=None
-        Word mode: return one vector per word instead of per text, a
-        :class:`~skstack.sequences.WordSequences`. Words come from one splitter shared by
-        every encoder (:func:`~skstack.sequences.word_spans`), so a ``StackingEmbedder``
-        aligns several encoders word by word; a word's vector is its first subword's state
-        or the mean of its subwords' states. Needs a fast tokenizer. The per-word states are
-        cached as float16.
+        Word mode: one vector per word (a :class:`~skstack.sequences.WordSequences`, cached
+        as float16), its first subword's state or their mean; words from the splitter every
+        encoder shares (:func:`~skstack.sequences.word_spans`). Needs a fast tokenizer.
     max_length : int, default=None
         Tokens per text; longer texts are cut (one warning with their count). ``None`` uses
         the sentence-transformers ``max_seq_length`` of the folder, else the tokenizer's
@@ -195,12 +190,9 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     batch_size : int, default=32
     device : str or list of str, default="auto"
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Several
-        devices (``["cuda:0", "cuda:1"]``, or ``"cuda:all"`` for every visible GPU) encode
-        data-parallel: one process per device, each with a copy of the model and a share of
-        the texts (runs of similar token length, dealt out in turn). Processes are started
-        per :meth:`transform` call (seconds), so this pays off for large inputs; a script
-        using it needs the ``if __name__ == "__main__":`` guard. Fitting and fine-tuning use
-        the first device.
+        (``["cuda:0", "cuda:1"]``, ``"cuda:all"``) encode data-parallel, one process per
+        device started per :meth:`transform` (needs the ``if __name__ == "__main__":``
+        guard); fitting and fine-tuning use the first.
     dtype : {"float32", "float16", "bfloat16", "auto"}, default="float32"
         Precision of the encoder's forward pass; outputs are always float32. ``"auto"``:
         bfloat16 where the device computes it natively (a CPU with AVX512-BF16 or AMX, a GPU
@@ -208,14 +200,10 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         cached vectors.
     backend : {"torch", "onnx", "openvino", "auto"}, default="torch"
         What runs the forward pass at :meth:`transform` (fine-tuning always runs in torch).
-        ``"onnx"`` (ONNX Runtime, float32) and ``"openvino"`` (float32 or bfloat16, after
-        ``dtype``) run on the CPU from an ONNX export made once per weights and kept in
-        ``<home>/exports`` (the home folder: ``skstack.set_config(home=...)``, else
-        ``$SKSTACK_HOME``, else ``~/.cache/skstack``); ONNX Runtime is the ``[onnx]`` extra.
-        ``"auto"`` chooses at :meth:`fit`, by what was measured fastest on this class of CPU
-        at unchanged metrics (docs/benchmarks.md): OpenVINO on a CPU without native bfloat16
-        (AVX2), torch on one with it, on a GPU, or with an explicit float16/bfloat16
-        ``dtype``; ``backend_`` says which.
+        ``"onnx"`` (float32; the ``[onnx]`` extra) and ``"openvino"`` run on the CPU from an
+        export made once per weights under ``<home>/exports``. ``"auto"`` chooses at
+        :meth:`fit` what was measured fastest at unchanged metrics on this class of machine
+        (docs/scaling.md): OpenVINO on a CPU without native bfloat16, else torch.
     quantization : {None, "int8", "auto"}, default=None
         ``"int8"`` with ``backend="onnx"`` or ``"openvino"``: 8-bit weights and int8
         arithmetic, quantized once beside the export. ``"auto"``: int8 where a runtime
@@ -225,12 +213,9 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         Bars for loading, fine-tuning and encoding. ``None`` follows the package-wide
         switch (``skstack.set_config(show_progress_bar=...)``, off by default).
     cache : "memory", None or path-like, default="memory"
-        Where vectors live. ``"memory"`` keeps them in this process (in its one artifact
-        store, bounded with the loaded models); a folder also stores them in a SQLite file
-        there, shared by every process of one host that names it; an fsspec URL
-        (``"s3://bucket/cache"``, ``"file:///mnt/nfs/cache"``) stores them in segment files
-        there, shared by every machine that reaches it (:class:`skstack.ShardedStore`);
-        ``None`` turns caching off (and the reuse of fine-tunings).
+        Where vectors live: ``"memory"`` (this process); a folder (a SQLite file every
+        process of the host shares); an fsspec URL such as ``"s3://bucket/cache"`` (every
+        machine, :class:`skstack.ShardedStore`); ``None``: no caching, no fine-tuning reuse.
     trust_remote_code : bool, default=False
         Allow model code from the hub to run; only for models you trust.
     finetune_epochs : int, default=0
@@ -246,12 +231,9 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         Fine-tune under bfloat16 autocast (the forward pass at inference follows ``dtype``).
         ``"auto"``: where the device computes bfloat16 natively.
     random_state : int, default=None
-        Seed for fine-tuning (head initialisation and batch order). With an int seed (and
-        ``cache`` not ``None``), fine-tuned weights are kept (in memory; in
-        ``<home>/finetuned`` when a home folder is set) and reused by any embedder that would
-        fine-tune the same weights on the same texts and labels with the same settings: the
-        clones of a grid search that differ only in the classifier's parameters fine-tune
-        once per fold.
+        Seed for fine-tuning. With an int seed (and a ``cache``) fine-tuned weights are kept
+        (in memory; in ``<home>/finetuned`` when a home is set) and reused by any embedder
+        fine-tuning the same weights, texts, labels and settings: once per grid-search fold.
 
     Attributes
     ----------
@@ -277,9 +259,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
 
     Notes
     -----
-    A pickled (joblib) embedder holds the tokenizer, the model's config and its weights on
-    CPU, so it loads on a machine without the hub or a GPU; cached vectors are not part of the
-    artifact (a disk cache stays in its folder and is found again by the fingerprint).
+    A pickled (joblib) embedder holds the tokenizer, config and CPU weights (it loads without
+    the hub or a GPU); cached vectors stay in their cache, found again by the fingerprint.
 
     Examples
     --------
@@ -298,25 +279,14 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     _parameter_constraints: ClassVar[dict[str, list]] = _PARAMETERS
 
     def __init__(
-        self,
-        model: str | os.PathLike = "sentence-transformers/all-MiniLM-L6-v2",
-        *,
-        layers: int | str | list[int] = -1,
-        layer_combine: str = "mean",
-        pooling: str = "mean",
-        word_pooling: str | None = None,
-        max_length: int | None = None,
-        prefix: str = "",
-        normalize: bool = False,
-        truncate_dim: int | None = None,
-        batch_size: int = 32,
-        device: str | list[str] = "auto",
-        dtype: str = "float32",
-        backend: str = "torch",
-        quantization: str | None = None,
-        show_progress_bar: bool | None = None,
-        cache: str | os.PathLike | None = "memory",
-        trust_remote_code: bool = False,
+        self, model: str | os.PathLike = "sentence-transformers/all-MiniLM-L6-v2", *,
+        layers: int | str | list[int] = -1, layer_combine: str = "mean",
+        pooling: str = "mean", word_pooling: str | None = None,
+        max_length: int | None = None, prefix: str = "", normalize: bool = False,
+        truncate_dim: int | None = None, batch_size: int = 32,
+        device: str | list[str] = "auto", dtype: str = "float32", backend: str = "torch",
+        quantization: str | None = None, show_progress_bar: bool | None = None,
+        cache: str | os.PathLike | None = "memory", trust_remote_code: bool = False,
         finetune_epochs: int = _TUNING.epochs,
         finetune_learning_rate: float = _TUNING.learning_rate,
         finetune_warmup_ratio: float = _TUNING.warmup_ratio,
@@ -359,18 +329,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         return tags
 
     def fit(self, X, y=None):
-        """Load the encoder (and fine-tune it on ``(X, y)`` when ``finetune_epochs > 0``).
-
-        Parameters
-        ----------
-        X : sequence of str
-        y : array-like of shape (n_samples, n_labels), default=None
-            0/1 label matrix; required only for fine-tuning.
-
-        Returns
-        -------
-        self : EncoderEmbedder
-        """
+        """Load the encoder, and fine-tune it on texts ``X`` and the 0/1 label matrix ``y``
+        (needed only then) when ``finetune_epochs > 0``; returns ``self``."""
         self._fit(check_texts(X), y)
         return self
 
@@ -448,53 +408,20 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         is copied first when moving or casting would change it for other embedders. A runtime
         backend keeps the torch model in float32 (it is exported from it)."""
         # files saved before dtype="auto" existed hold no dtype_; their dtype is explicit
-        dtype = _DTYPES[getattr(self, "dtype_", self.dtype)]
-        if self._runtime()[0] != "torch":
-            dtype = torch.float32
-        if shared and (self.device_.type != "cpu" or dtype != torch.float32):
-            model = copy.deepcopy(model)
-        return model.to(self.device_, dtype)
+        return placed(model, self.device_, getattr(self, "dtype_", self.dtype),
+                      self._runtime()[0], shared)
 
     def _pad_id(self) -> int:
         pad = self.tokenizer_.pad_token_id
         return 0 if pad is None else pad
 
     def _fingerprint(self, weights: str, tokenizer: str) -> str:
-        spec = {
-            "weights": weights,
-            "tokenizer": tokenizer,
-            "layers": self.layer_indices_,
-            "layer_combine": self.layer_combine,
-            # word mode: pooling only shapes fine-tuning, whose weights are in "weights"
-            "pooling": None if self.word_pooling is not None else self.pooling,
-            "word_pooling": self.word_pooling,
-            "max_length": self.max_length_,
-            "prefix": self.prefix,
-            "dtype": self.dtype_,
-            "normalize": bool(self.normalize),
-            "truncate_dim": self.embedding_dim_,
-        }
-        if self.word_pooling is not None:  # the splitter decides the words' vectors
-            spec["words"] = WORD_SPLITTER
-        backend, quantization = self._runtime()
-        if backend != "torch":  # torch leaves them out: caches made before stay valid
-            spec.update(backend=backend, quantization=quantization, export=EXPORT_FORMAT)
-        return fingerprint(spec)
+        return vectors_fingerprint(self, weights, tokenizer)
 
     def transform(self, X) -> np.ndarray | WordSequences:
-        """Embed texts.
-
-        Parameters
-        ----------
-        X : sequence of str
-            A list, numpy array, pandas Series or one-column DataFrame of texts.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, embedding_dim_), float32
-            One vector per text; in word mode a :class:`~skstack.sequences.WordSequences`
-            holding each text's (n_words, embedding_dim_) states.
-        """
+        """Embed texts (a list, array, Series or one-column DataFrame): an (n_samples,
+        embedding_dim_) float32 array, or in word mode a
+        :class:`~skstack.sequences.WordSequences` of each text's (n_words, dim) states."""
         check_is_fitted(self, "model_")
         return self._transform(check_texts(X))
 
