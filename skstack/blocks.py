@@ -67,3 +67,29 @@ def check_blocks(blocks, n_features: int) -> list[tuple[str, int]]:
 def block_layout(X) -> list[tuple[str, int]] | None:
     """The layout carried by ``X``, or ``None`` for a plain array."""
     return getattr(X, "blocks", None)
+
+
+def resolve_blocks(blocks, carried: list[tuple[str, int]] | None,
+                   n_features: int) -> list[tuple[str, int]]:
+    """The layout a net fits on: ``blocks="auto"`` takes the one X carries (else one block),
+    ``"single"`` one block, an explicit layout is checked against ``n_features``."""
+    if isinstance(blocks, str):
+        if blocks == "auto" and carried is not None:
+            return carried
+        return [("X", n_features)] if n_features else []
+    return check_blocks(blocks, n_features)
+
+
+def check_same_layout(X, blocks, fitted_blocks: list, fitted_word_blocks: list) -> None:
+    """Refuse an X whose layout differs from the one a net was fitted on (a layout read
+    from X must match; ``"single"`` or an explicit ``blocks`` overrides what X carries)."""
+    carried = block_layout(X)
+    from_x = isinstance(blocks, str) and blocks == "auto"
+    if from_x and carried is not None and \
+            [w for _, w in carried] != [w for _, w in fitted_blocks]:
+        raise ValueError(f"X carries the block layout {carried}, but this net was fitted "
+                         f"on {fitted_blocks}.")
+    words = getattr(X, "word_blocks", [])
+    if [w for _, w in words] != [w for _, w in fitted_word_blocks]:
+        raise ValueError(f"X carries the word-level layout {words}, but this net was "
+                         f"fitted on {fitted_word_blocks} (empty: block mode).")

@@ -50,6 +50,16 @@ class LabelStatistics:
     positives: np.ndarray  # (n_labels,) positive count of each label
     correlation: np.ndarray  # (n_labels, n_labels) Pearson correlation, zero diagonal
 
+    def check(self, n_labels: int, what: str) -> None:
+        """Refuse statistics that do not describe ``n_labels`` labels (state a file restored:
+        finite counts of a positive number of rows, an (L, L) correlation matrix)."""
+        n = n_labels
+        if not (np.shape(self.positives) == (n,) and np.shape(self.correlation) == (n, n)
+                and np.isfinite(self.positives).all() and np.isfinite(self.correlation).all()
+                and isinstance(self.n_samples, numbers.Integral) and self.n_samples > 0):
+            raise ValueError(f"the fitted attribute {what} does not describe {n} labels "
+                             f"(finite counts and an {n} x {n} correlation matrix).")
+
     @classmethod
     def from_labels(cls, Y) -> LabelStatistics:
         Y, _ = check_label_matrix(Y)

@@ -49,7 +49,7 @@ from skstack._validation import (
     check_features,
     validates_params,
 )
-from skstack.blocks import META_BLOCK, block_layout, check_blocks
+from skstack.blocks import META_BLOCK, block_layout, check_same_layout, resolve_blocks
 from skstack.losses import COMPONENTS, HybridLoss, LabelStatistics
 from skstack.persistence import VersionedState
 from skstack.rules import _decide, check_thresholds
@@ -209,6 +209,16 @@ class _Batches(torch.utils.data.Sampler):
         self.batch_size = batch_size
         self.lengths = np.zeros(n, dtype=np.int64) if lengths is None else lengths
 
+    @classmethod
+    def of(cls, dataset, batch_size: int, by_length: bool) -> _Batches:
+        """The batches of a training dataset (the rows ``train_split`` left, or all);
+        ``by_length`` sorts word-mode texts by their number of words."""
+        base, rows = dataset, np.arange(len(dataset))
+        if isinstance(dataset, torch.utils.data.Subset):
+            base, rows = dataset.dataset, np.asarray(dataset.indices)
+        lengths = base.X.lengths[rows] if by_length and isinstance(base, _WordDataset) else None
+        return cls(len(dataset), len(dataset) if batch_size == -1 else batch_size, lengths)
+
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
 
@@ -267,61 +277,79 @@ class _EarlyStoppingFromStart(EarlyStopping):
         self.best_model_weights_ = deepcopy(net.module_.state_dict())
 
 
+# what a file's fitted state must be (checked when loaded, as fit would have made it)
+_STATE = {
+    "blocks_": [BLOCKS], "word_blocks_": [BLOCKS], "label_names_": [NAMES],
+    "n_labels_": [Interval(numbers.Integral, 1, None)],
+    "n_features_in_": [Interval(numbers.Integral, 1, None)],
+    "target_type_": [TARGET_TYPES], "best_epoch_": [COUNT, NONE],
+    "label_statistics_": [Check(lambda v: isinstance(v, LabelStatistics),
+                                "label statistics")],
+}
+
+# Each parameter's valid values (checked before every fit and on load).
+_PARAMETERS = {
+    "module": [_PART],
+    "criterion": [_PART],
+    "optimizer": [Check(lambda v: isinstance(v, type), "a torch optimizer class")],
+    "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+    "max_epochs": [Interval(numbers.Integral, 0, None)],
+    "batch_size": [Interval(numbers.Integral, 1, None),
+                   Check(lambda v: isinstance(v, int) and v == -1, "-1 (one batch)")],
+    "train_split": [NONE, Interval(numbers.Real, 0, 1, closed="neither"), CALLABLE],
+    "patience": [NONE, Interval(numbers.Integral, 1, None)],
+    "threshold": [Interval(numbers.Real, 0, 1), ARRAY_LIKE],
+    "blocks": [Options(("auto", "single")), ARRAY_LIKE],
+    "batch_order": [Options(("rows", "shuffled", "by_length"))],
+    "mixed_precision": [BOOLEAN],
+    "random_state": SEED,
+    "device": [NONE, Check(lambda v: isinstance(v, (str, torch.device)), "a device name")],
+    "verbose": [Interval(numbers.Integral, 0, None)],
+}
+
+
 class BiLSTMClassifier(VersionedState, NeuralNet):
     """Multi-label Bi-LSTM classifier over stacked embeddings, trained with :class:`HybridLoss`.
 
-    X is a 2-D array of stacked blocks (block mode: one Bi-LSTM step per block) or a
-    :class:`~skstack.sequences.WordSequences` (word mode: one step per word, the
-    sentence-level blocks at the head); ``StackingEmbedder`` makes either.
+    X is a 2-D array of stacked blocks (one Bi-LSTM step per block) or a
+    :class:`~skstack.sequences.WordSequences` (one step per word, the sentence-level blocks at
+    the head); ``StackingEmbedder`` makes either.
 
-    A skorch ``NeuralNet`` with multi-label defaults: ``predict_proba`` returns (n, L) sigmoid
-    probabilities, ``predict`` the (n, L) 0/1 matrix at ``threshold``, ``score`` the Jaccard
-    accuracy. A 1-D ``y`` of class labels works as scikit-learn classifiers expect: binary
-    (one sigmoid output, ``predict_proba`` of shape (n, 2), ``predict`` at ``threshold``) or
-    multiclass (a softmax head trained with cross-entropy instead of the criterion), with
-    ``predict`` returning class labels and ``score`` the accuracy. Module and loss settings
-    reach the parts as ``module__hidden_size``, ``criterion__corr_weight`` and so on, so
-    ``GridSearchCV`` can search them. For a tuned decision rule, wrap the net:
-    ``TunedThresholds(BiLSTMClassifier(...), objective=...)``.
+    A skorch ``NeuralNet`` with multi-label defaults: ``predict_proba`` is (n, L) sigmoid
+    probabilities, ``predict`` the 0/1 matrix at ``threshold``, ``score`` the Jaccard accuracy.
+    A 1-D ``y`` works as in scikit-learn: binary (``predict_proba`` (n, 2)) or multiclass (a
+    softmax head, cross-entropy), ``predict`` giving class labels, ``score`` the accuracy.
+    ``module__*`` and ``criterion__*`` params reach the parts (``GridSearchCV`` searches them);
+    for a tuned rule wrap the net: ``TunedThresholds(BiLSTMClassifier(...))``.
 
     Parameters
     ----------
     module : torch.nn.Module class, default=BiLSTMModule
-        Built with ``block_widths``, ``block_names`` and ``n_labels`` from the data plus
-        ``module__*`` params (``residual``, ``projection_dim``, ``hidden_size``,
-        ``num_layers``, ``dropout``). ``module__residual="auto"`` makes the meta-learner's
-        block a residual path to the output (see :class:`BiLSTMModule`).
+        Built from the data's layout and labels plus ``module__*`` params (``residual``,
+        ``projection_dim``, ``hidden_size``, ``num_layers``, ``dropout``; see
+        :class:`BiLSTMModule`).
     criterion : default=HybridLoss
-        ``criterion__bce_weight``, ``criterion__pos_weight``, ``criterion__zlpr_weight``,
-        ``criterion__corr_weight``, ``criterion__corr_form``,
-        ``criterion__contrastive_weight``, ``criterion__temperature``. A criterion with a
-        ``fit`` method receives the training labels' :class:`~skstack.losses.LabelStatistics`.
+        Its weights as ``criterion__*`` params (see :class:`~skstack.HybridLoss`); a criterion
+        with a ``fit`` method receives the training labels'
+        :class:`~skstack.losses.LabelStatistics`.
     optimizer : default=torch.optim.AdamW
     lr : float, default=1e-3
     max_epochs : int, default=20
     batch_size : int, default=64
     train_split : None, float or callable, default=None
-        ``None`` trains on every row. A float holds out that fraction (shuffled, not
-        stratified, so label matrices work) for validation scores and early stopping
-        callbacks; a callable is used as skorch's ``train_split``.
+        ``None`` trains on every row; a float holds out that fraction (shuffled, not
+        stratified, so label matrices work) for validation; a callable is skorch's.
     patience : int, default=None
-        Early stopping: end training when the validation loss has not improved for this
-        many epochs, and keep the weights of the best epoch (``max_epochs`` is then a cap).
-        With the residual path the starting point counts as epoch 0 (see ``best_epoch_``).
-        Needs ``train_split``. ``None`` trains for ``max_epochs``.
+        Early stopping on the validation loss (needs ``train_split``), keeping the best
+        epoch's weights; with the residual path the start counts as epoch 0.
     threshold : float or array-like of shape (n_labels,), default=0.5
         Decision threshold(s) of :meth:`predict`, each in [0, 1].
     blocks : "auto", "single" or list of int or of (name, width), default="auto"
-        The block layout of X, one Bi-LSTM step per block (word mode: the sentence-level
-        blocks). ``"auto"`` takes the layout that X carries (the output of
-        ``StackingEmbedder``) and reads an X without one (a plain array) as one block, as
-        ``"single"`` does. ``"single"`` and an explicit layout override what X carries.
+        The layout of X, one Bi-LSTM step per block: ``"auto"`` the one X carries (a plain
+        array: one block, as ``"single"``); ``"single"`` or an explicit layout override it.
     batch_order : {"rows", "shuffled", "by_length"}, default="rows"
-        The training batches: consecutive rows in the order given, every epoch alike
-        (skorch's ``NeuralNet`` default); ``"shuffled"``: a new random order each epoch;
-        ``"by_length"``: shuffled, then in word mode sorted by length in runs of 20 batches,
-        so that a batch holds texts of similar length and carries little padding (block
-        mode: as ``"shuffled"``). The validation split and predictions keep the row order.
+        Training batches in row order (skorch's default), shuffled each epoch, or shuffled
+        then sorted by length in runs of 20 batches (word mode: little padding).
     mixed_precision : bool, default=False
         Run the module's forward pass (training and prediction) under bfloat16 autocast.
     random_state : int, default=None
@@ -329,8 +357,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
     device : str, default="cpu"
         ``"cuda"`` puts the module, the criterion's tensors and every batch on the GPU.
     verbose : int, default=0
-        1 prints skorch's table of losses per epoch. A progress bar per epoch comes with the
-        package-wide switch, ``skstack.set_config(show_progress_bar=True)``.
+        1 prints skorch's table of losses per epoch (bars: ``skstack.set_config``).
     **kwargs
         Any other skorch parameter (``callbacks``, ``iterator_train__shuffle``, ...).
 
@@ -349,10 +376,9 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         expect); the class labels of a 1-D ``y``.
     n_features_in_ : int
     best_epoch_ : int
-        The epoch whose weights the net kept: the last one, or with ``patience`` the one of
-        lowest validation loss. 0 with the residual path means that no epoch beat the
-        starting point, the meta-learner's own probabilities, which the net then predicts
-        unchanged: the pipeline falls back to its meta-learner where the head does not help.
+        The epoch whose weights the net kept (the last, or the best with ``patience``); 0
+        with the residual path: no epoch beat the meta-learner's own probabilities, which
+        the net then predicts unchanged.
 
     Examples
     --------
@@ -370,34 +396,8 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         "blocks_", "word_blocks_", "label_names_", "n_labels_", "n_features_in_", "classes_",
         "target_type_", "label_statistics_", "best_epoch_")
 
-    # what a file's fitted state must be (checked when loaded, as fit would have made it)
-    _state_constraints: ClassVar[dict[str, list]] = {
-        "blocks_": [BLOCKS], "word_blocks_": [BLOCKS], "label_names_": [NAMES],
-        "n_labels_": [Interval(numbers.Integral, 1, None)],
-        "n_features_in_": [Interval(numbers.Integral, 1, None)],
-        "target_type_": [TARGET_TYPES], "best_epoch_": [COUNT, NONE],
-        "label_statistics_": [Check(lambda v: isinstance(v, LabelStatistics),
-                                    "label statistics")],
-    }
-
-    _parameter_constraints: ClassVar[dict[str, list]] = {
-        "module": [_PART],
-        "criterion": [_PART],
-        "optimizer": [Check(lambda v: isinstance(v, type), "a torch optimizer class")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "max_epochs": [Interval(numbers.Integral, 0, None)],
-        "batch_size": [Interval(numbers.Integral, 1, None),
-                       Check(lambda v: isinstance(v, int) and v == -1, "-1 (one batch)")],
-        "train_split": [NONE, Interval(numbers.Real, 0, 1, closed="neither"), CALLABLE],
-        "patience": [NONE, Interval(numbers.Integral, 1, None)],
-        "threshold": [Interval(numbers.Real, 0, 1), ARRAY_LIKE],
-        "blocks": [Options(("auto", "single")), ARRAY_LIKE],
-        "batch_order": [Options(("rows", "shuffled", "by_length"))],
-        "mixed_precision": [BOOLEAN],
-        "random_state": SEED,
-        "device": [NONE, Check(lambda v: isinstance(v, (str, torch.device)), "a device name")],
-        "verbose": [Interval(numbers.Integral, 0, None)],
-    }
+    _state_constraints: ClassVar[dict[str, list]] = _STATE
+    _parameter_constraints: ClassVar[dict[str, list]] = _PARAMETERS
 
     def __init__(
         self,
@@ -438,15 +438,9 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
             if not hasattr(self, key):
                 raise ValueError(f"{owner} is fitted but lacks the fitted attribute {key!r}.")
         check_fitted_target(owner, self)
-        stats, n = getattr(self, "label_statistics_", None), self.n_labels_
-        if stats is not None and not (
-                np.shape(stats.positives) == (n,) and np.shape(stats.correlation) == (n, n)
-                and np.isfinite(stats.positives).all() and np.isfinite(stats.correlation).all()
-                and isinstance(stats.n_samples, numbers.Integral) and stats.n_samples > 0):
-            raise ValueError(f"the fitted attribute 'label_statistics_' of {owner} does not "
-                             f"describe {n} labels (finite counts and an {n} x {n} "
-                             "correlation matrix).")
-        check_thresholds(self.threshold, n, owner)
+        if getattr(self, "label_statistics_", None) is not None:
+            self.label_statistics_.check(self.n_labels_, f"'label_statistics_' of {owner}")
+        check_thresholds(self.threshold, self.n_labels_, owner)
 
     def _persist_state(self, writer) -> dict:
         return {"weights": writer.tensors(self.module_.state_dict()),
@@ -490,26 +484,6 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         tags.non_deterministic = self.random_state is None
         return tags
 
-    def _resolve_blocks(self, carried, n_features: int) -> list[tuple[str, int]]:
-        if isinstance(self.blocks, str):
-            if self.blocks == "auto" and carried is not None:
-                return carried
-            return [("X", n_features)] if n_features else []
-        return check_blocks(self.blocks, n_features)
-
-    def _check_layout(self, X) -> None:
-        carried = block_layout(X)
-        # only a layout read from X must match; "single" or an explicit one overrides it
-        from_x = isinstance(self.blocks, str) and self.blocks == "auto"
-        if from_x and carried is not None and \
-                [w for _, w in carried] != [w for _, w in self.blocks_]:
-            raise ValueError(f"X carries the block layout {carried}, but this net was fitted "
-                             f"on {self.blocks_}.")
-        words = getattr(X, "word_blocks", [])
-        if [w for _, w in words] != [w for _, w in self.word_blocks_]:
-            raise ValueError(f"X carries the word-level layout {words}, but this net was "
-                             f"fitted on {self.word_blocks_} (empty: block mode).")
-
     def _checked(self, X, n_features: int | None, min_samples: int = 0):
         if isinstance(X, WordSequences):
             if len(X) < min_samples:
@@ -524,7 +498,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         (the one place the loss's label statistics come from)."""
         layout = block_layout(X)
         if not reset:
-            self._check_layout(X)
+            check_same_layout(X, self.blocks, self.blocks_, self.word_blocks_)
         X = self._checked(X, None if reset else self.n_features_in_, min_samples=1)
         one_d = not reset and self.target_type_ != "multilabel"
         target = check_target(y, X.shape[0], self.classes_ if one_d else None)
@@ -536,7 +510,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
             words = isinstance(X, WordSequences)
             self.word_blocks_ = X.word_blocks if words else []
             sentence_width = X.sentence.shape[1] if words else X.shape[1]
-            self.blocks_ = self._resolve_blocks(layout, sentence_width)
+            self.blocks_ = resolve_blocks(self.blocks, layout, sentence_width)
             self.n_features_in_ = X.shape[1]
             self.n_labels_ = Y.shape[1]
             self.target_type_ = target.kind
@@ -552,10 +526,8 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
 
     @validates_params
     def fit(self, X, y, **fit_params):
-        """Train on features ``X`` (n, d) and a 0/1 label matrix ``y`` (n, L).
-
-        ``X`` may be float64 and ``y`` integer, bool or a DataFrame; both are cast here.
-        """
+        """Train on features ``X`` (n, d), any float, and a 0/1 label matrix ``y`` (n, L)
+        (integers, bools or a DataFrame) or a 1-D target."""
         if self.patience is not None and self.train_split is None:
             raise ValueError(f"patience={self.patience} stops on the validation loss, and "
                              "train_split=None holds out no rows to compute it: set "
@@ -595,15 +567,8 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         kwargs = self.get_params_for("iterator_train")
         batch_size = kwargs.pop("batch_size", self.batch_size)
         kwargs.pop("shuffle", None)  # the batch sampler shuffles
-        base, rows = dataset, np.arange(len(dataset))
-        if isinstance(dataset, torch.utils.data.Subset):  # the rows left by train_split
-            base, rows = dataset.dataset, np.asarray(dataset.indices)
-        lengths = None
-        if self.batch_order == "by_length" and isinstance(base, _WordDataset):
-            lengths = base.X.lengths[rows]
-        size = len(dataset) if batch_size == -1 else batch_size
-        return self.iterator_train(dataset, batch_sampler=_Batches(len(dataset), size, lengths),
-                                   **kwargs)
+        sampler = _Batches.of(dataset, batch_size, by_length=self.batch_order == "by_length")
+        return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
 
     def get_params_for(self, prefix: str) -> dict:
         params = super().get_params_for(prefix)
@@ -658,7 +623,7 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         """Label probabilities, shape (n_samples, n_labels); for a 1-D ``y``, class
         probabilities of shape (n_samples, n_classes)."""
         self.check_is_fitted()
-        self._check_layout(X)
+        check_same_layout(X, self.blocks, self.blocks_, self.word_blocks_)
         proba = super().predict_proba(self._checked(X, self.n_features_in_))
         return class_proba(proba, self.target_type_)
 
