@@ -128,7 +128,8 @@ def multilabel_report(
         0/1 matrices (or DataFrames, whose columns name the labels).
     label_names : list of str, default=None
     thresholds : array-like of shape (n_labels,), default=None
-        Decision thresholds to show beside each label (e.g. a fitted net's ``thresholds_``).
+        Decision thresholds to show beside each label (e.g.
+        ``skstack.decision_rule(model).thresholds``).
     threshold_objective : str, default=None
         What the thresholds were tuned for, shown under the table.
 
