@@ -474,7 +474,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         check_readout(model.config, type(self).__name__, self)
         # where this process writes is the caller's choice, never the file's
         self.cache = reader.cache(self.cache, f"{type(self).__name__}({short_name(self.model)})")
-        self.device_ = torch.device(reader.device(self.device, "embedder"))
+        self.device = reader.device(self.device, "embedder")
+        self.device_ = torch.device(self.device)
         self.model_ = self._placed(model, shared=False)
         # the cache key comes from the weights loaded, so a file cannot claim another
         # model's cached vectors (weights changed, fingerprint_ kept)

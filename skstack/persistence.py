@@ -580,10 +580,16 @@ class _Reader:
         return _resolve(name, self.trusted, frozenset({kind}))
 
     def device(self, name, owner: str) -> str:
-        """The device :func:`load` was given; else ``name`` (the file's) where that device
-        exists here, else ``"cpu"`` (with a warning): a model saved on a GPU loads on a
-        CPU-only machine."""
-        return str(device_or_cpu(name if self._device is None else self._device, owner))
+        """The device :func:`load` was given (the CPU where it is missing here, with a
+        warning); else ``"cpu"``: the file's device (``name``) is not used, with a warning
+        naming it where it was a GPU, so that a file never places work on a device."""
+        if self._device is not None:
+            return str(device_or_cpu(self._device, owner))
+        if name not in (None, "cpu", "auto"):
+            warnings.warn(f"The {owner} was saved with device={name!r}; a loaded file runs on "
+                          f"the CPU unless load(..., device={name!r}) says otherwise.",
+                          UserWarning, stacklevel=2)
+        return "cpu"
 
     def cache(self, stored, owner: str):
         """The embedding cache of a loaded encoder: the one :func:`load` was given. A folder
@@ -733,8 +739,8 @@ def load(path: str | os.PathLike, trusted: Iterable[str] = (), max_bytes: int = 
         ``cache``, with a warning naming the stored place. An encoder saved with ``"memory"``
         or ``None`` keeps it unless ``cache`` names a folder or URL.
     device : str, default=None
-        The device of every encoder and net (``"cpu"``, ``"cuda"``, ...); ``None``: the
-        device each was saved with where it exists here, else the CPU.
+        The device of every encoder and net (``"cpu"``, ``"cuda"``, ...). ``None``: the CPU;
+        the device a file was saved with is not used (a warning names a GPU one).
 
     Returns
     -------

@@ -161,6 +161,20 @@ def test_a_cache_folder_stored_in_the_file_is_not_used(trained, tmp_path):
     assert mine.is_dir() and not elsewhere.exists()
 
 
+def test_a_device_stored_in_the_file_is_not_used(trained, tmp_path):
+    graph = graph_of(trained[2])
+    net(graph)["params"]["device"] = "cuda:3"
+    encoder(graph)["params"]["device"] = ["cuda:0", "cuda:1"]  # would start two processes
+    path = rewritten(trained[2], tmp_path / "edited.skstack", graph)
+    with pytest.warns(UserWarning, match=r"The net was saved with device='cuda:3'; a loaded "
+                                         r"file runs on the CPU unless "
+                                         r"load\(\.\.\., device='cuda:3'\) says otherwise"):
+        model = load(path)
+    member = model.steps[0][1].members_[0][1]
+    assert model.steps[1][1].estimator_.device == "cpu" and member.device == "cpu"
+    assert member.device_.type == "cpu" and len(model.predict(TEXTS)) == len(TEXTS)
+
+
 # ------------------------------------------------------------------ any edit of any leaf
 
 def _leaves(node, path=()):

@@ -27,12 +27,9 @@ from skstack import (
 
 @pytest.fixture(scope="module")
 def fitted(tiny_bert):
-    rng = np.random.default_rng(0)
-    from conftest import FIXTURE_TEXTS
+    from conftest import emotion_rows
 
-    texts = [f"{FIXTURE_TEXTS[i % len(FIXTURE_TEXTS)]} {i}" for i in range(60)]
-    Y = (rng.random((60, 4)) < 0.3).astype(int)
-    Y[Y.sum(axis=1) == 0, 1] = 1
+    texts, Y = emotion_rows()
     stack = StackingEmbedder([("bert", EncoderEmbedder(tiny_bert, dtype="bfloat16")),
                               ("chars", char_tfidf_member(8))], cv=3, random_state=0)
     net = BiLSTMClassifier(max_epochs=2, batch_size=16, random_state=0,
