@@ -153,7 +153,9 @@ def _semeval_file(path: Path, language: str, split: str) -> Path:
     code = _SEMEVAL_LANGUAGES.get(language.lower())
     if code is None:
         raise ValueError(f"language must be English, Arabic or Spanish, got {language!r}.")
-    _check_split(split)
+    if split != "test-gold":  # the official name of the labelled test file
+        _check_split(split)
+    # "test" matches test-gold.txt before test.txt (the unlabelled one): '-' sorts first
     candidates = sorted(path.glob(f"*E-c-{code}-{split}*.txt"))
     if not candidates:
         raise FileNotFoundError(
@@ -167,7 +169,8 @@ def load_semeval2018_ec(path: str | os.PathLike, language: str = "English",
                         split: str = "train", as_frame: bool = False) -> MultilabelData:
     """Read SemEval-2018 Task 1 E-c data in its official format.
 
-    ``path`` is the official file or a folder holding ``2018-E-c-<En|Ar|Es>-<split>.txt``.
+    ``path`` is the official file or a folder holding ``2018-E-c-<En|Ar|Es>-<split>.txt``;
+    ``split`` is ``"train"``, ``"dev"`` or ``"test"`` (the official ``"test-gold"`` too).
     The format: tab-separated, header ``ID Tweet anger ... trust``, CRLF line ends, 0/1
     labels, and newlines inside tweets written as a literal backslash-n (restored here).
 

@@ -91,6 +91,20 @@ def test_semeval_official_format(tmp_path):
     np.testing.assert_array_equal(same.Y, Y)
 
 
+def test_semeval_test_split_reads_the_gold_file_by_either_name(tmp_path):
+    gold = ["2018-En-9\tso happy\t" + "\t".join(["0"] * 6 + ["1"] + ["0"] * 4)]
+    write_semeval(tmp_path / "2018-E-c-En-test-gold.txt", gold)
+    # the unlabelled release file beside it (labels NONE) is never taken for the gold one
+    write_semeval(tmp_path / "2018-E-c-En-test.txt", ["2018-En-9\tso happy\t" + "\t".join(
+        ["NONE"] * 11)])
+    for split in ("test", "test-gold"):
+        texts, Y, _ = load_semeval2018_ec(tmp_path, "English", split)
+        assert texts == ["so happy"] and Y[0].tolist() == [0] * 6 + [1] + [0] * 4
+    with pytest.raises(ValueError, match=r"split must be one of \('train', 'dev', 'test'\), "
+                                         r"got 'gold'"):
+        load_semeval2018_ec(tmp_path, "English", "gold")
+
+
 def test_semeval_errors(tmp_path):
     bad_header = tmp_path / "a.txt"
     write_semeval(bad_header, [], header="ID\tTweet\tjoy")
