@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ from skstack.rules import decision_rule
 from skstack.serving import ServeSettings, run
 
 PRESETS = tuple(PRESET_SETTINGS)
+_SEMEVAL_NAME = re.compile(r".*E-c-(En|Ar|Es)-(train|dev|test|test-gold)\.txt")
 FORMATS = ("auto", "sample", "tsv", "csv", "jsonl", "goemotions", "semeval")
 _CONFIG_KEYS = {"preset", "objective"}.union(*PRESET_SETTINGS.values())
 
@@ -82,8 +84,16 @@ def _format(args) -> str:
     if args.format != "auto":
         return args.format
     path = Path(args.data)
-    return ("sample" if args.data == "sample" else "goemotions" if path.is_dir() and
-            (path / "labels.txt").is_file() else "table")
+    if args.data == "sample":
+        return "sample"
+    if path.is_dir():
+        if (path / "labels.txt").is_file():
+            return "goemotions"
+        if any(path.glob("*E-c-*.txt")):  # the official SemEval-2018 E-c file names
+            return "semeval"
+    elif _SEMEVAL_NAME.fullmatch(path.name):
+        return "semeval"
+    return "table"
 
 
 def _split(args) -> str | None:

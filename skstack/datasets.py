@@ -338,7 +338,8 @@ def load_table(
     fmt = _TABLE_FORMATS.get(path.suffix.lower()) if file_format == "auto" else file_format
     if fmt not in ("tsv", "csv", "jsonl"):
         raise ValueError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
-                         "pass file_format='tsv', 'csv' or 'jsonl'.")
+                         "pass file_format='tsv', 'csv' or 'jsonl' (on the command line "
+                         "--format tsv, csv or jsonl).")
     records = _table_records(path, fmt)
     if not records:
         raise ValueError(f"{path} holds no rows.")

@@ -6,8 +6,8 @@ bars, each label's precision/recall curve with its chosen threshold, label co-oc
 gold against predicted labels, and the most confident errors with the words that drove them
 (:func:`~skstack.explain`). Figures are inline SVG (matplotlib).
 
-Import rule: numpy and ``skstack._files``, ``cards``, ``explanations``, ``metrics``,
-``plotting``, ``rules``.
+Import rule: numpy and ``skstack._config``, ``_files``, ``cards``, ``explanations``,
+``metrics``, ``plotting``, ``rules``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from skstack._config import progress
 from skstack._files import write_text
 from skstack.cards import model_facts
 from skstack.explanations import Explanation, explain
@@ -301,6 +302,8 @@ def evaluate_model(model, texts: Sequence[str], y_true, path: str | os.PathLike 
     names = label_names or getattr(decision_rule(model).source, "label_names_", None)
     n_errors = kwargs.pop("n_errors", 10)
     rows = sorted({i for _, i, _ in _confident_errors(Y, pred, proba, n_errors)})
+    progress(f"explaining the {len(rows)} texts of the most confident errors (one more text "
+             "for the model per word)")
     explained = dict(zip(rows, explain(model, [texts[i] for i in rows]), strict=True))
     page = html_report(Y, pred, proba, names, texts=texts, n_errors=n_errors,
                        explanations=explained, about=model_facts(model),

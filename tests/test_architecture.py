@@ -47,7 +47,7 @@ ALLOWED = {
     "persistence": {"_config", "_files", "_loading", "_validation", "_version", "losses",
                     "cards"},
     "explanations": {"_validation", "labels", "sequences"},
-    "report": {"_files", "cards", "explanations", "metrics", "plotting", "rules"},
+    "report": {"_config", "_files", "cards", "explanations", "metrics", "plotting", "rules"},
     "pipelines": {"_loading", "encoder", "nets", "stacking", "thresholds"},
     "serving": {"_validation", "_version", "cards", "explanations", "labels", "parts",
                 "persistence", "rules"},

@@ -105,6 +105,20 @@ def test_evaluate_prints_the_report_and_writes_html(trained, tmp_path, capsys):
     assert "<td class='text'>60</td>" in model_part  # training texts
     assert f"bert: {model.parent.parent.name}/tiny_bert" in model_part
     assert "<span class='up'" in html  # the errors' words, shaded
+    assert "skstack: explaining the " in err and "texts of the most confident errors" in err
+
+
+@pytest.mark.parametrize("name", ["2018-E-c-En-dev.txt", "folder"])
+def test_an_official_semeval_file_or_folder_is_read_without_format(trained, tmp_path, capsys,
+                                                                   name):
+    from test_datasets import write_semeval
+
+    file = tmp_path / "2018-E-c-En-dev.txt"
+    write_semeval(file, ["2018-En-1\tso happy\t" + "\t".join(["0"] * 6 + ["1"] + ["0"] * 4)])
+    data = file if name != "folder" else tmp_path
+    assert main(["--quiet", "evaluate", str(trained[2]), str(data), "--split", "dev"]) == 2
+    err = capsys.readouterr().err  # read as SemEval: its 11 labels, not a table's columns
+    assert "has the labels ['anger', 'anticipation', 'disgust'" in err
 
 
 @pytest.mark.parametrize("argv, message", [
