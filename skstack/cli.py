@@ -27,6 +27,7 @@ import numpy as np
 from skstack._config import config_context, progress_to_stderr
 from skstack._files import replacing
 from skstack.datasets import (
+    SEMEVAL_LANGUAGES,
     MultilabelData,
     _read_text,
     load_goemotions,
@@ -96,6 +97,15 @@ def _format(args) -> str:
     return "table"
 
 
+def _data_language(args) -> str | None:
+    """The SemEval code (``"En"``, ``"Ar"``, ``"Es"``) of SemEval data: from an official
+    file name, else ``--language``; ``None`` for other data."""
+    if _format(args) != "semeval":
+        return None
+    named = _SEMEVAL_NAME.fullmatch(Path(args.data).name)
+    return named.group(1) if named else SEMEVAL_LANGUAGES.get(args.language.lower())
+
+
 def _split(args) -> str | None:
     """The split read, for data sets that have splits (a table file has none)."""
     return args.split if _format(args) in ("sample", "goemotions", "semeval") else None
@@ -145,6 +155,11 @@ def cmd_train(args) -> int:
     objective = args.objective or config.get("objective", "macro_f1")
     pipe = preset_pipeline(preset, objective, **{k: v for k, v in config.items()
                                                  if k not in ("preset", "objective")})
+    language = _data_language(args)  # said before anything is read or fitted
+    if preset == "quickstart" and "model" not in config and language not in (None, "En"):
+        print(f"skstack train: warning: these are {language} texts, and the quickstart preset "
+              "encodes with all-MiniLM-L6-v2, which reads English: give an encoder that reads "
+              "them (README, 'Another language').", file=sys.stderr)
     data = _read_data(args)
     if data.Y is None or not len(data.texts):
         raise UsageError(f"{args.data}: no labelled texts to train on.")

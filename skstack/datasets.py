@@ -25,7 +25,8 @@ from skstack.labels import first_unknown, from_label_lists
 
 SEMEVAL_LABELS = ["anger", "anticipation", "disgust", "fear", "joy", "love", "optimism",
                   "pessimism", "sadness", "surprise", "trust"]
-_SEMEVAL_LANGUAGES = {"english": "En", "arabic": "Ar", "spanish": "Es",
+# SemEval-2018 E-c languages by name or code -> the code in the official file names
+SEMEVAL_LANGUAGES = {"english": "En", "arabic": "Ar", "spanish": "Es",
                       "en": "En", "ar": "Ar", "es": "Es"}
 _SPLITS = ("train", "dev", "test")
 
@@ -150,7 +151,7 @@ def load_sample_emotions(split: str = "train", as_frame: bool = False) -> Multil
 def _semeval_file(path: Path, language: str, split: str) -> Path:
     if path.is_file():
         return path
-    code = _SEMEVAL_LANGUAGES.get(language.lower())
+    code = SEMEVAL_LANGUAGES.get(language.lower())
     if code is None:
         raise ValueError(f"language must be English, Arabic or Spanish, got {language!r}.")
     if split != "test-gold":  # the official name of the labelled test file

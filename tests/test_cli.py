@@ -195,3 +195,24 @@ def test_long_stages_print_progress_lines_unless_quiet(trained, tmp_path, capsys
         assert line in err
     assert main(["--quiet", *argv]) == 0
     assert "skstack:" not in capsys.readouterr().err.replace("skstack train:", "")
+
+
+@pytest.mark.parametrize("data, language, warned", [
+    ("2018-E-c-Es-train.txt", "English", True),   # the file's name says Spanish
+    ("folder", "Spanish", True),
+    ("folder", "English", False),
+])
+def test_training_the_english_quickstart_on_other_languages_says_so(tmp_path, capsys, data,
+                                                                   language, warned):
+    from test_datasets import write_semeval
+
+    for code in ("Es", "En"):
+        write_semeval(tmp_path / f"2018-E-c-{code}-train.txt", [])  # no rows: stops at reading
+    path = tmp_path / data if data != "folder" else tmp_path
+    assert main(["--quiet", "train", str(path), "--language", language, "-o",
+                 str(tmp_path / "m.skstack")]) == 2
+    err = capsys.readouterr().err
+    assert ("warning: these are Es texts, and the quickstart preset encodes with "
+            "all-MiniLM-L6-v2, which reads English" in err) is warned
+    assert "error: " in err and not (tmp_path / "m.skstack").exists()
+
