@@ -41,7 +41,7 @@ from skstack.persistence import ModelFileError, card_path, load_model, save
 from skstack.pipelines import PRESET_SETTINGS, preset_pipeline
 from skstack.report import evaluate_model, report_warnings, rule_settings
 from skstack.rules import decision_rule
-from skstack.serving import ServeSettings, run
+from skstack.serving import ServeSettings, api_keys, run
 
 PRESETS = tuple(PRESET_SETTINGS)
 _SEMEVAL_NAME = re.compile(r".*E-c-(En|Ar|Es)-(train|dev|test|test-gold)\.txt")
@@ -227,13 +227,32 @@ def cmd_serve(args) -> int:
     settings = ServeSettings(model=args.model, trust_joblib=args.trust_joblib,
                              max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                              max_texts=args.max_texts, max_chars=args.max_chars,
-                             max_explain_words=args.max_explain_words)
+                             max_explain_words=args.max_explain_words,
+                             api_key_file=args.api_key_file)
+    keys = api_keys(settings)  # a key file that cannot be read stops here
+    if not keys and not _loopback(args.host) and not args.allow_unauthenticated:
+        raise UsageError(f"--host {args.host} serves beyond this machine, and no API key is "
+                         "set: give --api-key-file (or $SKSTACK_API_KEYS), or pass "
+                         "--allow-unauthenticated.")
     print(f"skstack serve: {args.model} ({len(label_names(model))} labels) on "
           f"http://{args.host}:{args.port}: POST /predict {{\"texts\": [...]}}, /explain; "
-          "GET / (demo page), /health, /labels, /card", file=sys.stderr, flush=True)
+          "GET / (demo page), /health, /labels, /card"
+          + (f"; {len(keys)} API key(s) required" if keys else ""), file=sys.stderr, flush=True)
     run(settings, host=args.host, port=args.port, workers=args.workers,
         model=model if args.workers == 1 else None)
     return 0
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (127.0.0.0/8, ::1 or localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _positive(kind, zero_ok: bool = False):
@@ -330,6 +349,11 @@ def make_parser() -> argparse.ArgumentParser:
                             "one more text for the model)")
     serve.add_argument("--trust-joblib", action="store_true",
                        help="allow a joblib file (unpickling runs code: only your own files)")
+    serve.add_argument("--api-key-file", help="API keys, one a line: every route but / and "
+                       "/health then needs 'Authorization: Bearer <key>' (else the keys in "
+                       "$SKSTACK_API_KEYS)")
+    serve.add_argument("--allow-unauthenticated", action="store_true",
+                       help="serve beyond this machine (--host) without API keys")
     serve.set_defaults(func=cmd_serve)
     return parser
 

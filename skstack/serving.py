@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import os
 from collections.abc import Callable
@@ -73,6 +74,40 @@ class ServeSettings:
     max_chars: int = 10_000
     max_queue: int = 1024
     max_explain_words: int = MAX_WORDS  # /explain scores one extra text per word
+    api_key_file: str | None = None  # keys, one a line; else $SKSTACK_API_KEYS; else open
+
+
+KEYS_VARIABLE = "SKSTACK_API_KEYS"  # API keys separated by commas or white space
+_OPEN_ROUTES = frozenset({"/", "/health"})  # the demo page and the health check
+
+
+def api_keys(settings: ServeSettings) -> tuple[str, ...]:
+    """The keys a request may bear (``Authorization: Bearer <key>``): the lines of
+    ``api_key_file`` (blank lines and ``#`` comments skipped), else those in
+    ``$SKSTACK_API_KEYS``; none means the server is open. A key file that holds no key is
+    an error, not an open server."""
+    if settings.api_key_file is not None:
+        try:
+            text = open(settings.api_key_file, encoding="utf-8").read()
+        except OSError as exc:
+            raise ValueError(f"--api-key-file {settings.api_key_file}: {exc.strerror}.") from None
+        keys = tuple(line.strip() for line in text.splitlines()
+                     if line.strip() and not line.strip().startswith("#"))
+        if not keys:
+            raise ValueError(f"--api-key-file {settings.api_key_file} holds no key (one a "
+                             "line).")
+        return keys
+    return tuple(os.environ.get(KEYS_VARIABLE, "").replace(",", " ").split())
+
+
+def authorized(header: str | None, keys: tuple[str, ...]) -> bool:
+    """Whether an ``Authorization`` header bears one of ``keys``, compared in constant time
+    (every key is compared, so the time says nothing of which came close)."""
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return False
+    given_bytes = given.strip().encode()
+    return any([hmac.compare_digest(given_bytes, key.encode()) for key in keys])
 
 
 class BadRequest(Exception):
@@ -245,6 +280,8 @@ async def read_request(request, settings: ServeSettings) -> dict:
 def make_app(model, settings: ServeSettings):
     """The Starlette application serving ``model`` (fitted) under ``settings``."""
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
     from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
@@ -256,6 +293,16 @@ def make_app(model, settings: ServeSettings):
 
     def error(status: int, reason: str) -> JSONResponse:
         return JSONResponse({"error": reason}, status_code=status)
+
+    keys = api_keys(settings)
+
+    async def check_key(request, call_next):
+        if keys and request.url.path not in _OPEN_ROUTES and not authorized(
+                request.headers.get("authorization"), keys):
+            return JSONResponse({"error": "missing or wrong API key: send 'Authorization: "
+                                          "Bearer <key>'."}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
 
     async def scored(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if not texts:
@@ -319,7 +366,8 @@ def make_app(model, settings: ServeSettings):
                             Route("/explain", answered(explain), methods=["POST"]),
                             Route("/", demo), Route("/health", health),
                             Route("/labels", labels), Route("/card", card)],
-                    lifespan=lifespan)
+                    lifespan=lifespan, middleware=[Middleware(BaseHTTPMiddleware,
+                                                              dispatch=check_key)])
     app.state.predictor = predictor
     return app
 

@@ -334,3 +334,53 @@ def test_serve_passes_its_options_to_the_server(trained, monkeypatch, capsys):
     assert "on http://127.0.0.1:9999: POST /predict" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["serve", str(trained[2]), "--max-batch", "0"])
+
+
+def test_api_keys_guard_every_route_but_the_page_and_health(model, trained, tmp_path):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# team keys\nalpha-key\n\nbeta-key\n", encoding="utf-8")
+    running = Server(model, ServeSettings(model=str(trained[2]), api_key_file=str(keys)))
+    body = json.dumps({"texts": TEXTS[:1]}).encode()
+
+    def ask(path, key=None, data=None):
+        req = urllib.request.Request(running.url + path, data=data)
+        if key is not None:
+            req.add_header("Authorization", key)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    try:
+        for path, data in (("/predict", body), ("/explain", body), ("/labels", None),
+                           ("/card", None)):
+            status, answer = ask(path, data=data)
+            assert status == 401 and b"missing or wrong API key" in answer
+            assert ask(path, "Bearer wrong-key", data)[0] == 401
+            assert ask(path, "Basic alpha-key", data)[0] == 401
+            assert ask(path, "Bearer beta-key", data)[0] == 200
+        assert ask("/health")[0] == 200 and ask("/")[0] == 200
+    finally:
+        running.close()
+
+
+def test_serving_beyond_this_machine_needs_a_key_or_a_flag(trained, tmp_path, monkeypatch,
+                                                          capsys):
+    monkeypatch.delenv("SKSTACK_API_KEYS", raising=False)
+    started = []
+    monkeypatch.setattr("skstack.cli.run", lambda *a, **k: started.append(k))
+    assert main(["serve", str(trained[2]), "--host", "0.0.0.0"]) == 2
+    assert "--host 0.0.0.0 serves beyond this machine, and no API key is set" in \
+        capsys.readouterr().err and not started
+    assert main(["serve", str(trained[2]), "--host", "0.0.0.0",
+                 "--allow-unauthenticated"]) == 0
+    monkeypatch.setenv("SKSTACK_API_KEYS", "k1, k2")
+    assert main(["serve", str(trained[2]), "--host", "0.0.0.0"]) == 0
+    assert "2 API key(s) required" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing yet\n", encoding="utf-8")
+    assert main(["serve", str(trained[2]), "--api-key-file", str(empty)]) == 2
+    assert "holds no key (one a line)" in capsys.readouterr().err
+    assert main(["serve", str(trained[2]), "--host", "::1"]) == 0 and len(started) == 3
+
