@@ -7,6 +7,7 @@
     POST /explain  {"texts": [...], "labels": [...] (optional)}
                    -> {"explanations": [Explanation.to_dict(), ...]}
     GET  /         the demo page      GET /health   GET /labels   GET /card
+    GET  /metrics  Prometheus metrics (skstack.serving_metrics)
 
 Built on Starlette, a small, well-kept ASGI toolkit (FastAPI is built on it; five routes and
 JSON need no schema layer above it), run by uvicorn, its reference server. Requests wait in
@@ -27,8 +28,8 @@ own answer or its own error. A model whose decision rule is invalid (thresholds 
 per word) through the same queue, so explanations are batched with predictions.
 
 Import rule: ``_validation``, ``_version``, ``cards``, ``explanations``, ``labels``,
-``parts``, ``persistence`` and ``rules``; starlette and uvicorn are imported by
-:func:`make_app` and :func:`run`.
+``parts``, ``persistence``, ``rules`` and ``serving_metrics``; starlette and uvicorn are
+imported by :func:`make_app` and :func:`run`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import contextlib
 import hmac
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.resources import files
@@ -57,6 +59,7 @@ from skstack.labels import label_names
 from skstack.parts import final_step
 from skstack.persistence import load_model
 from skstack.rules import check_rule, decide, decision_rule
+from skstack.serving_metrics import ServerMetrics, share_between_workers
 
 _SETTINGS_VARIABLE = "SKSTACK_SERVE_SETTINGS"  # how uvicorn's worker processes get them
 _MAX_DEPTH = 32  # JSON nesting a request may have ({"texts": [...]} needs 2)
@@ -153,9 +156,10 @@ class MicroBatcher:
     """Requests' texts gathered into batches for one ``predict`` call each."""
 
     def __init__(self, predict: Callable[[list[str]], tuple], max_batch: int,
-                 max_wait_ms: float, max_queue: int):
+                 max_wait_ms: float, max_queue: int, metrics: ServerMetrics | None = None):
         self.predict, self.max_batch = predict, max_batch
         self.max_wait, self.max_queue = max_wait_ms / 1000, max_queue
+        self.metrics = metrics
         self.queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
 
@@ -175,6 +179,8 @@ class MicroBatcher:
                                   "waiting); retry later.")
         done = asyncio.get_running_loop().create_future()
         self.queue.put_nowait((texts, done))
+        if self.metrics is not None:
+            self.metrics.queue_depth(self.queue.qsize())
         return await done
 
     async def _run(self) -> None:
@@ -189,12 +195,15 @@ class MicroBatcher:
                     break
                 batch.append(item)
                 size += len(item[0])
+            if self.metrics is not None:
+                self.metrics.queue_depth(self.queue.qsize())
             await self._answer(batch)
 
     async def _answer(self, batch: list[tuple[list[str], asyncio.Future]]) -> None:
         """Run ``batch`` in one model call; if that fails, each request alone, so that a
         text the model cannot take fails its own request only."""
         texts = [t for request, _ in batch for t in request]
+        started = time.perf_counter()
         try:
             proba, pred = await asyncio.to_thread(self.predict, texts)
         except Exception as exc:
@@ -205,6 +214,8 @@ class MicroBatcher:
             for item in batch:
                 await self._answer([item])
             return
+        if self.metrics is not None:
+            self.metrics.model_call(len(texts), time.perf_counter() - started)
         start = 0
         for request, done in batch:
             end = start + len(request)
@@ -282,12 +293,13 @@ def make_app(model, settings: ServeSettings):
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.base import BaseHTTPMiddleware
-    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
+    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
     predictor = Predictor(model)
+    metrics = ServerMetrics()
     batcher = MicroBatcher(predictor, settings.max_batch, settings.max_wait_ms,
-                           settings.max_queue)
+                           settings.max_queue, metrics)
     thresholds = dict(zip(predictor.labels, predictor.thresholds.round(6).tolist(),
                           strict=True))
 
@@ -297,12 +309,20 @@ def make_app(model, settings: ServeSettings):
     keys = api_keys(settings)
 
     async def check_key(request, call_next):
+        started = time.perf_counter()
         if keys and request.url.path not in _OPEN_ROUTES and not authorized(
                 request.headers.get("authorization"), keys):
-            return JSONResponse({"error": "missing or wrong API key: send 'Authorization: "
-                                          "Bearer <key>'."}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
+            response = JSONResponse({"error": "missing or wrong API key: send "
+                                              "'Authorization: Bearer <key>'."},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        else:
+            response = await call_next(request)
+        metrics.request(request.url.path, response.status_code, time.perf_counter() - started)
+        return response
+
+    async def prometheus(request):
+        body, kind = metrics.exposition()
+        return Response(body, media_type=kind)
 
     async def scored(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if not texts:
@@ -365,7 +385,8 @@ def make_app(model, settings: ServeSettings):
     app = Starlette(routes=[Route("/predict", answered(predict), methods=["POST"]),
                             Route("/explain", answered(explain), methods=["POST"]),
                             Route("/", demo), Route("/health", health),
-                            Route("/labels", labels), Route("/card", card)],
+                            Route("/labels", labels), Route("/card", card),
+                            Route("/metrics", prometheus)],
                     lifespan=lifespan, middleware=[Middleware(BaseHTTPMiddleware,
                                                               dispatch=check_key)])
     app.state.predictor = predictor
@@ -385,6 +406,7 @@ def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
     import uvicorn
 
     if workers > 1:
+        share_between_workers()  # one /metrics for all the workers
         os.environ[_SETTINGS_VARIABLE] = json.dumps(asdict(settings))
         uvicorn.run("skstack.serving:app_from_environment", factory=True, host=host,
                     port=port, workers=workers)

@@ -10,6 +10,7 @@ PACKAGE = Path(skstack.__file__).parent
 # Which skstack modules each module may import (its docstring says the same in words).
 ALLOWED = {
     "_config": set(),
+    "serving_metrics": set(),
     "_files": set(),
     "_validation": set(),
     "parts": {"_validation"},
@@ -50,7 +51,7 @@ ALLOWED = {
     "report": {"_config", "_files", "cards", "explanations", "metrics", "plotting", "rules"},
     "pipelines": {"_loading", "encoder", "nets", "stacking", "thresholds"},
     "serving": {"_validation", "_version", "cards", "explanations", "labels", "parts",
-                "persistence", "rules"},
+                "persistence", "rules", "serving_metrics"},
     "cli": {"_config", "_files", "cards", "datasets", "labels", "metrics", "persistence",
             "pipelines", "report", "rules", "serving", "thresholds"},
     "__main__": {"cli"},

@@ -384,3 +384,71 @@ def test_serving_beyond_this_machine_needs_a_key_or_a_flag(trained, tmp_path, mo
     assert "holds no key (one a line)" in capsys.readouterr().err
     assert main(["serve", str(trained[2]), "--host", "::1"]) == 0 and len(started) == 3
 
+
+def _metrics(text: str) -> dict:
+    """``{(name, labels as a sorted tuple): value}`` of a /metrics answer, parsed with
+    prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_metrics_count_what_was_sent(model, trained):
+    running = Server(model, ServeSettings(model=str(trained[2]), max_wait_ms=50))
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(running.predict, [[t] for t in TEXTS] * 3))
+        assert all(status == 200 for status, _ in answers)
+        assert running.request("/predict", b"{oops")[0] == 400
+        status, text = running.request("/metrics")
+        calls = running.app.state.predictor.calls
+    finally:
+        running.close()
+    assert status == 200
+    found = _metrics(text)
+    assert found[("skstack_requests_total", (("route", "/predict"), ("status", "200")))] == 12
+    assert found[("skstack_requests_total", (("route", "/predict"), ("status", "400")))] == 1
+    assert found[("skstack_texts_total", ())] == 12
+    assert found[("skstack_batch_texts_count", ())] == calls < 12  # batches formed
+    assert found[("skstack_batch_texts_sum", ())] == 12
+    assert found[("skstack_request_seconds_count", (("route", "/predict"),))] == 13
+    assert ("skstack_queue_depth", ()) in found
+
+
+def test_metrics_of_several_workers_are_merged(trained, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    number = port.getsockname()[1]
+    port.close()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    server = subprocess.Popen([sys.executable, "-m", "skstack", "serve", str(trained[2]),
+                               "--workers", "2", "--port", str(number)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{number}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # both workers load the model before the port answers
+            try:
+                urllib.request.urlopen(url + "/health", timeout=5).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "did not start"
+                time.sleep(0.5)
+        body = json.dumps({"texts": TEXTS[:2]}).encode()
+        for _ in range(10):
+            urllib.request.urlopen(urllib.request.Request(url + "/predict", data=body),
+                                   timeout=60).read()
+        text = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(60)
+    found = _metrics(text)
+    assert found[("skstack_requests_total", (("route", "/predict"), ("status", "200")))] == 10
+    assert found[("skstack_texts_total", ())] == 20
+
