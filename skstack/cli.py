@@ -239,7 +239,7 @@ def cmd_serve(args) -> int:
           "GET / (demo page), /health, /labels, /card"
           + (f"; {len(keys)} API key(s) required" if keys else ""), file=sys.stderr, flush=True)
     run(settings, host=args.host, port=args.port, workers=args.workers,
-        model=model if args.workers == 1 else None)
+        model=model if args.workers == 1 else None, drain_seconds=args.drain_seconds)
     return 0
 
 
@@ -352,6 +352,9 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key-file", help="API keys, one a line: every route but / and "
                        "/health then needs 'Authorization: Bearer <key>' (else the keys in "
                        "$SKSTACK_API_KEYS)")
+    serve.add_argument("--drain-seconds", type=_positive(float, zero_ok=True), default=30.0,
+                       help="on SIGTERM or SIGINT, how long to answer the requests already "
+                            "received before exiting (default 30)")
     serve.add_argument("--allow-unauthenticated", action="store_true",
                        help="serve beyond this machine (--host) without API keys")
     serve.set_defaults(func=cmd_serve)

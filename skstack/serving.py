@@ -39,6 +39,8 @@ import contextlib
 import hmac
 import json
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -400,19 +402,24 @@ def app_from_environment():
 
 
 def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
-        workers: int = 1, model=None) -> None:
-    """Serve until interrupted. ``model``: the loaded model (loaded here if ``None``); with
+        workers: int = 1, model=None, drain_seconds: float = 30.0) -> None:
+    """Serve until SIGINT or SIGTERM, then drain: stop accepting connections, answer every
+    request already received (the batcher runs until the last one is answered), and exit
+    within ``drain_seconds``. ``model``: the loaded model (loaded here if ``None``); with
     several ``workers`` each worker process loads its own."""
     import uvicorn
 
+    # uvicorn drains, puts this handler back and raises the signal again: a drained
+    # SIGTERM (what a container runtime sends) then ends the process with status 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if workers > 1:
         share_between_workers()  # one /metrics for all the workers
         os.environ[_SETTINGS_VARIABLE] = json.dumps(asdict(settings))
         uvicorn.run("skstack.serving:app_from_environment", factory=True, host=host,
-                    port=port, workers=workers)
+                    port=port, workers=workers, timeout_graceful_shutdown=drain_seconds)
         return
     if model is None:
         model = load_model(settings.model, settings.trust_joblib)
     app = make_app(model, settings)  # checks the model's rule before the port opens
-    uvicorn.run(app, host=host, port=port)
+    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=drain_seconds)
 

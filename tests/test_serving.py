@@ -452,3 +452,44 @@ def test_metrics_of_several_workers_are_merged(trained, tmp_path):
     assert found[("skstack_requests_total", (("route", "/predict"), ("status", "200")))] == 10
     assert found[("skstack_texts_total", ())] == 20
 
+
+def test_sigterm_answers_every_request_in_flight_then_exits_0(trained):
+    import signal
+    import subprocess
+    import sys
+
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    number = port.getsockname()[1]
+    port.close()
+    # a long batching wait keeps the requests in flight when the signal comes
+    server = subprocess.Popen([sys.executable, "-m", "skstack", "serve", str(trained[2]),
+                               "--port", str(number), "--max-wait-ms", "1500",
+                               "--drain-seconds", "60"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{number}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=5).read()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
+            time.sleep(0.3)
+
+    def ask(text):
+        body = json.dumps({"texts": [text]}).encode()
+        with urllib.request.urlopen(urllib.request.Request(url + "/predict", data=body),
+                                    timeout=120) as answer:
+            return answer.status, json.loads(answer.read())
+
+    texts = [f"{TEXTS[i % 4]} {i}" for i in range(12)]
+    with ThreadPoolExecutor(12) as pool:
+        futures = [pool.submit(ask, t) for t in texts]
+        time.sleep(0.7)  # all sent, none answered yet (the batch waits 1.5 s)
+        server.send_signal(signal.SIGTERM)
+        answers = [f.result() for f in futures]
+    assert server.wait(90) == 0
+    assert [status for status, _ in answers] == [200] * 12
+    assert all(len(a["predictions"]) == 1 for _, a in answers)
+
