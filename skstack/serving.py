@@ -8,6 +8,7 @@
                    -> {"explanations": [Explanation.to_dict(), ...]}
     GET  /         the demo page      GET /health   GET /labels   GET /card
     GET  /metrics  Prometheus metrics (skstack.serving_metrics)
+    GET  /openapi.json  the OpenAPI 3 description (skstack.serving_schema)
 
 Built on Starlette, a small, well-kept ASGI toolkit (FastAPI is built on it; five routes and
 JSON need no schema layer above it), run by uvicorn, its reference server. Requests wait in
@@ -28,8 +29,8 @@ own answer or its own error. A model whose decision rule is invalid (thresholds 
 per word) through the same queue, so explanations are batched with predictions.
 
 Import rule: ``_validation``, ``_version``, ``cards``, ``explanations``, ``labels``,
-``parts``, ``persistence``, ``rules`` and ``serving_metrics``; starlette and uvicorn are
-imported by :func:`make_app` and :func:`run`.
+``parts``, ``persistence``, ``rules``, ``serving_metrics`` and ``serving_schema``;
+starlette and uvicorn are imported by :func:`make_app` and :func:`run`.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from skstack.parts import final_step
 from skstack.persistence import load_model
 from skstack.rules import check_rule, decide, decision_rule
 from skstack.serving_metrics import ServerMetrics, share_between_workers
+from skstack.serving_schema import openapi
 
 _SETTINGS_VARIABLE = "SKSTACK_SERVE_SETTINGS"  # how uvicorn's worker processes get them
 _MAX_DEPTH = 32  # JSON nesting a request may have ({"texts": [...]} needs 2)
@@ -322,6 +324,14 @@ def make_app(model, settings: ServeSettings):
         metrics.request(request.url.path, response.status_code, time.perf_counter() - started)
         return response
 
+    document = openapi(predictor.labels, max_texts=settings.max_texts,
+                       max_chars=settings.max_chars,
+                       max_explain_words=settings.max_explain_words, secured=bool(keys),
+                       version=__version__)
+
+    async def schema(request):
+        return JSONResponse(document)
+
     async def prometheus(request):
         body, kind = metrics.exposition()
         return Response(body, media_type=kind)
@@ -388,7 +398,8 @@ def make_app(model, settings: ServeSettings):
                             Route("/explain", answered(explain), methods=["POST"]),
                             Route("/", demo), Route("/health", health),
                             Route("/labels", labels), Route("/card", card),
-                            Route("/metrics", prometheus)],
+                            Route("/metrics", prometheus),
+                            Route("/openapi.json", schema)],
                     lifespan=lifespan, middleware=[Middleware(BaseHTTPMiddleware,
                                                               dispatch=check_key)])
     app.state.predictor = predictor

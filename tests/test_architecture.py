@@ -11,6 +11,7 @@ PACKAGE = Path(skstack.__file__).parent
 ALLOWED = {
     "_config": set(),
     "serving_metrics": set(),
+    "serving_schema": set(),
     "_files": set(),
     "_validation": set(),
     "parts": {"_validation"},
@@ -51,7 +52,7 @@ ALLOWED = {
     "report": {"_config", "_files", "cards", "explanations", "metrics", "plotting", "rules"},
     "pipelines": {"_loading", "encoder", "nets", "stacking", "thresholds"},
     "serving": {"_validation", "_version", "cards", "explanations", "labels", "parts",
-                "persistence", "rules", "serving_metrics"},
+                "persistence", "rules", "serving_metrics", "serving_schema"},
     "cli": {"_config", "_files", "cards", "datasets", "labels", "metrics", "persistence",
             "pipelines", "report", "rules", "serving", "thresholds"},
     "__main__": {"cli"},

@@ -493,3 +493,45 @@ def test_sigterm_answers_every_request_in_flight_then_exits_0(trained):
     assert [status for status, _ in answers] == [200] * 12
     assert all(len(a["predictions"]) == 1 for _, a in answers)
 
+
+def test_openapi_describes_every_route_with_the_models_labels(server, model, trained,
+                                                              tmp_path):
+    from openapi_spec_validator import validate
+
+    status, document = server.request("/openapi.json")
+    assert status == 200
+    validate(document)  # a valid OpenAPI 3.1 document
+    routes = {route.path for route in server.app.routes}
+    assert set(document["paths"]) == routes
+    schemas = document["components"]["schemas"]
+    assert schemas["Prediction"]["properties"]["labels"]["items"]["enum"] == \
+        ["anger", "fear", "joy"]
+    assert schemas["PredictRequest"]["properties"]["texts"]["maxItems"] == 8  # --max-texts
+    assert "security" not in document
+    keys = tmp_path / "keys.txt"
+    keys.write_text("k\n", encoding="utf-8")
+    secured = Server(model, ServeSettings(model=str(trained[2]), api_key_file=str(keys)))
+    try:
+        assert secured.request("/openapi.json")[0] == 401
+        request = urllib.request.Request(secured.url + "/openapi.json",
+                                         headers={"Authorization": "Bearer k"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            document = json.loads(answer.read())
+    finally:
+        secured.close()
+    validate(document)
+    assert document["security"] == [{"apiKey": []}]
+    assert document["paths"]["/health"]["get"]["security"] == []
+
+
+def test_the_http_api_page_is_generated_from_the_schema():
+    import pathlib
+    import subprocess
+    import sys
+
+    page = pathlib.Path(__file__).parents[1] / "docs" / "http_api.md"
+    generated = subprocess.run([sys.executable, "-m", "skstack.serving_schema"],
+                               capture_output=True, text=True, check=True).stdout
+    assert page.read_text(encoding="utf-8") == generated, \
+        "regenerate: python -m skstack.serving_schema > docs/http_api.md"
+
