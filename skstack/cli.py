@@ -228,7 +228,8 @@ def cmd_serve(args) -> int:
                              max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                              max_texts=args.max_texts, max_chars=args.max_chars,
                              max_explain_words=args.max_explain_words,
-                             api_key_file=args.api_key_file)
+                             api_key_file=args.api_key_file,
+                             examples=_examples(args.examples))
     keys = api_keys(settings)  # a key file that cannot be read stops here
     if not keys and not _loopback(args.host) and not args.allow_unauthenticated:
         raise UsageError(f"--host {args.host} serves beyond this machine, and no API key is "
@@ -241,6 +242,15 @@ def cmd_serve(args) -> int:
     run(settings, host=args.host, port=args.port, workers=args.workers,
         model=model if args.workers == 1 else None, drain_seconds=args.drain_seconds)
     return 0
+
+
+def _examples(path: str | None) -> tuple[str, ...]:
+    """The demo page's texts from ``--examples``: one a line, blank lines skipped."""
+    if path is None:
+        return ()
+    if not Path(path).is_file():
+        raise UsageError(f"--examples {path} not found.")
+    return tuple(line.strip() for line in _read_text(Path(path)).splitlines() if line.strip())
 
 
 def _loopback(host: str) -> bool:
@@ -352,6 +362,8 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key-file", help="API keys, one a line: every route but / and "
                        "/health then needs 'Authorization: Bearer <key>' (else the keys in "
                        "$SKSTACK_API_KEYS)")
+    serve.add_argument("--examples", help="a text file, one text a line: the demo page's "
+                       "example texts (say, in the model's language)")
     serve.add_argument("--drain-seconds", type=_positive(float, zero_ok=True), default=30.0,
                        help="on SIGTERM or SIGINT, how long to answer the requests already "
                             "received before exiting (default 30)")

@@ -82,10 +82,11 @@ class ServeSettings:
     max_queue: int = 1024
     max_explain_words: int = MAX_WORDS  # /explain scores one extra text per word
     api_key_file: str | None = None  # keys, one a line; else $SKSTACK_API_KEYS; else open
+    examples: tuple[str, ...] = ()  # the demo page's texts (--examples); else its own
 
 
 KEYS_VARIABLE = "SKSTACK_API_KEYS"  # API keys separated by commas or white space
-_OPEN_ROUTES = frozenset({"/", "/health"})  # the demo page and the health check
+_OPEN_ROUTES = frozenset({"/", "/examples", "/health"})  # the demo page and the health check
 
 
 def api_keys(settings: ServeSettings) -> tuple[str, ...]:
@@ -384,6 +385,9 @@ def make_app(model, settings: ServeSettings):
     async def demo(request):
         return HTMLResponse(files("skstack").joinpath("data/demo.html").read_text("utf-8"))
 
+    async def examples(request):
+        return JSONResponse({"examples": list(settings.examples)})
+
     async def card(request):
         return PlainTextResponse(model_card(model, title=os.path.basename(settings.model)),
                                  media_type="text/markdown")
@@ -399,7 +403,7 @@ def make_app(model, settings: ServeSettings):
                             Route("/", demo), Route("/health", health),
                             Route("/labels", labels), Route("/card", card),
                             Route("/metrics", prometheus),
-                            Route("/openapi.json", schema)],
+                            Route("/openapi.json", schema), Route("/examples", examples)],
                     lifespan=lifespan, middleware=[Middleware(BaseHTTPMiddleware,
                                                               dispatch=check_key)])
     app.state.predictor = predictor

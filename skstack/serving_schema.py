@@ -113,6 +113,10 @@ def openapi(labels: Sequence[str], *, max_texts: int, max_chars: int,
             "/metrics": get("Prometheus metrics", "text/plain", text),
             "/openapi.json": get("This description", "application/json", {"type": "object"}),
             "/": get("The demo page", "text/html", text, open_route=True),
+            "/examples": get("The demo page's example texts", "application/json",
+                             {"type": "object", "properties": {"examples": {
+                                 "type": "array", "items": {"type": "string"}}}},
+                             open_route=True),
         },
         "components": {"schemas": schemas},
     }

@@ -234,6 +234,31 @@ def test_the_demo_page_renders_bars_thresholds_and_words_in_a_browser(server, tm
     assert not check_site.is_blank(shot)
 
 
+def test_the_demo_page_shows_the_servers_own_examples(model, trained, check_site):
+    browser = check_site.chromium()
+    if browser is None:
+        pytest.skip("needs Chromium (apt-get install chromium)")
+    examples = ("أنا سعيد جدا اليوم", "so scared of tomorrow")
+    running = Server(model, ServeSettings(model=str(trained[2]), examples=examples))
+    try:
+        assert running.request("/examples") == (200, {"examples": list(examples)})
+        dom = check_site.rendered_dom(browser, running.url + "/")
+    finally:
+        running.close()
+    assert dom.count('class="card"') == 2 and "tomorrow" in dom  # words are spans
+    assert "سعيد" in dom
+
+
+def test_examples_come_from_a_file_on_the_command_line(trained, tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("skstack.cli.run", lambda settings, **kw: seen.update(s=settings))
+    file = tmp_path / "examples.txt"
+    file.write_text("uno\n\ndos\n", encoding="utf-8")
+    assert main(["serve", str(trained[2]), "--examples", str(file)]) == 0
+    assert seen["s"].examples == ("uno", "dos")
+    assert main(["serve", str(trained[2]), "--examples", str(tmp_path / "none.txt")]) == 2
+
+
 def test_health_labels_and_card(server, model):
     status, health = server.request("/health")
     assert status == 200 and health["status"] == "ok" and health["labels"] == 3
