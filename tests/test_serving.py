@@ -410,6 +410,12 @@ def test_serving_beyond_this_machine_needs_a_key_or_a_flag(trained, tmp_path, mo
     assert main(["serve", str(trained[2]), "--host", "::1"]) == 0 and len(started) == 3
 
 
+def _free_port() -> int:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]
+
+
 def _metrics(text: str) -> dict:
     """``{(name, labels as a sorted tuple): value}`` of a /metrics answer, parsed with
     prometheus_client's own parser."""
@@ -447,10 +453,7 @@ def test_metrics_of_several_workers_are_merged(trained, tmp_path):
     import subprocess
     import sys
 
-    port = socket.socket()
-    port.bind(("127.0.0.1", 0))
-    number = port.getsockname()[1]
-    port.close()
+    number = _free_port()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     server = subprocess.Popen([sys.executable, "-m", "skstack", "serve", str(trained[2]),
                                "--workers", "2", "--port", str(number)], env=env,
@@ -483,10 +486,7 @@ def test_sigterm_answers_every_request_in_flight_then_exits_0(trained):
     import subprocess
     import sys
 
-    port = socket.socket()
-    port.bind(("127.0.0.1", 0))
-    number = port.getsockname()[1]
-    port.close()
+    number = _free_port()
     # a long batching wait keeps the requests in flight when the signal comes
     server = subprocess.Popen([sys.executable, "-m", "skstack", "serve", str(trained[2]),
                                "--port", str(number), "--max-wait-ms", "1500",
