@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from skstack import (
+    decision_rule,
     default_minilm,
     load,
     load_sample_emotions,
@@ -59,10 +60,10 @@ def main() -> None:
     pipe.fit(X_train, pd.DataFrame(Y_train, columns=labels))  # a DataFrame names the labels
     print(f"fitted in {time.perf_counter() - start:.0f} s")
 
-    clf = pipe.named_steps["clf"]  # TunedThresholds around the BiLSTMClassifier
+    rule = decision_rule(pipe)  # the tuned thresholds of TunedThresholds around the net
     pred = pipe.predict(X_test)
-    report = multilabel_report(Y_test, pred, labels, thresholds=clf.thresholds_,
-                               threshold_objective=clf.objective)
+    report = multilabel_report(Y_test, pred, labels, thresholds=rule.thresholds,
+                               threshold_objective=rule.objective)
     print(report)
     for text, names in zip(X_test[:3], predict_label_lists(pipe, X_test[:3]), strict=True):
         print(f"{names} <- {text!r}")
@@ -80,6 +81,11 @@ def main() -> None:
         ("Hamming loss", report.hamming_loss, baseline.hamming_loss),
     ]:
         print(f"{name:22}{ours:9.3f}{theirs:10.3f}")
+    print(f"Why the Hamming loss is higher: it counts every wrong label cell, and the "
+          f"{rule.objective} rule lowers rare labels' thresholds to find them "
+          f"({pred.sum(axis=1).mean():.1f} labels per text against "
+          f"{Y_test.sum(axis=1).mean():.1f} in the gold), while the baseline's one label per "
+          "text makes few wrong cells; objective='jaccard' predicts fewer labels.")
 
     joblib.dump(pipe, args.out)
     safe = save(pipe, Path(args.out).with_suffix(".skstack"))
