@@ -68,18 +68,52 @@ class Tokens:
         return part
 
 
+def padded_width(length: int, multiple: int | None, max_length: int) -> int | None:
+    """The width a text of ``length`` tokens is padded to: the next multiple of
+    ``multiple``, at most ``max_length`` (the encoder's positions end there); ``None`` for
+    no width of its own (its batch's longest)."""
+    if multiple is None:
+        return None
+    return max(length, min(-(-length // multiple) * multiple, max_length))
+
+
 def length_sorted_batches(
-    ids: list[list[int]], batch_size: int, pad_id: int
+    ids: list[list[int]], batch_size: int, pad_id: int, multiple: int | None = None,
+    max_length: int | None = None,
 ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
     """Yield (positions, input_ids, attention_mask), longest batches first.
+
+    With ``multiple``, each batch holds texts of one :func:`padded_width` only, padded to
+    it: a text is then always encoded at the same width whatever else is encoded, and its
+    states do not depend on its batch (bitwise, float32 and bfloat16, torch and OpenVINO;
+    with widths set by the batch's longest text a text's bfloat16 states moved by up to
+    0.04). Without, batches are padded to their longest text.
 
     ``positions`` are the indices into ``ids`` of the batch's rows, so callers put
     each output row back where its text came from.
     """
+    for positions, width in _batch_rows(ids, batch_size, multiple, max_length):
+        yield (positions, *pad_batch([ids[p] for p in positions], pad_id, width))
+
+
+def n_batches(ids: list[list[int]], batch_size: int, multiple: int | None = None,
+              max_length: int | None = None) -> int:
+    """How many batches :func:`length_sorted_batches` yields (for a progress bar)."""
+    return sum(1 for _ in _batch_rows(ids, batch_size, multiple, max_length))
+
+
+def _batch_rows(ids, batch_size, multiple, max_length):
+    """(rows, width) of each batch: the rows longest first, cut into runs of one width,
+    then into ``batch_size`` rows."""
     order = np.argsort([-len(seq) for seq in ids], kind="stable")
-    for start in range(0, len(order), batch_size):
-        positions = order[start : start + batch_size]
-        yield (positions, *pad_batch([ids[p] for p in positions], pad_id))
+    widths = [padded_width(len(ids[p]), multiple, max_length or len(ids[p])) for p in order]
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and end - start < batch_size and widths[end] == widths[start]:
+            end += 1
+        yield order[start:end], widths[start]
+        start = end
 
 
 def bucketed_batches(
@@ -103,9 +137,11 @@ def bucketed_batches(
     return [batches[i] for i in shuffled]
 
 
-def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token id lists to one width: (input_ids, attention_mask)."""
-    width = max(len(seq) for seq in seqs)
+def pad_batch(seqs: list[list[int]], pad_id: int, width: int | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists to ``width`` (default: the longest):
+    (input_ids, attention_mask)."""
+    width = max(len(seq) for seq in seqs) if width is None else width
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for row, seq in enumerate(seqs):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from skstack._batching import Tokens, length_sorted_batches
+from skstack._batching import Tokens, length_sorted_batches, n_batches
 from skstack._config import progress, progress_enabled
 from skstack._loading import short_name
 from skstack._pooling import pool, pool_words
@@ -49,8 +49,9 @@ def _check_finite(vectors: torch.Tensor, positions: np.ndarray, texts: list[str]
     if bad.any():
         first = texts[int(positions[int(bad.nonzero()[0, 0])])]
         raise ValueError(f"The encoder returned NaN or infinite values for {int(bad.sum())} "
-                         f"texts of a batch (first: {first[:60]!r}). Its weights may be "
-                         "damaged, or dtype may overflow; nothing was cached.")
+                         f"of the {len(positions)} texts in a batch (first: {first[:60]!r}). "
+                         "Its weights may be damaged, or dtype may overflow; nothing was "
+                         "cached.")
 
 
 def _word_index(texts: list[str], offsets: list, prefix_length: int) -> list[list[int]]:
@@ -105,10 +106,10 @@ def embed_texts(embedder, texts: list[str], tokens: Tokens
     ids, n_cut, offsets = tokens.of(texts)
     word_index = _word_index(texts, offsets, len(embedder.prefix)) if words else None
     forward = embedder._forward()
-    batches = length_sorted_batches(ids, embedder.batch_size, embedder._pad_id())
-    n_batches = -(-len(ids) // embedder.batch_size)
+    shape = (embedder.batch_size, embedder.pad_to_multiple_of, embedder.max_length_)
     for positions, input_ids, mask in tqdm(
-        batches, total=n_batches, desc="embedding",
+        length_sorted_batches(ids, shape[0], embedder._pad_id(), *shape[1:]),
+        total=n_batches(ids, *shape), desc="embedding",
         disable=not progress_enabled(embedder.show_progress_bar),
     ):
         input_ids, mask = input_ids.to(embedder.device_), mask.to(embedder.device_)
@@ -158,6 +159,8 @@ def vectors_fingerprint(embedder, weights: str, tokenizer: str) -> str:
         "normalize": bool(embedder.normalize),
         "truncate_dim": embedder.embedding_dim_,
     }
+    if embedder.pad_to_multiple_of is not None:  # widths move the last bits; None: as 0.2
+        spec["pad_to_multiple_of"] = embedder.pad_to_multiple_of
     if embedder.word_pooling is not None:  # the splitter decides the words' vectors
         spec["words"] = WORD_SPLITTER
     backend, quantization = embedder._runtime()

@@ -119,6 +119,7 @@ _PARAMETERS = {
     "normalize": [BOOLEAN],
     "truncate_dim": [Interval(numbers.Integral, 1, None), NONE],
     "batch_size": [Interval(numbers.Integral, 1, None)],
+    "pad_to_multiple_of": [Interval(numbers.Integral, 1, None), NONE],
     "device": [STRING, Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
                              and all(isinstance(d, str) for d in v),
                              "a non-empty list of device names")],
@@ -188,6 +189,14 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     truncate_dim : int, default=None
         Keep only the first ``truncate_dim`` dimensions (Matryoshka models).
     batch_size : int, default=32
+    pad_to_multiple_of : int, default=8
+        Each text is padded to the next multiple of this many tokens and batched only with
+        texts of that width, so its vector does not depend on the texts it is encoded with
+        (bitwise on the backends measured): a served text gets the answer ``predict`` gives
+        it, whatever traffic it meets. ``None`` pads each batch to its longest text, as 0.2
+        did (its cached vectors stay valid), and a text's vector then moves with its batch
+        (by up to 0.04 in bfloat16); ``1`` batches texts of equal length only, fastest in
+        bulk but slow on small batches. Costs in docs/benchmarks.md, "Serving".
     device : str or list of str, default="auto"
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Several
         (``["cuda:0", "cuda:1"]``, ``"cuda:all"``) encode data-parallel, one process per
@@ -278,13 +287,16 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     _state_constraints: ClassVar[dict[str, list]] = _STATE
     _parameter_constraints: ClassVar[dict[str, list]] = _PARAMETERS
 
+    _added_params: ClassVar[dict] = {"pad_to_multiple_of": None}  # 0.2 files: as they were
+
     def __init__(
         self, model: str | os.PathLike = "sentence-transformers/all-MiniLM-L6-v2", *,
         layers: int | str | list[int] = -1, layer_combine: str = "mean",
         pooling: str = "mean", word_pooling: str | None = None,
         max_length: int | None = None, prefix: str = "", normalize: bool = False,
         truncate_dim: int | None = None, batch_size: int = 32,
-        device: str | list[str] = "auto", dtype: str = "float32", backend: str = "torch",
+        pad_to_multiple_of: int | None = 8, device: str | list[str] = "auto",
+        dtype: str = "float32", backend: str = "torch",
         quantization: str | None = None, show_progress_bar: bool | None = None,
         cache: str | os.PathLike | None = "memory", trust_remote_code: bool = False,
         finetune_epochs: int = _TUNING.epochs,
@@ -305,6 +317,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         self.normalize = normalize
         self.truncate_dim = truncate_dim
         self.batch_size = batch_size
+        self.pad_to_multiple_of = pad_to_multiple_of
         self.device = device
         self.dtype = dtype
         self.backend = backend

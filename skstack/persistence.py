@@ -43,6 +43,7 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import joblib
 import numpy as np
@@ -100,6 +101,9 @@ class VersionedState:
 
     _portable_state: tuple[str, ...] = ()
     _portable_parts: tuple[str, ...] = ()
+    # parameters added since 0.2 whose default changes what a model computes, with the value
+    # that keeps it computing as it did: what a file saved without them loads with
+    _added_params: ClassVar[dict] = {}
 
     def _persist_state(self, writer) -> dict:
         """Entries beyond the declared attributes that a saved fitted instance needs."""
@@ -114,7 +118,7 @@ class VersionedState:
         return state
 
     def __setstate__(self, state):
-        state = dict(state)
+        state = {**self._added_params, **state}
         saved = state.pop("_skstack_version", "an unknown version (before 0.2)")
         if saved != __version__:
             warnings.warn(
@@ -537,7 +541,7 @@ class _Reader:
         if not hasattr(cls, "_portable_state"):
             raise ModelFileError(f"a skstack node of class {_qualname(cls)}, which declares "
                                  "no portable state")
-        params = self.params(node)
+        params = {**getattr(cls, "_added_params", {}), **self.params(node)}
         accepted = inspect.signature(cls.__init__).parameters
         for key in set(node) - set(params) - {"kind", "class", "params", "state"}:
             if key in accepted and key not in getattr(cls, "_portable_parts", ()):  # members

