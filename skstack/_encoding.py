@@ -106,10 +106,10 @@ def embed_texts(embedder, texts: list[str], tokens: Tokens
     ids, n_cut, offsets = tokens.of(texts)
     word_index = _word_index(texts, offsets, len(embedder.prefix)) if words else None
     forward = embedder._forward()
-    shape = (embedder.batch_size, embedder.pad_to_multiple_of, embedder.max_length_)
+    size, multiple = embedder.batch_size, embedder.pad_to_multiple_of
     for positions, input_ids, mask in tqdm(
-        length_sorted_batches(ids, shape[0], embedder._pad_id(), *shape[1:]),
-        total=n_batches(ids, *shape), desc="embedding",
+        length_sorted_batches(ids, size, embedder._pad_id(), multiple, embedder.max_length_),
+        total=n_batches(ids, size, multiple, embedder.max_length_), desc="embedding",
         disable=not progress_enabled(embedder.show_progress_bar),
     ):
         input_ids, mask = input_ids.to(embedder.device_), mask.to(embedder.device_)
