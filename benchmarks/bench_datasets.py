@@ -53,10 +53,10 @@ STAGES = ("encoders", "character n-grams", "meta-learner (out of fold + final)")
 
 
 def fit_stack(words: bool, dtype: str, X_train, Y_train, X_test, backend: str = "torch",
-              quantization: str | None = None):
+              quantization: str | None = None, multilingual: bool = False):
     """The stack's training and test blocks and the seconds of each stage of its fit."""
     stack = make_stack(words, dtype=dtype, cache=None, backend=backend,
-                       quantization=quantization)
+                       quantization=quantization, multilingual=multilingual)
     clock = Clock()
     chars_class = type(stack.members[-1][1])
     patched = [(EncoderEmbedder, "fit_transform", STAGES[0]),
@@ -127,12 +127,16 @@ def main() -> None:
     parser.add_argument("--batch-orders", nargs="*", default=[],
                         choices=("rows", "shuffled", "by_length"),
                         help="also the default head with these batch orders")
+    parser.add_argument("--multilingual", action="store_true",
+                        help="multilingual-e5-small as the one encoder (skstack's choice for "
+                        "languages other than English) instead of MiniLM and sre")
     parser.add_argument("--only", nargs="*", default=None,
                         help="run only the configurations whose names contain one of these")
     args = parser.parse_args()
     print(describe())
     torch.set_num_threads(2)
     runtime = "" if args.backend == "torch" else f"-{args.backend}-{args.quantization or 'fp'}"
+    runtime += "-e5" if args.multilingual else ""
     out_path = ROOT / "runs" / f"bench_datasets-{args.dtype}{runtime}.json"
     out_path.parent.mkdir(exist_ok=True)
     log = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -149,7 +153,8 @@ def main() -> None:
         for mode in dict.fromkeys(m for m, _, _ in configs.values()):
             _, S_train, S_test, seconds = fit_stack(mode == "word mode", args.dtype,
                                                     texts["train"], Y["train"], texts["test"],
-                                                    args.backend, args.quantization)
+                                                    args.backend, args.quantization,
+                                                    args.multilingual)
             entry["stack_seconds"][mode] = seconds
             runs = {name: [] for name, (m, _, _) in configs.items() if m == mode}
             spent = dict.fromkeys(runs, 0.0)

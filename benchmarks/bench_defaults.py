@@ -51,7 +51,12 @@ from skstack import (
     decide,
     tune_thresholds,
 )
-from skstack.pipelines import RECOMMENDED_CLASSIFIER_PARAMS, RECOMMENDED_RULE_PARAMS
+from skstack.pipelines import (
+    E5_PARAMS,
+    RECOMMENDED_CLASSIFIER_PARAMS,
+    RECOMMENDED_RULE_PARAMS,
+    default_multilingual,
+)
 
 # 0.1's defaults (block mode); the candidate is what the pipelines now recommend
 OLD = {"max_epochs": 20, "batch_size": 128, "criterion__corr_weight": 0.1,
@@ -73,16 +78,18 @@ HEADS = {
 
 def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
                cache: str = str(CACHE), leak_free: int = 0, backend: str = "torch",
-               quantization: str | None = None) -> StackingEmbedder:
+               quantization: str | None = None, multilingual: bool = False) -> StackingEmbedder:
+    """MiniLM and sre (or, ``multilingual``, multilingual-e5-small alone) and characters."""
     common = {"max_length": 128, "batch_size": 64, "cache": cache, "device": "cpu",
               "word_pooling": "mean" if words else None, "dtype": dtype, "backend": backend,
-              "quantization": quantization}
+              "quantization": quantization, **(E5_PARAMS if multilingual else {})}
     # as in bench_head.py: MiniLM fine-tuned under bf16 autocast, max_length 64, batch 32
     tuned = {"finetune_epochs": finetune_epochs, "finetune_mixed_precision": True,
              "max_length": 64, "finetune_batch_size": 32, "random_state": 0}
     members = [(name, EncoderEmbedder(path, **{**common, **(tuned if finetune_epochs and
                                                               name == "minilm" else {})}))
-               for name, path in encoders().items()]
+               for name, path in ({"e5": default_multilingual()} if multilingual
+                                  else encoders()).items()]
     members.append(("chars", char_tfidf_member(128)))
     return StackingEmbedder(members, cv=3, leak_free=leak_free or False, random_state=0)
 

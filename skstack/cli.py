@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skstack._config import config_context, progress_to_stderr
+from skstack._config import config_context, progress, progress_to_stderr
 from skstack._files import replacing
 from skstack.datasets import (
     SEMEVAL_LANGUAGES,
@@ -39,7 +39,7 @@ from skstack.datasets import (
 from skstack.labels import label_names, predict_label_lists
 from skstack.metrics import multilabel_report
 from skstack.persistence import ModelFileError, card_path, load_model, save
-from skstack.pipelines import PRESET_SETTINGS, preset_pipeline
+from skstack.pipelines import PRESET_SETTINGS, language_code, preset_pipeline
 from skstack.report import evaluate_model, report_warnings, rule_settings
 from skstack.rules import decision_rule
 from skstack.serving import ServeSettings, api_keys, run
@@ -99,12 +99,13 @@ def _format(args) -> str:
 
 
 def _data_language(args) -> str | None:
-    """The SemEval code (``"En"``, ``"Ar"``, ``"Es"``) of SemEval data: from an official
-    file name, else ``--language``; ``None`` for other data."""
+    """The texts' language: for SemEval data, the code (``"En"``, ``"Ar"``, ``"Es"``) of an
+    official file name, else ``--language`` (English when not given); for other data,
+    ``--language`` as given (``None`` without it)."""
     if _format(args) != "semeval":
-        return None
+        return args.language
     named = _SEMEVAL_NAME.fullmatch(Path(args.data).name)
-    return named.group(1) if named else SEMEVAL_LANGUAGES.get(args.language.lower())
+    return named.group(1) if named else SEMEVAL_LANGUAGES.get((args.language or "En").lower())
 
 
 def _split(args) -> str | None:
@@ -119,7 +120,7 @@ def _read_data(args, names: Sequence[str] | None = None) -> MultilabelData:
     if fmt == "goemotions":
         return load_goemotions(source, args.split)
     if fmt == "semeval":
-        return load_semeval2018_ec(source, args.language, args.split)
+        return load_semeval2018_ec(source, args.language or "English", args.split)
     return load_table(source, text_column=args.text_column, label_column=args.label_column,
                       label_columns=args.label_columns, label_sep=args.label_sep, names=names,
                       file_format="auto" if fmt == "table" else fmt)
@@ -154,13 +155,19 @@ def cmd_train(args) -> int:
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}; the presets are {list(PRESETS)}.")
     objective = args.objective or config.get("objective", "macro_f1")
-    pipe = preset_pipeline(preset, objective, **{k: v for k, v in config.items()
-                                                 if k not in ("preset", "objective")})
+    settings = {k: v for k, v in config.items() if k not in ("preset", "objective")}
     language = _data_language(args)  # said before anything is read or fitted
-    if preset == "quickstart" and "model" not in config and language not in (None, "En"):
-        print(f"skstack train: warning: these are {language} texts, and the quickstart preset "
-              "encodes with all-MiniLM-L6-v2, which reads English: give an encoder that reads "
-              "them (README, 'Another language').", file=sys.stderr)
+    if language is not None and "language" not in settings and not {"model", "encoders"} & set(
+            settings) and "language" in PRESET_SETTINGS[preset]:
+        try:
+            settings["language"] = language_code(language)
+        except ValueError as exc:
+            raise UsageError(f"--language: {exc}") from None
+    pipe = preset_pipeline(preset, objective, **settings)
+    if language is not None:
+        encoders = [f"{name} ({member.model})" for name, member in
+                    pipe.named_steps["embed"].members if hasattr(member, "model")]
+        progress(f"{language} texts; encoders: {', '.join(encoders)}")
     data = _read_data(args)
     if data.Y is None or not len(data.texts):
         raise UsageError(f"{args.data}: no labelled texts to train on.")
@@ -283,7 +290,10 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="auto",
                         help="how to read DATA (default: by its name and suffix)")
     parser.add_argument("--split", default="train", help="split of sample/GoEmotions/SemEval")
-    parser.add_argument("--language", default="English", help="SemEval-2018 E-c language")
+    parser.add_argument("--language", default=None,
+                        help="the texts' language, a code or a name ('es', 'Spanish'): "
+                        "picks the encoders (docs/method.md, 'Languages'); for SemEval-2018 "
+                        "E-c data, the file's language (default: English)")
     _column_options(parser)
     parser.add_argument("--label-column", default="labels",
                         help="column of label names (default: labels)")

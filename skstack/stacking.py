@@ -23,6 +23,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.base import TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score
 from sklearn.model_selection import cross_val_predict
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
@@ -54,19 +55,63 @@ from skstack.persistence import VersionedState
 from skstack.sequences import WordSequences
 from skstack.targets import check_target
 
+# The default meta-learner's C is chosen on the training rows: the best C differs 10-30x
+# between data sets (benchmarks/bench_meta.py). The grid is walked from META_C_START towards
+# a higher out-of-fold macro average precision, which needs no decision rule and picked the
+# best or next-best C of the grid on both data sets measured (docs/benchmarks.md).
+META_C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+META_C_START = 0.03
 
-def default_meta_learner(random_state: int | None = None):
+
+def default_meta_learner(random_state: int | None = None, C: float = META_C_START):
     """Standardised features -> one L2-regularised logistic regression per label.
 
     Linear and per-label: fast on thousands of stacked dimensions, hard to overfit with a
     few thousand rows, and its probabilities are reasonably calibrated, which matters
-    because they become input features of the next stage.
+    because they become input features of the next stage. :class:`StackingEmbedder` with
+    ``meta_learner=None`` chooses ``C`` out of fold; pass this function's result to fix it.
     """
     return make_pipeline(
         StandardScaler(),
-        OneVsRestClassifier(LogisticRegression(C=0.05, max_iter=2000,
+        OneVsRestClassifier(LogisticRegression(C=C, max_iter=2000,
                                                random_state=random_state)),
     )
+
+
+def _macro_average_precision(Y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean average precision over the labels that have positives and negatives."""
+    both = (Y.min(axis=0) == 0) & (Y.max(axis=0) == 1)
+    if not both.any():
+        return 0.0
+    return float(average_precision_score(Y[:, both], proba[:, both], average="macro"))
+
+
+def tuned_meta_learner(features: np.ndarray, y, Y: np.ndarray, folds: list,
+                       random_state: int | None = None) -> tuple[object, np.ndarray, dict]:
+    """The default meta-learner with ``C`` chosen on these rows, unfitted; the out-of-fold
+    probabilities of that choice on ``folds``; and the score of each ``C`` tried.
+
+    From ``META_C_START``, ``C`` moves along ``META_C_GRID`` while the out-of-fold macro
+    average precision (against the label matrix ``Y``) rises: 3-4 cross-validated fits of
+    the grid's 8, as the score is unimodal in ``C`` in practice.
+    """
+    scores, oofs = {}, {}
+
+    def score(i: int) -> float:
+        C = META_C_GRID[i]
+        if C not in scores:
+            model = default_meta_learner(random_state, C=C)
+            oofs[C] = _meta_proba(cross_val_predict(model, features, y, cv=folds,
+                                                    method="predict_proba"), Y.shape[1])
+            scores[C] = _macro_average_precision(Y, oofs[C])
+        return scores[C]
+
+    best = META_C_GRID.index(META_C_START)
+    for step in (1, -1):
+        while 0 <= best + step < len(META_C_GRID) and score(best + step) > score(best):
+            best += step
+    C = META_C_GRID[best]
+    return default_meta_learner(random_state, C=C), oofs[C], scores
 
 
 def _dense(Z) -> np.ndarray | WordSequences:
@@ -122,7 +167,9 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
         pipeline, ...). Their parameters are reachable as ``<name>__<param>``.
     meta_learner : estimator or "drop", default=None
         Multi-label estimator with ``predict_proba``, trained on the concatenated member
-        outputs. ``None`` uses :func:`default_meta_learner`; ``"drop"`` adds no meta block.
+        outputs. ``None`` uses :func:`default_meta_learner` with its ``C`` chosen on the
+        training rows by out-of-fold macro average precision (:func:`tuned_meta_learner`,
+        on the ``cv`` folds); ``"drop"`` adds no meta block.
     cv : int or cross-validation splitter, default=5
         Folds for the out-of-fold meta-features. An int is ``KFold`` (``StratifiedKFold``
         for a 1-D ``y``) shuffled with ``random_state``, or with seed 0 when it is ``None``:
@@ -140,6 +187,7 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
     ----------
     members_ : list of (str, fitted transformer)
     meta_learner_ : fitted estimator or None
+        With ``meta_learner=None``, the chosen ``C`` is ``meta_learner_[-1].estimator.C``.
     blocks_ : list of (str, int)
         Name and width of each output block (in word mode: each sentence-level block).
     word_blocks_ : list of (str, int)
@@ -294,8 +342,6 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
         self.meta_learner_, self.n_labels_ = None, None if Y is None else Y.shape[1]
         oof = None
         if use_meta:
-            meta = self.meta_learner if self.meta_learner is not None else \
-                default_meta_learner(self.random_state)
             features = np.hstack([_sentence(Z) for Z in outputs])
             # One BLAS thread: after the encoders ran, torch's OpenMP threads still spin, and
             # a multi-threaded BLAS fighting them for the cores made the meta-learner's final
@@ -304,8 +350,17 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
             progress(f"stacking: the meta-learner on {features.shape[1]:,} features, out of "
                      f"fold ({len(folds)} folds) and on all {n:,} rows")
             with threadpool_limits(1, user_api="blas"):
-                oof = _meta_proba(cross_val_predict(clone(meta), features, y_meta, cv=folds,
-                                                    method="predict_proba"), Y.shape[1])
+                if self.meta_learner is None:
+                    meta, oof, scores = tuned_meta_learner(features, y_meta, Y, folds,
+                                                           self.random_state)
+                    tried = ", ".join(f"{C:g}: {v:.3f}" for C, v in sorted(scores.items()))
+                    progress(f"stacking: the meta-learner's C is {meta[-1].estimator.C:g} "
+                             f"(out-of-fold macro average precision {tried})")
+                else:
+                    meta = self.meta_learner
+                    oof = _meta_proba(cross_val_predict(clone(meta), features, y_meta,
+                                                        cv=folds, method="predict_proba"),
+                                      Y.shape[1])
                 self.meta_learner_ = clone(meta).fit(features, y_meta)
         stacked = self._stacked(outputs, oof)
         self.blocks_ = stacked.blocks

@@ -197,22 +197,32 @@ def test_long_stages_print_progress_lines_unless_quiet(trained, tmp_path, capsys
     assert "skstack:" not in capsys.readouterr().err.replace("skstack train:", "")
 
 
-@pytest.mark.parametrize("data, language, warned", [
-    ("2018-E-c-Es-train.txt", "English", True),   # the file's name says Spanish
-    ("folder", "Spanish", True),
-    ("folder", "English", False),
+@pytest.mark.parametrize("data, language, encoder", [
+    ("2018-E-c-Es-train.txt", None, "Es texts; encoders: e5 (e5-folder)"),  # by its name
+    ("folder", "Spanish", "Es texts; encoders: e5 (e5-folder)"),
+    ("folder", None, "En texts; encoders: minilm ("),
+    ("table.tsv", "ja", "ja texts; encoders: e5 (e5-folder)"),
 ])
-def test_training_the_english_quickstart_on_other_languages_says_so(tmp_path, capsys, data,
-                                                                   language, warned):
+def test_training_reads_the_texts_language_with_an_encoder_for_it(tmp_path, capsys, monkeypatch,
+                                                                  data, language, encoder):
     from test_datasets import write_semeval
 
+    monkeypatch.setattr("skstack.pipelines.default_multilingual", lambda: "e5-folder")
     for code in ("Es", "En"):
         write_semeval(tmp_path / f"2018-E-c-{code}-train.txt", [])  # no rows: stops at reading
+    (tmp_path / "table.tsv").write_text("text\tlabels\n")
     path = tmp_path / data if data != "folder" else tmp_path
-    assert main(["--quiet", "train", str(path), "--language", language, "-o",
-                 str(tmp_path / "m.skstack")]) == 2
+    flags = [] if language is None else ["--language", language]
+    assert main(["train", str(path), *flags, "-o", str(tmp_path / "m.skstack")]) == 2
     err = capsys.readouterr().err
-    assert ("warning: these are Es texts, and the quickstart preset encodes with "
-            "all-MiniLM-L6-v2, which reads English" in err) is warned
+    assert f"skstack: {encoder}" in err
     assert "error: " in err and not (tmp_path / "m.skstack").exists()
+
+
+def test_an_unknown_language_is_refused_naming_the_flag(tmp_path, capsys):
+    (tmp_path / "table.tsv").write_text("text\tlabels\nhi\tjoy\n")
+    assert main(["--quiet", "train", str(tmp_path / "table.tsv"), "--language", "Klingonese",
+                 "-o", str(tmp_path / "m.skstack")]) == 2
+    assert "--language: language='Klingonese' is neither a two-letter ISO 639-1 code" in \
+        capsys.readouterr().err
 

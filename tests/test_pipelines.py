@@ -1,12 +1,20 @@
 """The whole published method end to end, on tiny encoders."""
 
+import re
+
 import joblib
 import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV
 
 from conftest import ARABIC_TEXTS
-from skstack import arabic_emotion_pipeline, decide, get_scorers, make_stacked_pipeline
+from skstack import (
+    arabic_emotion_pipeline,
+    decide,
+    get_scorers,
+    make_stacked_pipeline,
+    quickstart_pipeline,
+)
 from skstack.pipelines import ARABIC_ENCODERS, char_tfidf_member
 
 NET = {"max_epochs": 3, "module__hidden_size": 8, "module__projection_dim": 8}
@@ -131,3 +139,28 @@ def test_y_is_checked_where_it_enters_and_not_again_inside(tiny_bert, emotion_da
     with pytest.raises(ValueError, match=r"must contain only 0 and 1; found 2 at row 0"):
         pipe.named_steps["clf"].estimator_.fit(pipe.named_steps["embed"].transform(texts),
                                                np.full((60, 4), 2))  # standalone: checked
+
+
+def test_a_language_picks_its_encoders(monkeypatch):
+    monkeypatch.setattr("skstack.pipelines.default_multilingual", lambda: "e5-folder")
+    spanish = make_stacked_pipeline(language="Spanish", objective="jaccard")
+    [(name, e5)] = spanish.named_steps["embed"].members
+    assert (name, e5.model, e5.prefix) == ("e5", "e5-folder", "query: ")
+    arabic = make_stacked_pipeline(language="ar", objective="jaccard")
+    assert [n for n, _ in arabic.named_steps["embed"].members] == list(ARABIC_ENCODERS)
+    assert arabic.named_steps["embed"].members[0][1].prefix == ""
+    english = quickstart_pipeline(language="en").named_steps["embed"].members
+    assert [n for n, _ in english] == ["minilm", "chars"]
+    japanese = quickstart_pipeline(language="ja").named_steps["embed"].members
+    assert [(n, getattr(m, "model", None)) for n, m in japanese] == [("e5", "e5-folder"),
+                                                                     ("chars", None)]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({}, "needs encoders or language=..., not both: got encoders=None, language=None"),
+    ({"encoders": {"a": "x"}, "language": "es"}, "not both"),
+    ({"language": "Klingonese"}, "language='Klingonese' is neither a two-letter ISO 639-1"),
+])
+def test_encoders_or_a_language_one_of_them(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_stacked_pipeline(objective="jaccard", **kwargs)

@@ -3,12 +3,14 @@ import pytest
 from sklearn.base import clone
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.model_selection import KFold
+from sklearn.metrics import average_precision_score
+from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from skstack import BlockArray, EncoderEmbedder, StackingEmbedder
-from skstack.stacking import default_meta_learner
+from skstack.stacking import META_C_GRID, META_C_START, default_meta_learner
 
 
 def tfidf(n=5):
@@ -39,13 +41,63 @@ def test_training_rows_get_out_of_fold_meta_features(emotion_data):
     oof = stack.fit_transform(texts, Y)[:, -4:]
     in_sample = stack.transform(texts)[:, -4:]
     assert not np.allclose(oof, in_sample)
-    # By hand: the same folds, a fresh meta-learner per fold, probabilities of held-out rows.
+    # By hand: the same folds, a fresh meta-learner (the chosen C) per fold, probabilities of
+    # held-out rows.
+    C = stack.meta_learner_[-1].estimator.C
     members = clone(tfidf()).fit_transform(texts, Y).astype(np.float32)
     expected = np.empty_like(oof)
     for train, test in KFold(4, shuffle=True, random_state=0).split(members):
-        meta = default_meta_learner(0).fit(members[train], Y[train])
+        meta = default_meta_learner(0, C=C).fit(members[train], Y[train])
         expected[test] = meta.predict_proba(members[test])
     np.testing.assert_allclose(oof, expected, rtol=1e-5, atol=1e-6)
+
+
+def _features_member(F):
+    """A member that reads row i's features from ``F`` for the text ``str(i)``."""
+    return FunctionTransformer(lambda texts: F[[int(t) for t in texts]])
+
+
+def _latent_labels(n: int, width: int, noise: float):
+    """3 labels of a 3-D latent, read through ``width`` features with ``noise`` added."""
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(n, 3))
+    Y = (latent + 0.3 * rng.normal(size=(n, 3)) > 0.3).astype(int)
+    F = latent @ rng.normal(size=(3, width)) + noise * rng.normal(size=(n, width))
+    return F.astype(np.float32), Y
+
+
+# few rows of many weak, noisy copies of the signal want a stronger penalty than the grid's
+# start; many rows of the signal itself a weaker one
+@pytest.mark.parametrize(("n", "width", "noise", "direction"),
+                         [(100, 200, 3.0, "down"), (600, 3, 0.0, "up")])
+def test_default_meta_learner_chooses_C_by_out_of_fold_average_precision(n, width, noise,
+                                                                        direction):
+    F, Y = _latent_labels(n, width, noise)
+    texts = [str(i) for i in range(n)]
+    stack = StackingEmbedder([("f", _features_member(F))], cv=3, random_state=0)
+    oof = stack.fit_transform(texts, Y)[:, -3:]
+    C = stack.meta_learner_[-1].estimator.C
+    assert (C < META_C_START) if direction == "down" else (C > META_C_START)
+    # By hand: every C of the grid out of fold on the same folds; the choice is a local
+    # maximum of the macro average precision, and its probabilities are the meta block
+    folds = list(KFold(3, shuffle=True, random_state=0).split(F))
+    ap = {}
+    for c in META_C_GRID:
+        proba = cross_val_predict(default_meta_learner(0, C=c), F, Y, cv=folds,
+                                  method="predict_proba")
+        ap[c] = average_precision_score(Y, proba, average="macro")
+        if c == C:
+            np.testing.assert_allclose(oof, proba, rtol=1e-5, atol=1e-6)
+    i = META_C_GRID.index(C)
+    assert all(ap[C] >= ap[META_C_GRID[j]] for j in (i - 1, i + 1)
+               if 0 <= j < len(META_C_GRID))
+
+
+def test_a_meta_learner_given_is_used_as_it_is(emotion_data):
+    texts, Y = emotion_data
+    stack = StackingEmbedder([("chars", tfidf())], meta_learner=default_meta_learner(0, C=7.0),
+                             cv=3, random_state=0).fit(texts, Y)
+    assert stack.meta_learner_[-1].estimator.C == 7.0
 
 
 def test_leak_free_embeds_training_rows_with_fold_models(tiny_bert, emotion_data):
