@@ -14,7 +14,8 @@ the out-of-fold log loss and by other criteria, skstack's default (``tuned_meta_
 probabilities (3 folds) tune the rule (shrinkage 10, at least one label), as the pipelines'
 meta-learner alone is scored; the test rows are used for the scores only. Until 0.3 the
 meta-learner was ``C=0.05`` fixed; a plain LR is ``C=1``. Prints one line per variant:
-out-of-fold log loss, test macro-F1 and Jaccard, and the seconds of its 3 out-of-fold fits and final fit (one BLAS thread, as in the stack).
+out-of-fold log loss, test macro-F1 and Jaccard, and the seconds of its out-of-fold fits and
+final fit (one BLAS thread, as in the stack).
 """
 
 from __future__ import annotations
