@@ -142,3 +142,15 @@ def progress_to_stderr(on: bool = True) -> None:
         handler._skstack = True
         _PROGRESS.addHandler(handler)
     _PROGRESS.setLevel(logging.INFO if on else logging.NOTSET)
+
+
+def outside_caller_level() -> int:
+    """``stacklevel`` for a warning raised here that names the user's line, skipping
+    skstack's frames and scikit-learn's ``set_output`` wrapper."""
+    package = os.path.dirname(__file__)
+    wrapper = os.path.join("sklearn", "utils", "_set_output.py")
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename.startswith(package)
+                                 or frame.f_code.co_filename.endswith(wrapper)):
+        frame, level = frame.f_back, level + 1
+    return level

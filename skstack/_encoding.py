@@ -10,8 +10,6 @@ Import rule: numpy, torch, tqdm, ``skstack._batching``, ``skstack._config``,
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 import warnings
 
@@ -20,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from skstack._batching import Tokens, length_sorted_batches, n_batches
-from skstack._config import progress, progress_enabled
+from skstack._config import outside_caller_level, progress, progress_enabled
 from skstack._loading import short_name
 from skstack._pooling import pool, pool_words
 from skstack._runtimes import EXPORT_FORMAT
@@ -28,18 +26,6 @@ from skstack.cache import Lookup, fingerprint, open_stores
 from skstack.sequences import WORD_SPLITTER, WordSequences, token_words, word_spans
 
 _LONG = 100  # texts to encode for a progress line: a long stage, not a serving call
-
-
-def _outside_caller_level() -> int:
-    """``stacklevel`` for a warning raised here that names the user's line, skipping
-    skstack's frames and scikit-learn's ``set_output`` wrapper."""
-    package = os.path.dirname(__file__)
-    wrapper = os.path.join("sklearn", "utils", "_set_output.py")
-    frame, level = sys._getframe(1), 1
-    while frame is not None and (frame.f_code.co_filename.startswith(package)
-                                 or frame.f_code.co_filename.endswith(wrapper)):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _check_finite(vectors: torch.Tensor, positions: np.ndarray, texts: list[str]) -> None:
@@ -83,7 +69,7 @@ def transform_texts(embedder, texts: list[str], tokens: Tokens | None = None
             f"{n_cut} of {len(texts)} texts are longer than "
             f"max_length={embedder.max_length_} tokens and were cut.",
             UserWarning,
-            stacklevel=_outside_caller_level(),
+            stacklevel=outside_caller_level(),
         )
     if embedder.word_pooling is not None:
         return WordSequences.from_rows(rows, "words", embedder.embedding_dim_)

@@ -1,9 +1,9 @@
 """EncoderEmbedder: one Hugging Face encoder as a scikit-learn transformer (text -> vectors).
 
 Import rule: torch, transformers, scikit-learn, the private helpers (``_batching``,
-``_config``, ``_device_pool``, ``_encoding``, ``_finetune``, ``_loading``, ``_pooling``,
-``_runtimes``, ``_validation``), ``skstack.cache``, ``skstack.persistence`` (the save
-protocol) and ``skstack.sequences``.
+``_config``, ``_coverage``, ``_device_pool``, ``_encoding``, ``_finetune``, ``_loading``,
+``_pooling``, ``_runtimes``, ``_validation``), ``skstack.cache``, ``skstack.persistence``
+(the save protocol) and ``skstack.sequences``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from skstack._batching import Tokens
 from skstack._config import progress, progress_enabled
+from skstack._coverage import warn_on_poor_coverage
 from skstack._device_pool import embed_on_devices
 from skstack._encoding import embed_texts, transform_texts, vectors_fingerprint
 from skstack._finetune import FineTuneSettings, fine_tune_or_reuse
@@ -364,6 +365,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             raise ValueError(f"word_pooling={self.word_pooling!r} maps tokens to words with a "
                              f"fast tokenizer's offsets; {self.model!r} has only a slow "
                              f"{type(self.tokenizer_).__name__}.")
+        warn_on_poor_coverage(self.tokenizer_, texts, short_name(self.model))
         self.max_length_ = token_limit(loaded, self.max_length, self.model)
         model, weights = loaded.model, loaded.weights_hash
         self.finetune_loss_ = []

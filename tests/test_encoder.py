@@ -1,4 +1,5 @@
 import copy
+import warnings
 
 import joblib
 import numpy as np
@@ -412,3 +413,29 @@ def test_encoding_many_texts_logs_a_progress_line(tiny_bert, capsys):
     assert err[0].startswith("skstack: encoding 120 texts with ") and err[0].endswith(
         "(float32 on torch; 0 from the cache)")
     assert err[1].startswith("skstack: encoded 120 texts in ") and len(err) == 2
+
+
+def test_a_tokenizer_that_reads_the_texts_badly_is_reported(tiny_bert, emotion_data):
+    # the tests' tiny vocabulary knows few of these words, as an English model few Japanese
+    texts, _ = emotion_data
+    with pytest.warns(UserWarning, match=r"The tokenizer of .*tiny_bert.* reads these texts "
+                      r"badly: 12% of its tokens are unknown \(in 60 texts\).*language=\.\.\. "
+                      r"in make_stacked_pipeline"):
+        EncoderEmbedder(tiny_bert).fit(texts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        EncoderEmbedder(tiny_bert).fit(["happy day"] * 5)  # words it knows: no warning
+
+
+def test_tokenizer_coverage_counts_unknown_tokens_and_spelt_words(tiny_bert):
+    from transformers import AutoTokenizer
+
+    from skstack._coverage import tokenizer_coverage
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    texts = ["happy", "zqx", "a b", "日本", "yppah"]
+    assert [tokenizer.tokenize(t) for t in texts] == [
+        ["happy"], ["[UNK]"], ["a", "b"], ["[UNK]", "[UNK]"], ["y", "##p", "##p", "##a", "##h"]]
+    # by hand: 11 tokens, 3 unknown; single letters that touch a neighbour: the 5 of yppah
+    # (a and b stand apart; the kanji are single by nature)
+    assert tokenizer_coverage(tokenizer, texts) == (3 / 11, 5 / 11, 11)
