@@ -1,0 +1,126 @@
+"""A busy machine: the quickstart's fit quiet and beside another torch job (issue 35, item 5).
+
+    python benchmarks/bench_busy.py                      # 1,000 GoEmotions texts, ~10 min
+    python benchmarks/bench_busy.py --n 3000 --rounds 1
+
+Each configuration fits ``quickstart_pipeline`` (no cache, ``dtype="auto"``) in a fresh
+process, since OpenMP reads its wait policy only when torch loads: once on a quiet machine and
+once beside a competitor, another process that runs 2-thread torch matrix products of the
+size a small encoder multiplies (256 x 384 by 384 x 1536, float32) without pause. Quiet and
+busy alternate, configuration by configuration, for ``--rounds`` rounds. Printed per run: the
+stack's fit (encoder, characters, meta-learner) and the head's (the net and its rule), and
+the slowdown busy / quiet of each; a fair share of 2 cores beside a 2-thread job is 2x.
+
+Configurations: ``OMP_WAIT_POLICY`` unset (the OpenMP runtime's default: threads spin a
+while before they sleep), ``PASSIVE`` (they sleep at once) or GNU OpenMP's spin shortened
+(``GOMP_SPINCOUNT=20000``, of 300,000 by default); the head's fit on the
+process's torch threads or on one.
+
+Run from the repository root, with ``../shared/data/goemotions`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = "../shared/data/goemotions"
+# name: (OMP_WAIT_POLICY, torch threads of the head's fit; None: as the process has them)
+CONFIGS = {"default": (None, None), "passive": ("PASSIVE", None),
+           "spin 20000": ("GOMP_SPINCOUNT=20000", None),
+           "default, head on 1 thread": (None, 1), "passive, head on 1 thread": ("PASSIVE", 1)}
+
+
+def competitor() -> None:
+    """Another torch job: 2-thread float32 matrix products, forever."""
+    import torch
+
+    torch.set_num_threads(2)
+    a, b = torch.randn(256, 384), torch.randn(384, 1536)
+    while True:
+        a @ b
+
+
+def fit(n: int, head_threads: int | None) -> dict:
+    """Fit the quickstart on the first ``n`` GoEmotions texts; the seconds of its stages."""
+    import torch
+
+    from skstack import load_goemotions, quickstart_pipeline
+
+    train = load_goemotions(DATA, "train")
+    texts, Y = train.texts[:n], train.Y[:n]
+    pipe = quickstart_pipeline().set_params(embed__minilm__cache=None)
+    start = time.perf_counter()
+    Z = pipe.named_steps["embed"].fit_transform(texts, Y)
+    stack = time.perf_counter() - start
+    threads = torch.get_num_threads()
+    torch.set_num_threads(head_threads or threads)
+    start = time.perf_counter()
+    pipe.named_steps["clf"].fit(Z, Y)
+    head = time.perf_counter() - start
+    torch.set_num_threads(threads)
+    return {"stack": stack, "head": head, "fit": stack + head}
+
+
+def child(config: str, n: int, busy: bool) -> dict:
+    policy, head_threads = CONFIGS[config]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    if policy is not None:  # a wait policy, or NAME=value for another variable
+        name, _, value = policy.rpartition("=")
+        env[name or "OMP_WAIT_POLICY"] = value
+    other = None
+    if busy:  # the competitor keeps the default policy: it is someone else's job
+        other = subprocess.Popen([sys.executable, __file__, "--competitor"])
+        time.sleep(3)  # let it start
+    try:
+        out = subprocess.run([sys.executable, __file__, "--child", "--n", str(n),
+                              "--head-threads", str(head_threads or 0)], env=env,
+                             check=True, capture_output=True, text=True).stdout
+    finally:
+        if other is not None:
+            other.kill()
+            other.wait()
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--only", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--head-threads", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--competitor", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.competitor:
+        competitor()
+    if args.child:
+        print(json.dumps(fit(args.n, args.head_threads or None)))
+        return
+    sys.path.insert(0, str(HERE))
+    from machine import describe
+
+    print(describe())
+    print(f"\nthe quickstart's fit on {args.n} GoEmotions texts, seconds; busy: beside a "
+          "2-thread torch job\n")
+    print("| round | configuration | quiet stack / head / fit | busy stack / head / fit | "
+          "slowdown stack / head / fit |\n|---|---|---|---|---|")
+    for r in range(args.rounds):
+        for config in args.only:
+            quiet = child(config, args.n, busy=False)
+            busy = child(config, args.n, busy=True)
+            cells = [" / ".join(f"{run[k]:.1f}" for k in ("stack", "head", "fit"))
+                     for run in (quiet, busy)]
+            ratio = " / ".join(f"{busy[k] / quiet[k]:.2f}x" for k in ("stack", "head", "fit"))
+            print(f"| {r + 1} | {config} | {cells[0]} | {cells[1]} | {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
