@@ -9,7 +9,8 @@ once beside a competitor, another process that runs 2-thread torch matrix produc
 size a small encoder multiplies (256 x 384 by 384 x 1536, float32) without pause. Quiet and
 busy alternate, configuration by configuration, for ``--rounds`` rounds. Printed per run: the
 stack's fit (encoder, characters, meta-learner) and the head's (the net and its rule), and
-the slowdown busy / quiet of each; a fair share of 2 cores beside a 2-thread job is 2x.
+the slowdown busy / quiet of each; a fair share of 2 cores beside a 2-thread job is 2x; and the
+1-minute load average before each run (it lags: it still holds part of the run before).
 
 Configurations: ``OMP_WAIT_POLICY`` unset (the OpenMP runtime's default: threads spin a
 while before they sleep), ``PASSIVE`` (they sleep at once) or GNU OpenMP's spin shortened
@@ -31,10 +32,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DATA = "../shared/data/goemotions"
-# name: (OMP_WAIT_POLICY, torch threads of the head's fit; None: as the process has them)
-CONFIGS = {"default": (None, None), "passive": ("PASSIVE", None),
-           "spin 20000": ("GOMP_SPINCOUNT=20000", None),
-           "default, head on 1 thread": (None, 1), "passive, head on 1 thread": ("PASSIVE", 1)}
+# name: (OpenMP variables, torch threads of the head's fit; None: as the process has them)
+PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
+CONFIGS = {"default": ({}, None), "passive": (PASSIVE, None),
+           "spin 20000": ({"GOMP_SPINCOUNT": "20000"}, None),
+           "default, head on 1 thread": ({}, 1), "passive, head on 1 thread": (PASSIVE, 1)}
+OPENMP = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # unset in the child unless a config sets them
 
 
 def competitor() -> None:
@@ -69,12 +72,8 @@ def fit(n: int, head_threads: int | None) -> dict:
 
 
 def child(config: str, n: int, busy: bool) -> dict:
-    policy, head_threads = CONFIGS[config]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    if policy is not None:  # a wait policy, or NAME=value for another variable
-        name, _, value = policy.rpartition("=")
-        env[name or "OMP_WAIT_POLICY"] = value
+    variables, head_threads = CONFIGS[config]
+    env = {k: v for k, v in os.environ.items() if k not in OPENMP} | variables
     other = None
     if busy:  # the competitor keeps the default policy: it is someone else's job
         other = subprocess.Popen([sys.executable, __file__, "--competitor"])
@@ -111,15 +110,18 @@ def main() -> None:
     print(f"\nthe quickstart's fit on {args.n} GoEmotions texts, seconds; busy: beside a "
           "2-thread torch job\n")
     print("| round | configuration | quiet stack / head / fit | busy stack / head / fit | "
-          "slowdown stack / head / fit |\n|---|---|---|---|---|")
+          "slowdown stack / head / fit | load before quiet / busy |\n|---|---|---|---|---|---|")
     for r in range(args.rounds):
         for config in args.only:
+            load_quiet = os.getloadavg()[0]  # 1 minute: others' jobs, part of our last run
             quiet = child(config, args.n, busy=False)
+            load_busy = os.getloadavg()[0]
             busy = child(config, args.n, busy=True)
             cells = [" / ".join(f"{run[k]:.1f}" for k in ("stack", "head", "fit"))
                      for run in (quiet, busy)]
             ratio = " / ".join(f"{busy[k] / quiet[k]:.2f}x" for k in ("stack", "head", "fit"))
-            print(f"| {r + 1} | {config} | {cells[0]} | {cells[1]} | {ratio} |", flush=True)
+            print(f"| {r + 1} | {config} | {cells[0]} | {cells[1]} | {ratio} | "
+                  f"{load_quiet:.1f} / {load_busy:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -67,12 +67,12 @@ def tokenizer_coverage(tokenizer, texts: list[str]) -> Coverage | None:
     return Coverage(unknown / n, letters / n, n)
 
 
-def warn_on_poor_coverage(tokenizer, texts: list[str], model: str) -> Coverage | None:
-    """:func:`tokenizer_coverage`, with a warning that names ``model`` and the remedy when
-    a share is above its limit."""
+def warn_on_poor_coverage(tokenizer, texts: list[str], model: str) -> None:
+    """Warn, naming ``model`` and the remedy, when a share of :func:`tokenizer_coverage` is
+    above its limit."""
     coverage = tokenizer_coverage(tokenizer, texts)
     if coverage is None or coverage.tokens == 0:
-        return coverage
+        return
     problems = []
     if coverage.unknown > MAX_UNKNOWN:
         problems.append(f"{coverage.unknown:.0%} of its tokens are unknown")
@@ -86,4 +86,3 @@ def warn_on_poor_coverage(tokenizer, texts: list[str], model: str) -> Coverage |
             "script; an encoder that does will score better: language=... in "
             "make_stacked_pipeline, or --language on the command line (docs/method.md, "
             "'Languages').", UserWarning, stacklevel=outside_caller_level())
-    return coverage
