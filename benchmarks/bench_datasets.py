@@ -31,7 +31,14 @@ import time
 
 import numpy as np
 import torch
-from bench_defaults import EARLY, NEW_HEAD, head_scores, make_stack, meta_scores
+from bench_defaults import (
+    EARLY,
+    NEW_HEAD,
+    fold_head_scores,
+    head_scores,
+    make_stack,
+    meta_scores,
+)
 from bench_head import ROOT, RULES
 from bench_head_cost import Clock
 from bench_quality import SEEDS, scores, summarise
@@ -49,6 +56,7 @@ DEFAULT = "default pipeline (word mode, recommended head)"
 BLOCK = "same head, block mode"
 META = "meta-learner alone (word mode stack)"
 LR = "one-vs-rest LR (C=1) on the pooled vectors"
+FOLDS = "default head, 5 fold heads averaged, rule on all rows out of fold"
 STAGES = ("encoders", "character n-grams", "meta-learner (out of fold + final)")
 
 
@@ -108,7 +116,8 @@ def configurations(batch_orders: list[str]) -> dict[str, tuple[str, str, dict]]:
     """name: (stack mode, kind of model, the head's parameters)."""
     head = {**EARLY, **NEW_HEAD}
     out = {DEFAULT: ("word mode", "head", head), META: ("word mode", "meta", {}),
-           BLOCK: ("block mode", "head", head), LR: ("block mode", "lr", {})}
+           BLOCK: ("block mode", "head", head), LR: ("block mode", "lr", {}),
+           FOLDS: ("word mode", "folds", head)}
     for order in batch_orders:  # the default head with other training batches
         out[f"default pipeline, batch_order={order!r}"] = (
             "word mode", "head", {**head, "batch_order": order})
@@ -164,6 +173,9 @@ def main() -> None:
                     start = time.perf_counter()
                     if kind == "meta":
                         result = meta_scores(S_train, Y["train"], S_test, Y["test"], labels)
+                    elif kind == "folds":
+                        result = fold_head_scores(params, seed, 5, S_train, Y["train"],
+                                                  S_test, Y["test"], labels)
                     elif kind == "lr":
                         result = lr_scores(seed, S_train, Y["train"], S_test, Y["test"],
                                            labels, L)

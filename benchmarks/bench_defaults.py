@@ -40,7 +40,7 @@ from bench_head import ROOT, RULES, table
 from bench_quality import CACHE, SEEDS, encoders, load_splits, scores
 from data_sets import first_of_shuffle
 from machine import describe
-from sklearn.model_selection import ShuffleSplit
+from sklearn.model_selection import KFold, ShuffleSplit
 
 from skstack import (
     BiLSTMClassifier,
@@ -106,6 +106,26 @@ def head_scores(params: dict, seed: int, S_train, Y_train, S_test, Y_test, label
     return {"macro_f1": scores(Y_test, f1.predict(S_test), labels),
             "jaccard": scores(Y_test, jac.predict(S_test), labels),
             "best_epoch": f1.estimator_.best_epoch_}  # 0: the net kept the meta-learner
+
+
+def fold_head_scores(params: dict, seed: int, folds: int, S_train, Y_train, S_test, Y_test,
+                     labels) -> dict:
+    """Test scores of ``folds`` heads averaged (``TunedThresholds(cv=folds, refit=False)``),
+    each rule tuned on the out-of-fold probabilities of every training row."""
+    rule = {**RECOMMENDED_RULE_PARAMS, "cv": folds, "random_state": seed}
+    net = BiLSTMClassifier(random_state=seed, **params)
+    f1 = TunedThresholds(net, objective="macro_f1", **rule).fit(S_train, Y_train)
+    # the same folds' held-out probabilities, from the kept fold models
+    splits = KFold(folds, shuffle=True, random_state=seed).split(np.zeros((len(Y_train), 1)))
+    oof = np.zeros(Y_train.shape)
+    for (_, model), (_, held) in zip(f1.estimator_.estimators_, splits, strict=True):
+        oof[held] = model.predict_proba(S_train[held])
+    jac = tune_thresholds(Y_train, oof, objective="jaccard", min_labels=1,
+                          shrinkage=rule["shrinkage"])
+    P_test = f1.predict_proba(S_test)
+    return {"macro_f1": scores(Y_test, f1.predict(S_test), labels),
+            "jaccard": scores(Y_test, decide(P_test, jac, min_labels=1), labels),
+            "best_epoch": [m.best_epoch_ for _, m in f1.estimator_.estimators_]}
 
 
 def meta_scores(S_train, Y_train, S_test, Y_test, labels) -> dict:

@@ -6,6 +6,7 @@ The public surface is ``__all__``; modules whose names start with ``_`` are inte
 from skstack._config import config_context, get_config, progress_to_stderr, set_config
 from skstack._loading import clear_loaded_encoders
 from skstack._version import __version__
+from skstack.averaging import AveragedClassifier
 from skstack.blocks import BlockArray
 from skstack.cache import clear_memory_cache
 from skstack.cards import model_card
@@ -41,6 +42,7 @@ from skstack.stacking import StackingEmbedder
 from skstack.thresholds import FixedThresholds, TunedThresholds, tune_thresholds
 
 __all__ = [
+    "AveragedClassifier",
     "BiLSTMClassifier",
     "BiLSTMModule",
     "BlockArray",

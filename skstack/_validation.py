@@ -280,6 +280,12 @@ def check_texts(X) -> list[str]:
     return CheckedTexts(texts)
 
 
+def blank_rows(texts: Sequence[str]) -> list[int]:
+    """The rows of ``texts`` with no characters but white space: a model answers those from
+    what it learned of no words (its priors, bent by its thresholds), not from the text."""
+    return [i for i, text in enumerate(texts) if not text.strip()]
+
+
 def _describe(value) -> str:
     if value is None:
         return "None"

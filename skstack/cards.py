@@ -41,6 +41,14 @@ def _fitted_net(model):
     return next((p for p in walk(model) if hasattr(p, "label_statistics_")), None)
 
 
+def _averaged_nets(model) -> int:
+    """How many models the model's probabilities are the mean of (an ``AveragedClassifier``'s
+    ``(name, model)`` pairs, e.g. a rule's fold models); 1 without one."""
+    part = next((p for p in walk(model) if isinstance(getattr(p, "estimators_", None), list)
+                 and all(isinstance(e, tuple) for e in p.estimators_)), None)
+    return 1 if part is None else len(part.estimators_)
+
+
 def _is_encoder(member) -> bool:
     """A fitted encoder member (a Hugging Face model and its tokenizer)."""
     return hasattr(member, "tokenizer_") and hasattr(member, "fingerprint_")
@@ -83,7 +91,7 @@ def model_card(estimator, title: str = "skstack model") -> str:
              f"`{type(estimator).__name__}`.", ""]
     lines += _labels_section(rule, net)
     lines += _rule_section(rule)
-    lines += _model_section(stack, net)
+    lines += _model_section(stack, net, _averaged_nets(estimator))
     lines += ["## Versions", "", "| library | version |", "|---|---|"]
     lines += [f"| {name} | {version} |" for name, version in library_versions().items()]
     return "\n".join(lines) + "\n"
@@ -192,7 +200,7 @@ def _ran(member) -> str:
     return f" (ran in {ran}{', ' + quantization if quantization else ''})"
 
 
-def _model_section(stack, net) -> list[str]:
+def _model_section(stack, net, averaged: int) -> list[str]:
     lines = ["## Model", ""]
     if stack is not None:
         lines.append("Stacked members:")
@@ -212,6 +220,9 @@ def _model_section(stack, net) -> list[str]:
         module, criterion = net.get_params_for("module"), net.get_params_for("criterion")
         lines.append(f"Classifier: {type(net).__name__}({params}); module {module or 'defaults'}; "
                      f"loss {criterion or 'defaults'}.")
+        if averaged > 1:
+            lines.append(f"The probabilities are the mean of {averaged} such nets (one per "
+                         "fold of the rule's tuning rows); the first is described here.")
         history = net.history_
         if len(history):
             lines.append(f"Trained {len(history)} epochs; last train loss "

@@ -27,6 +27,7 @@ import numpy as np
 
 from skstack._config import config_context, progress, progress_to_stderr
 from skstack._files import replacing
+from skstack._validation import blank_rows
 from skstack.datasets import (
     SEMEVAL_LANGUAGES,
     MultilabelData,
@@ -188,6 +189,12 @@ def cmd_train(args) -> int:
 def cmd_predict(args) -> int:
     model = _load_model(args.model)
     texts = _texts(args)
+    blank = blank_rows(texts)
+    if blank:  # answered all the same, so that output lines match input lines
+        rows = ", ".join(str(i + 1) for i in blank[:5]) + (", ..." if len(blank) > 5 else "")
+        print(f"skstack predict: warning: {len(blank)} text(s) are empty or only white space "
+              f"(text {rows}, counting from 1): their labels come from the model alone, not "
+              "from any words.", file=sys.stderr)
     lists = predict_label_lists(model, texts)
     as_json = args.json or (args.output is not None and args.output.endswith(".jsonl"))
     lines = (json.dumps({"text": text, "labels": labels}, ensure_ascii=False) if as_json

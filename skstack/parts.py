@@ -1,12 +1,12 @@
 """The parts of a model: one walker for every module that looks inside one.
 
 A model holds others: a ``Pipeline`` its steps, a search its ``best_estimator_``, a rule its
-fitted ``estimator_``, a stack its ``members_`` and ``meta_learner_``, and each of them the
-templates they were cloned from (parameters that are estimators: ``estimator``,
-``members``, a search's ``estimator``). :func:`walk` visits all of them once, outermost
-first and fitted parts before templates, so the first part of a kind is the one that
-predicts; the model card, the report, the server, the CLI and ``warm_cache`` all look
-through it.
+fitted ``estimator_``, an average its ``estimators_``, a stack its ``members_`` and
+``meta_learner_``, and each of them the templates they were cloned from (parameters that are
+estimators: ``estimator``, ``members``, a search's ``estimator``). :func:`walk` visits all
+of them once, every part that predicts (outermost first) before any template, so the first
+part of a kind is one that predicts; the model card, the report, the server, the CLI and
+``warm_cache`` all look through it.
 
 Import rule: ``skstack._validation`` (a leaf above the leaves); no estimator module.
 """
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from skstack._validation import unwrap_search
 
 # fitted attributes that hold further parts (one, or (name, part) pairs)
-_FITTED = ("best_estimator_", "estimator_", "members_", "meta_learner_")
+_FITTED = ("best_estimator_", "estimator_", "estimators_", "members_", "meta_learner_")
 
 
 def _is_part(value) -> bool:
@@ -36,21 +36,24 @@ def _inside(value) -> list:
     return []
 
 
-def _children(part) -> list:
-    found = []
+def _children(part) -> tuple[list, list]:
+    """The parts that ``part`` works with (its steps, its fitted parts) and the templates
+    they were cloned from (parameters that are estimators)."""
+    working = []
     for _, step in getattr(part, "steps", None) or []:
-        found += _inside(step)
+        working += _inside(step)
     for attr in _FITTED:
-        found += _inside(getattr(part, attr, None))
+        working += _inside(getattr(part, attr, None))
+    templates = []
     if hasattr(part, "get_params"):
         for value in part.get_params(deep=False).values():
-            found += _inside(value)
-    return found
+            templates += _inside(value)
+    return working, templates
 
 
 def walk(model) -> Iterator:
-    """``model`` and every part inside it, each once, outermost first, fitted parts before
-    the templates they were cloned from.
+    """``model`` and every part inside it, each once: the parts that predict, outermost
+    first, then the templates they were cloned from.
 
     Examples
     --------
@@ -60,14 +63,16 @@ def walk(model) -> Iterator:
     >>> [type(p).__name__ for p in walk(make_pipeline(StandardScaler(), LogisticRegression()))]
     ['Pipeline', 'StandardScaler', 'LogisticRegression']
     """
-    seen, todo = set(), deque([model])
-    while todo:
-        part = todo.popleft()
+    seen, working, templates = set(), deque([model]), deque()
+    while working or templates:
+        part = (working or templates).popleft()
         if id(part) in seen:
             continue
         seen.add(id(part))
         yield part
-        todo.extend(_children(part))
+        inside, cloned_from = _children(part)
+        working.extend(inside)
+        templates.extend(cloned_from)
 
 
 def find_part(model, cls: type):

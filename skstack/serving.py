@@ -49,7 +49,7 @@ from importlib.resources import files
 
 import numpy as np
 
-from skstack._validation import unwrap_search
+from skstack._validation import blank_rows, unwrap_search
 from skstack._version import __version__
 from skstack.cards import model_card
 from skstack.explanations import (
@@ -253,6 +253,9 @@ def check_request(body: bytes, settings: ServeSettings) -> dict:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise BadRequest(400, f"texts[{i}] is {type(text).__name__}, expected a string.")
+        if blank_rows([text]):
+            raise BadRequest(400, f"texts[{i}] is empty or only white space: there are no words "
+                                  "to classify.")
         if len(text) > settings.max_chars:
             raise BadRequest(413, f"texts[{i}] has {len(text):,} characters; at most "
                                   f"{settings.max_chars:,} (--max-chars).")

@@ -32,8 +32,9 @@ def openapi(labels: Sequence[str], *, max_texts: int, max_chars: int,
     ``/health``)."""
     labels = [str(n) for n in labels]
     texts = {"type": "array", "maxItems": max_texts,
-             "items": {"type": "string", "maxLength": max_chars},
-             "description": "The texts to label, in order."}
+             "items": {"type": "string", "maxLength": max_chars, "pattern": "\\S"},
+             "description": "The texts to label, in order; each has at least one character "
+                            "that is not white space."}
     probabilities = {"type": "object", "additionalProperties": False,
                      "properties": {n: {"type": "number", "minimum": 0, "maximum": 1}
                                     for n in labels},

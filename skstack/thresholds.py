@@ -13,8 +13,8 @@ scikit-learn's ``TunedThresholdClassifierCV`` does for binary classifiers;
 :class:`FixedThresholds` wraps one with a rule you give, as ``FixedThresholdClassifier``.
 
 Import rule: numpy, scikit-learn, ``skstack._config``, ``skstack._validation``,
-``skstack.metrics``, ``skstack.persistence`` (the save protocol), ``skstack.rules`` and
-``skstack.targets`` only.
+``skstack.averaging``, ``skstack.metrics``, ``skstack.persistence`` (the save protocol),
+``skstack.rules`` and ``skstack.targets`` only.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from skstack._validation import (
     parameter_error,
     validates_params,
 )
+from skstack.averaging import AveragedClassifier
 from skstack.metrics import jaccard_from_counts
 from skstack.persistence import VersionedState
 from skstack.rules import LIMIT_CONSTRAINTS, _decide, check_label_limits, check_rule, decide
@@ -338,7 +339,10 @@ class TunedThresholds(_RuleStep):
         Refit ``estimator`` on every row after tuning. ``"auto"``: ``True`` except with
         ``cv="prefit"``. With a float ``cv``, ``refit=False`` keeps the model fitted on the
         remaining rows, whose probabilities the rule was tuned on (advisable for nets, whose
-        calibration changes from one fit to the next).
+        calibration changes from one fit to the next). With an int or a splitter,
+        ``refit=False`` keeps the fold models and predicts the mean of their probabilities
+        (:class:`~skstack.averaging.AveragedClassifier`): every row tunes the rule and no
+        model is fitted twice.
     random_state : int, default=None
         Seeds the hold-out or fold shuffling. With a float ``cv`` and ``None``, the held-out
         rows differ from fit to fit (as ``train_test_split``'s); pass an int to repeat them.
@@ -433,9 +437,6 @@ class TunedThresholds(_RuleStep):
             raise parameter_error(owner, "refit", "False or 'auto' with cv='prefit'", refit)
         one_split = isinstance(self.cv, float)
         multiclass = target.kind == "multiclass"  # argmax: nothing to tune, no tuning rows
-        if not (refit or is_prefit or one_split or multiclass):
-            raise parameter_error(owner, "refit", f"True with cv={self.cv!r} (the fold models "
-                                  "are not kept)", self.refit)
         if is_prefit:
             check_is_fitted(self.estimator)
         splits = [] if is_prefit or multiclass else self._splits(len(Y), y_fit)
@@ -444,20 +445,23 @@ class TunedThresholds(_RuleStep):
         if not multiclass:
             _check_tuning_rows(len(rows))  # before any fit: nothing computed is thrown away
         # one loop for every cv: fit on each split's training rows, predict its held-out rows
-        parts, model = [], None
+        parts, models = [], []
         if splits:
             progress(f"decision rule: {len(splits)} fit(s) of the model to tune "
                      f"{self.objective} thresholds on held-out rows")
         for train, test in splits:
-            model = clone(self.estimator).fit(_safe_indexing(X, train), y_fit[train],
-                                              **fit_params)
-            parts.append(self._proba(model, _safe_indexing(X, test), Y.shape[1]))
+            models.append(clone(self.estimator).fit(_safe_indexing(X, train), y_fit[train],
+                                                    **fit_params))
+            parts.append(self._proba(models[-1], _safe_indexing(X, test), Y.shape[1]))
         if is_prefit:
             self.estimator_ = self.estimator
         elif refit or multiclass:
             self.estimator_ = clone(self.estimator).fit(X, y_fit, **fit_params)
-        else:  # one held-out split, refit=False: the model the rule was tuned on
-            self.estimator_ = model
+        elif one_split:  # refit=False: the model the rule was tuned on
+            self.estimator_ = models[0]
+        else:  # folds, refit=False: the fold models, averaged
+            self.estimator_ = AveragedClassifier.of_fitted(
+                [(f"fold{i}", m) for i, m in enumerate(models)], target)
         if multiclass:
             self.thresholds_, self.best_score_, self.n_tuning_rows_ = None, float("nan"), 0
             return self

@@ -35,6 +35,16 @@ def test_predict_prints_label_names_per_text(trained, capsys):
             "anger", "fear", "joy"}
 
 
+def test_predict_answers_an_empty_text_and_says_it_has_no_words(trained, capsys):
+    _, _, model = trained
+    assert main(["predict", str(model), "a happy day", " ", "so angry"]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split("\t")[1] for line in out.splitlines()] == ["a happy day", " ",
+                                                                  "so angry"]
+    assert ("warning: 1 text(s) are empty or only white space (text 2, counting from 1): "
+            "their labels come from the model alone") in err
+
+
 def test_predict_reads_a_file_and_writes_json_lines(trained, tmp_path):
     _, data, model = trained
     out = tmp_path / "pred.jsonl"

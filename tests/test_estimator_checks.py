@@ -19,6 +19,7 @@ from sklearn.utils import estimator_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skstack import (
+    AveragedClassifier,
     BiLSTMClassifier,
     EncoderEmbedder,
     FixedThresholds,
@@ -45,14 +46,18 @@ RULE_FAILURES = {
 def expected_failures(estimator) -> dict:
     if isinstance(estimator, BiLSTMClassifier):
         return NET_FAILURES
-    return RULE_FAILURES if isinstance(estimator, TunedThresholds) else {}  # fixed 0.5: none
+    # fixed 0.5 (FixedThresholds' default, the average's predict): none
+    return RULE_FAILURES if isinstance(estimator, TunedThresholds) else {}
 
 
 @parametrize_with_checks(
     [BiLSTMClassifier(),  # defaults: blocks="auto" reads a plain array as one block
      BiLSTMClassifier(random_state=0),  # seeded: the determinism checks run too
      TunedThresholds(OneVsRestClassifier(LogisticRegression())),  # default cv=5
-     FixedThresholds(OneVsRestClassifier(LogisticRegression()))],
+     TunedThresholds(OneVsRestClassifier(LogisticRegression()), cv=3, refit=False),
+     FixedThresholds(OneVsRestClassifier(LogisticRegression())),
+     AveragedClassifier([("C=1", OneVsRestClassifier(LogisticRegression())),
+                         ("C=0.1", OneVsRestClassifier(LogisticRegression(C=0.1)))])],
     expected_failed_checks=expected_failures,
 )
 def test_sklearn_estimator_checks(estimator, check):

@@ -114,6 +114,8 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server, mo
     # legal JSON that is no Unicode text: refused before it reaches a batch
     (b'{"texts": ["ok", "x\\ud800y"]}', 400,
      "texts[1] is not valid Unicode: a lone surrogate '\\ud800' at character 1"),
+    (b'{"texts": ["hi", " \\n "]}', 400,
+     "texts[1] is empty or only white space: there are no words to classify"),
     (b"[" * 2_000 + b"]" * 2_000, 400, "nested deeper than 32 levels"),
     (b'{"texts": ["hi"], "x": ' + b"[" * 40 + b"]" * 40 + b"}", 400,
      "nested deeper than 32 levels"),

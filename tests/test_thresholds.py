@@ -11,7 +11,17 @@ from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neural_network import MLPClassifier
 
-from skstack import BiLSTMClassifier, BlockArray, TunedThresholds, get_scorers
+from skstack import (
+    AveragedClassifier,
+    BiLSTMClassifier,
+    BlockArray,
+    TunedThresholds,
+    get_scorers,
+    load,
+    model_card,
+    save,
+)
+from skstack.parts import find_part
 from skstack.thresholds import decide, score_predictions, tune_thresholds
 
 GRID = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
@@ -171,6 +181,51 @@ def test_an_int_cv_tunes_on_out_of_fold_probabilities_of_every_row(features):
         score_predictions(Y, decide(oof, clf.thresholds_), "micro_f1"))
 
 
+def test_folds_without_refit_keep_the_fold_models_and_average_them(features):
+    X, Y = features
+    clf = TunedThresholds(logreg(), cv=3, refit=False, random_state=1).fit(X, Y)
+    oof, models = np.empty(Y.shape), []
+    for train, test in KFold(3, shuffle=True, random_state=1).split(X):
+        models.append(logreg().fit(X[train], Y[train]))
+        oof[test] = models[-1].predict_proba(X[test])
+    np.testing.assert_array_equal(clf.thresholds_, tune_thresholds(Y, oof))
+    assert clf.n_tuning_rows_ == 150
+    assert isinstance(clf.estimator_, AveragedClassifier)
+    assert [name for name, _ in clf.estimator_.estimators_] == ["fold0", "fold1", "fold2"]
+    expected = np.mean([m.predict_proba(X) for m in models], axis=0)  # no model refitted
+    np.testing.assert_allclose(clf.predict_proba(X), expected)
+    np.testing.assert_array_equal(clf.predict(X), decide(expected, clf.thresholds_))
+
+
+def test_fold_averaged_nets_save_load_and_show_in_the_card(features, tmp_path):
+    X, Y = features
+    Z = BlockArray(X, [("a", 2), ("b", 4)])
+    clf = TunedThresholds(BiLSTMClassifier(random_state=0, **NET), cv=2, refit=False,
+                          random_state=0).fit(Z, Y)
+    nets = [net for _, net in clf.estimator_.estimators_]
+    assert all(isinstance(net, BiLSTMClassifier) for net in nets)
+    assert find_part(clf, BiLSTMClassifier) is nets[0]  # the walker reaches the fold models
+    assert "the mean of 2 such nets (one per fold" in model_card(clf)
+    save(clf, tmp_path / "rule.skstack")
+    loaded = load(tmp_path / "rule.skstack")
+    np.testing.assert_allclose(loaded.predict_proba(Z), clf.predict_proba(Z), atol=1e-6)
+    np.testing.assert_array_equal(loaded.predict(Z), clf.predict(Z))
+
+
+def test_averaged_classifier_is_the_mean_of_its_fitted_classifiers(features):
+    X, Y = features
+    pairs = [("C=1", logreg()), ("C=0.01", OneVsRestClassifier(LogisticRegression(C=0.01)))]
+    avg = AveragedClassifier(pairs).fit(X, Y)
+    expected = (logreg().fit(X, Y).predict_proba(X)
+                + OneVsRestClassifier(LogisticRegression(C=0.01)).fit(X, Y).predict_proba(X)) / 2
+    np.testing.assert_allclose(avg.predict_proba(X), expected)
+    np.testing.assert_array_equal(avg.predict(X), (expected >= 0.5).astype(int))
+    assert avg.n_features_in_ == 6 and avg.n_labels_ == 3
+    with pytest.raises(ValueError, match=r"'estimators' parameter of AveragedClassifier must "
+                                         r"be a non-empty list of \(name, estimator\) pairs"):
+        AveragedClassifier([logreg()]).fit(X, Y)
+
+
 @pytest.mark.parametrize("estimator", [MLPClassifier(max_iter=300, random_state=0),
                                        RandomForestClassifier(20, random_state=0)])
 def test_wraps_other_multilabel_classifiers(features, estimator):
@@ -207,7 +262,6 @@ def test_clone_joblib_and_names(features, tmp_path):
     ({"cv": 1}, r"'cv' parameter of TunedThresholds must be a number in \(0, 1\) or an "
                 r"integer >= 2 or one of 'prefit' or a CV splitter; got 1"),
     ({"cv": "prefit", "refit": True}, r"'refit' .* False or 'auto' with cv='prefit'"),
-    ({"cv": 3, "refit": False}, r"'refit' .* True with cv=3"),
     ({"shrinkage": -1.0}, r"'shrinkage' .* a number >= 0; got -1.0"),
     ({"estimator": "logreg"}, r"'estimator' .* an estimator; got 'logreg'"),
     ({"cv": 0.005}, r"Only 1 sample\(s\) to tune the thresholds on"),
