@@ -14,8 +14,9 @@ the slowdown busy / quiet of each; a fair share of 2 cores beside a 2-thread job
 
 Configurations: ``OMP_WAIT_POLICY`` unset (the OpenMP runtime's default: threads spin a
 while before they sleep), ``PASSIVE`` (they sleep at once) or GNU OpenMP's spin shortened
-(``GOMP_SPINCOUNT=20000``, of 300,000 by default); the head's fit on the
-process's torch threads or on one.
+(``GOMP_SPINCOUNT=20000``, of 300,000 by default); the head's fit as skstack chooses its
+threads (one once the process waits for a core, ``nets._ThreadsForTheMachine``), on the
+process's torch threads throughout (``callbacks__threads=None``, as before 0.3), or on one.
 
 Run from the repository root, with ``../shared/data/goemotions`` beside it.
 """
@@ -32,11 +33,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DATA = "../shared/data/goemotions"
-# name: (OpenMP variables, torch threads of the head's fit; None: as the process has them)
+# name: (OpenMP variables, the head's threads: "auto" (skstack's default: one thread once the
+# cores are crowded), "all" (the process's threads throughout, as before 0.3) or "1")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
-CONFIGS = {"default": ({}, None), "passive": (PASSIVE, None),
-           "spin 20000": ({"GOMP_SPINCOUNT": "20000"}, None),
-           "default, head on 1 thread": ({}, 1), "passive, head on 1 thread": (PASSIVE, 1)}
+CONFIGS = {"default": ({}, "auto"), "default, the head on all threads": ({}, "all"),
+           "passive, the head on all threads": (PASSIVE, "all"),
+           "spin 20000, the head on all threads": ({"GOMP_SPINCOUNT": "20000"}, "all"),
+           "default, the head on 1 thread": ({}, "1")}
 OPENMP = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # unset in the child unless a config sets them
 
 
@@ -50,7 +53,7 @@ def competitor() -> None:
         a @ b
 
 
-def fit(n: int, head_threads: int | None) -> dict:
+def fit(n: int, head: str) -> dict:
     """Fit the quickstart on the first ``n`` GoEmotions texts; the seconds of its stages."""
     import torch
 
@@ -59,11 +62,13 @@ def fit(n: int, head_threads: int | None) -> dict:
     train = load_goemotions(DATA, "train")
     texts, Y = train.texts[:n], train.Y[:n]
     pipe = quickstart_pipeline().set_params(embed__minilm__cache=None)
+    if head != "auto":
+        pipe.set_params(clf__estimator__callbacks__threads=None)
     start = time.perf_counter()
     Z = pipe.named_steps["embed"].fit_transform(texts, Y)
     stack = time.perf_counter() - start
     threads = torch.get_num_threads()
-    torch.set_num_threads(head_threads or threads)
+    torch.set_num_threads(1 if head == "1" else threads)
     start = time.perf_counter()
     pipe.named_steps["clf"].fit(Z, Y)
     head = time.perf_counter() - start
@@ -72,7 +77,7 @@ def fit(n: int, head_threads: int | None) -> dict:
 
 
 def child(config: str, n: int, busy: bool) -> dict:
-    variables, head_threads = CONFIGS[config]
+    variables, head = CONFIGS[config]
     env = {k: v for k, v in os.environ.items() if k not in OPENMP} | variables
     other = None
     if busy:  # the competitor keeps the default policy: it is someone else's job
@@ -80,7 +85,7 @@ def child(config: str, n: int, busy: bool) -> dict:
         time.sleep(3)  # let it start
     try:
         out = subprocess.run([sys.executable, __file__, "--child", "--n", str(n),
-                              "--head-threads", str(head_threads or 0)], env=env,
+                              "--head", head], env=env,
                              check=True, capture_output=True, text=True).stdout
     finally:
         if other is not None:
@@ -95,13 +100,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--head-threads", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--head", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--competitor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.competitor:
         competitor()
     if args.child:
-        print(json.dumps(fit(args.n, args.head_threads or None)))
+        print(json.dumps(fit(args.n, args.head)))
         return
     sys.path.insert(0, str(HERE))
     from machine import describe

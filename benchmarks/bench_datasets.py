@@ -56,17 +56,18 @@ DEFAULT = "default pipeline (word mode, recommended head)"
 BLOCK = "same head, block mode"
 META = "meta-learner alone (word mode stack)"
 LR = "one-vs-rest LR (C=1) on the pooled vectors"
-FOLDS = "default head, 5 fold heads averaged, rule on all rows out of fold"
+FOLDS = "default head, {k} fold heads averaged, rule on all rows out of fold"
 STAGES = ("encoders", "character n-grams", "meta-learner (out of fold + final)")
 
 
 def fit_stack(words: bool, dtype: str, X_train, Y_train, X_test, backend: str = "torch",
-              quantization: str | None = None, multilingual: bool = False):
+              quantization: str | None = None, multilingual: bool = False,
+              extra: tuple[str, ...] = ()):
     """The stack's training and test blocks and the seconds of each stage of its fit."""
     stack = make_stack(words, dtype=dtype, cache=None, backend=backend,
-                       quantization=quantization, multilingual=multilingual)
+                       quantization=quantization, multilingual=multilingual, extra=extra)
     clock = Clock()
-    chars_class = type(stack.members[-1][1])
+    chars_class = type(dict(stack.members)["chars"])
     patched = [(EncoderEmbedder, "fit_transform", STAGES[0]),
                (chars_class, "fit_transform", STAGES[1])]
     originals = [getattr(owner, attr) for owner, attr, _ in patched]
@@ -117,7 +118,7 @@ def configurations(batch_orders: list[str]) -> dict[str, tuple[str, str, dict]]:
     head = {**EARLY, **NEW_HEAD}
     out = {DEFAULT: ("word mode", "head", head), META: ("word mode", "meta", {}),
            BLOCK: ("block mode", "head", head), LR: ("block mode", "lr", {}),
-           FOLDS: ("word mode", "folds", head)}
+           **{FOLDS.format(k=k): ("word mode", f"folds{k}", head) for k in (3, 5)}}
     for order in batch_orders:  # the default head with other training batches
         out[f"default pipeline, batch_order={order!r}"] = (
             "word mode", "head", {**head, "batch_order": order})
@@ -139,6 +140,9 @@ def main() -> None:
     parser.add_argument("--multilingual", action="store_true",
                         help="multilingual-e5-small as the one encoder (skstack's choice for "
                         "languages other than English) instead of MiniLM and sre")
+    parser.add_argument("--extra", nargs="*", default=[], choices=("words", "layer-4"),
+                        help="more members from what is there (issue 31, item 3): word "
+                        "n-grams, the first encoder's fourth layer from the top")
     parser.add_argument("--only", nargs="*", default=None,
                         help="run only the configurations whose names contain one of these")
     args = parser.parse_args()
@@ -146,6 +150,7 @@ def main() -> None:
     torch.set_num_threads(2)
     runtime = "" if args.backend == "torch" else f"-{args.backend}-{args.quantization or 'fp'}"
     runtime += "-e5" if args.multilingual else ""
+    runtime += "".join(f"-{name}" for name in args.extra)
     out_path = ROOT / "runs" / f"bench_datasets-{args.dtype}{runtime}.json"
     out_path.parent.mkdir(exist_ok=True)
     log = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -163,7 +168,7 @@ def main() -> None:
             _, S_train, S_test, seconds = fit_stack(mode == "word mode", args.dtype,
                                                     texts["train"], Y["train"], texts["test"],
                                                     args.backend, args.quantization,
-                                                    args.multilingual)
+                                                    args.multilingual, tuple(args.extra))
             entry["stack_seconds"][mode] = seconds
             runs = {name: [] for name, (m, _, _) in configs.items() if m == mode}
             spent = dict.fromkeys(runs, 0.0)
@@ -173,9 +178,9 @@ def main() -> None:
                     start = time.perf_counter()
                     if kind == "meta":
                         result = meta_scores(S_train, Y["train"], S_test, Y["test"], labels)
-                    elif kind == "folds":
-                        result = fold_head_scores(params, seed, 5, S_train, Y["train"],
-                                                  S_test, Y["test"], labels)
+                    elif kind.startswith("folds"):
+                        result = fold_head_scores(params, seed, int(kind[5:]), S_train,
+                                                  Y["train"], S_test, Y["test"], labels)
                     elif kind == "lr":
                         result = lr_scores(seed, S_train, Y["train"], S_test, Y["test"],
                                            labels, L)

@@ -40,7 +40,11 @@ from bench_head import ROOT, RULES, table
 from bench_quality import CACHE, SEEDS, encoders, load_splits, scores
 from data_sets import first_of_shuffle
 from machine import describe
+from sklearn.base import clone
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.model_selection import KFold, ShuffleSplit
+from sklearn.pipeline import make_pipeline
 
 from skstack import (
     BiLSTMClassifier,
@@ -78,8 +82,11 @@ HEADS = {
 
 def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
                cache: str = str(CACHE), leak_free: int = 0, backend: str = "torch",
-               quantization: str | None = None, multilingual: bool = False) -> StackingEmbedder:
-    """MiniLM and sre (or, ``multilingual``, multilingual-e5-small alone) and characters."""
+               quantization: str | None = None, multilingual: bool = False,
+               extra: tuple[str, ...] = ()) -> StackingEmbedder:
+    """MiniLM and sre (or, ``multilingual``, multilingual-e5-small alone) and characters;
+    ``extra`` members (issue 31, item 3): ``"words"`` (word 1-2-gram TF-IDF + SVD),
+    ``"layer-4"`` (the first encoder's fourth layer from the top, as its own member)."""
     common = {"max_length": 128, "batch_size": 64, "cache": cache, "device": "cpu",
               "word_pooling": "mean" if words else None, "dtype": dtype, "backend": backend,
               "quantization": quantization, **(E5_PARAMS if multilingual else {})}
@@ -90,7 +97,15 @@ def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
                                                               name == "minilm" else {})}))
                for name, path in ({"e5": default_multilingual()} if multilingual
                                   else encoders()).items()]
+    if "layer-4" in extra:
+        name, first = members[0]
+        members.append((f"{name}-4", clone(first).set_params(layers=-4)))
     members.append(("chars", char_tfidf_member(128)))
+    if "words" in extra:
+        members.append(("words", make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
+                            max_features=100_000),
+            TruncatedSVD(128, random_state=0))))
     return StackingEmbedder(members, cv=3, leak_free=leak_free or False, random_state=0)
 
 

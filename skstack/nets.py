@@ -10,7 +10,7 @@ The net returns probabilities; the decision rule that turns them into label sets
 :class:`skstack.thresholds.TunedThresholds`, which can wrap this net or any other classifier.
 
 Import rule: torch, skorch, scikit-learn, the skstack leaves (``_batching``, ``_config``,
-``_validation``, ``blocks``, ``sequences``, ``losses``, ``rules``, ``targets``) and
+``_threads``, ``_validation``, ``blocks``, ``sequences``, ``losses``, ``rules``, ``targets``) and
 ``persistence`` (the save protocol); never the
 encoder, the stack or the decision-rule wrapper (``thresholds``), which wraps this net.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from contextlib import contextmanager
 from copy import deepcopy
 from typing import ClassVar
 
@@ -33,6 +34,7 @@ from torch.utils.data import default_collate
 
 from skstack._batching import bucketed_batches
 from skstack._config import progress, progress_enabled
+from skstack._threads import WaitProbe
 from skstack._validation import (
     ARRAY_LIKE,
     BLOCKS,
@@ -226,6 +228,45 @@ class _Batches(torch.utils.data.Sampler):
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))
         for batch in bucketed_batches(self.lengths, self.batch_size, generator, pool=20):
             yield batch.tolist()
+
+
+@contextmanager
+def _own_threads():
+    """The process's torch threads as they were, however the fit inside ends."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _ThreadsForTheMachine(Callback):
+    """Train on one torch thread once this process's threads wait for a core more than
+    :data:`skstack._threads.CROWDED` of the time (another job holds the cores); the fit
+    gives the process its threads back when it ends (:func:`_own_threads`). A quiet machine
+    keeps every thread.
+
+    Why: the head's small operations on several OpenMP threads stall whenever one of them is
+    descheduled; beside a 2-thread torch job the head ran 4-56x slower on 2 threads and 1.4x
+    on one (docs/benchmarks.md, "A busy machine"). Turn it off with
+    ``callbacks__threads=None``."""
+
+    # a stretch long enough to see the scheduler's share, short against an epoch
+    WINDOW = 0.25
+
+    def on_train_begin(self, net, **kwargs):
+        self.threads_ = torch.get_num_threads()
+        self._probe = WaitProbe()
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if not training or self.threads_ == 1 or self._probe.seconds() < self.WINDOW:
+            return
+        if self._probe.crowded(self.threads_):
+            self.threads_ = 1
+            torch.set_num_threads(1)
+            progress("Bi-LSTM head: the cores are busy with other work; training on one "
+                     "thread")
+        self._probe.restart()
 
 
 class _ProgressLines(Callback):
@@ -470,8 +511,8 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         if progress_enabled():  # the package-wide switch (skstack.set_config)
             components.append(("progress_bar", ProgressBar()))
         # print_log after the scores; the progress line after everything an epoch records
-        return defaults[:-1] + components + defaults[-1:] + [("progress_lines",
-                                                              _ProgressLines())]
+        return defaults[:-1] + components + defaults[-1:] + [
+            ("progress_lines", _ProgressLines()), ("threads", _ThreadsForTheMachine())]
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         super().on_train_end(net, X=X, y=y, **kwargs)
@@ -538,13 +579,15 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         X, Y = self._validate_data(X, y, reset=reset)
         if reset:
             self.initialize()
-        return super().partial_fit(X, Y, **fit_params)
+        with _own_threads():
+            return super().partial_fit(X, Y, **fit_params)
 
     @validates_params
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train further on ``(X, y)`` without re-initialising (see skorch)."""
         X, Y = self._validate_data(X, y, reset=not self.initialized_)
-        return super().partial_fit(X, Y, classes, **fit_params)
+        with _own_threads():
+            return super().partial_fit(X, Y, classes, **fit_params)
 
     def initialize_module(self):
         kwargs = self.get_params_for("module")

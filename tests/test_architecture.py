@@ -44,7 +44,8 @@ ALLOWED = {
     "parallel": {"_validation", "cache", "encoder", "parts"},
     "corpus": {"_validation", "artifacts", "labels", "persistence"},
     "stacking": {"_config", "_validation", "blocks", "persistence", "sequences", "targets"},
-    "nets": {"_batching", "_config", "_validation", "blocks", "sequences", "losses",
+    "_threads": set(),
+    "nets": {"_batching", "_config", "_threads", "_validation", "blocks", "sequences", "losses",
              "persistence", "rules", "targets"},
     "encoder": {"_config", "_coverage", "_validation", "_batching", "_device_pool",
                 "_encoding", "_loading", "_pooling", "_finetune", "_runtimes", "cache",
@@ -58,8 +59,8 @@ ALLOWED = {
                   "thresholds"},
     "serving": {"_validation", "_version", "cards", "explanations", "labels", "parts",
                 "persistence", "rules", "serving_metrics", "serving_schema"},
-    "cli": {"_config", "_files", "_validation", "cards", "datasets", "labels", "metrics", "persistence",
-            "pipelines", "report", "rules", "serving", "thresholds"},
+    "cli": {"_config", "_files", "_validation", "cards", "datasets", "labels", "metrics",
+            "persistence", "pipelines", "report", "rules", "serving", "thresholds"},
     "__main__": {"cli"},
 }
 

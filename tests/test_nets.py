@@ -1,4 +1,9 @@
+import os
 import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -10,6 +15,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback
 
 from skstack import (
     BiLSTMClassifier,
@@ -17,6 +23,7 @@ from skstack import (
     WordSequences,
     get_scorers,
     jaccard_accuracy,
+    nets,
 )
 
 SMALL = {"module__hidden_size": 8, "module__projection_dim": 8, "max_epochs": 3,
@@ -427,3 +434,82 @@ def test_1d_targets_that_are_not_classes_are_refused(y, message):
     X = np.random.default_rng(0).normal(size=(30, 4))
     with pytest.raises(ValueError, match=message):
         BiLSTMClassifier(**SMALL).fit(X, y)
+
+
+class _Probe:
+    """A stand-in for the wait probe: the machine is crowded (or not) by decree."""
+
+    crowded_now = False
+
+    def __init__(self):
+        pass
+
+    def restart(self):
+        pass
+
+    def seconds(self):
+        return 1.0
+
+    def crowded(self, threads):
+        return self.crowded_now
+
+
+class _SeenThreads(Callback):
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.seen.append(torch.get_num_threads())
+
+    def on_train_begin(self, net, **kwargs):
+        self.seen = []
+
+
+@pytest.mark.parametrize("crowded", [False, True])
+def test_the_head_trains_on_one_thread_only_while_the_cores_are_crowded(data, monkeypatch,
+                                                                         crowded):
+    X, Y = data
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(nets, "WaitProbe", type("P", (_Probe,), {"crowded_now": crowded}))
+        seen = _SeenThreads()
+        BiLSTMClassifier(max_epochs=2, batch_size=8, random_state=0,
+                         callbacks=[("seen", seen)]).fit(X, Y)
+        # measured after the first batch: a crowded machine trains the rest on one thread
+        assert set(seen.seen[1:]) == ({1} if crowded else {2})
+        assert torch.get_num_threads() == 2  # the process's threads, after the fit
+        seen = _SeenThreads()
+        BiLSTMClassifier(max_epochs=1, batch_size=8, callbacks=[("seen", seen)],
+                         callbacks__threads=None).fit(X, Y)
+        assert set(seen.seen) == {2}  # turned off
+    finally:
+        torch.set_num_threads(before)
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not Path("/proc/self/task").exists(),
+                    reason="needs Linux's per-thread scheduler statistics")
+def test_the_wait_probe_sees_other_jobs_on_our_core():
+    from skstack._threads import CROWDED, WaitProbe
+
+    cpus = os.sched_getaffinity(0)
+    core = {min(cpus)}
+    os.sched_setaffinity(0, core)
+    rivals = [subprocess.Popen([sys.executable, "-c", "import os, time\n"
+                                f"os.sched_setaffinity(0, {core})\n"
+                                "end = time.time() + 5\nwhile time.time() < end: pass"])
+              for _ in range(2)]
+    try:
+        time.sleep(0.3)  # they start
+        probe = WaitProbe()
+        _spin(0.6)  # one thread against two rivals on one core: it waits about 2/3 of the time
+        assert probe.share(threads=1) > CROWDED
+    finally:
+        for rival in rivals:
+            rival.kill()
+            rival.wait()
+        os.sched_setaffinity(0, cpus)
