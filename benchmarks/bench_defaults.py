@@ -61,6 +61,7 @@ from skstack.pipelines import (
     RECOMMENDED_RULE_PARAMS,
     default_multilingual,
 )
+from skstack.thresholds import score_predictions
 
 # 0.1's defaults (block mode); the candidate is what the pipelines now recommend
 OLD = {"max_epochs": 20, "batch_size": 128, "criterion__corr_weight": 0.1,
@@ -110,8 +111,9 @@ def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
 
 
 def head_scores(params: dict, seed: int, S_train, Y_train, S_test, Y_test, labels) -> dict:
-    """Test scores of one head under both rules, each tuned on the same 10 % hold-out."""
-    rule = {**RECOMMENDED_RULE_PARAMS, "random_state": seed}
+    """Test scores of one head under both rules, each tuned on the same 10 % hold-out (the
+    pipelines' rule until 0.3; :func:`fold_head_scores` scores today's)."""
+    rule = {**RECOMMENDED_RULE_PARAMS, "cv": 0.1, "random_state": seed}
     net = BiLSTMClassifier(random_state=seed, **params)
     f1 = TunedThresholds(net, objective="macro_f1", **rule).fit(S_train, Y_train)
     # the rows TunedThresholds held out (same splitter, same seed)
@@ -123,10 +125,15 @@ def head_scores(params: dict, seed: int, S_train, Y_train, S_test, Y_test, label
             "best_epoch": f1.estimator_.best_epoch_}  # 0: the net kept the meta-learner
 
 
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
 def fold_head_scores(params: dict, seed: int, folds: int, S_train, Y_train, S_test, Y_test,
                      labels) -> dict:
     """Test scores of ``folds`` heads averaged (``TunedThresholds(cv=folds, refit=False)``),
-    each rule tuned on the out-of-fold probabilities of every training row."""
+    each rule tuned on the out-of-fold probabilities of every training row; under
+    ``"blend"``, the same heads blended with the meta-learner, ``w * head + (1 - w) * meta``,
+    ``w`` chosen per rule on those out-of-fold rows."""
     rule = {**RECOMMENDED_RULE_PARAMS, "cv": folds, "random_state": seed}
     net = BiLSTMClassifier(random_state=seed, **params)
     f1 = TunedThresholds(net, objective="macro_f1", **rule).fit(S_train, Y_train)
@@ -135,12 +142,26 @@ def fold_head_scores(params: dict, seed: int, folds: int, S_train, Y_train, S_te
     oof = np.zeros(Y_train.shape)
     for (_, model), (_, held) in zip(f1.estimator_.estimators_, splits, strict=True):
         oof[held] = model.predict_proba(S_train[held])
-    jac = tune_thresholds(Y_train, oof, objective="jaccard", min_labels=1,
-                          shrinkage=rule["shrinkage"])
     P_test = f1.predict_proba(S_test)
-    return {"macro_f1": scores(Y_test, f1.predict(S_test), labels),
-            "jaccard": scores(Y_test, decide(P_test, jac, min_labels=1), labels),
-            "best_epoch": [m.best_epoch_ for _, m in f1.estimator_.estimators_]}
+    L = Y_train.shape[1]
+    meta_train, meta_test = (getattr(S, "sentence", S)[:, -L:] for S in (S_train, S_test))
+    shrink = rule["shrinkage"]
+    jac = tune_thresholds(Y_train, oof, objective="jaccard", min_labels=1, shrinkage=shrink)
+    out = {"macro_f1": scores(Y_test, f1.predict(S_test), labels),
+           "jaccard": scores(Y_test, decide(P_test, jac, min_labels=1), labels),
+           "best_epoch": [m.best_epoch_ for _, m in f1.estimator_.estimators_], "blend": {}}
+    for objective in RULES:
+        tried = {}
+        for w in BLEND_WEIGHTS:
+            P = w * oof + (1 - w) * meta_train
+            t = tune_thresholds(Y_train, P, objective=objective, min_labels=1, shrinkage=shrink)
+            tried[w] = (float(score_predictions(Y_train, decide(P, t, min_labels=1),
+                                                objective)), t)
+        w = max(tried, key=lambda k: tried[k][0])
+        pred = decide(w * P_test + (1 - w) * meta_test, tried[w][1], min_labels=1)
+        out["blend"][objective] = scores(Y_test, pred, labels)
+        out["blend"][f"{objective} weight"] = w
+    return out
 
 
 def meta_scores(S_train, Y_train, S_test, Y_test, labels) -> dict:

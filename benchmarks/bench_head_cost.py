@@ -150,7 +150,7 @@ def main() -> None:
         print(f"{name}: macro-F1 {report.averages['macro']['f1']:.3f}, Jaccard "
               f"{report.jaccard_accuracy:.3f}")
 
-    net = rule.estimator_
+    net = rule.estimator_.estimators_[0][1]  # the first of the fold nets
     lengths = np.maximum(Z.lengths, 1)
     print(f"\nhead: {len(net.history)} epochs (patience {net.patience}, at most "
           f"{net.max_epochs}), words per text median {np.median(lengths):.0f}, max "

@@ -55,8 +55,9 @@ def main() -> None:
     )  # skstack.pipelines.RECOMMENDED_CLASSIFIER_PARAMS and RECOMMENDED_RULE_PARAMS
     start = time.perf_counter()
     pipe.fit(X_train, Y_train)
-    clf = pipe.named_steps["clf"]
-    print(f"fitted in {time.perf_counter() - start:.0f} s; blocks {clf.estimator_.blocks_}")
+    stack, clf = pipe.named_steps["embed"], pipe.named_steps["clf"]
+    print(f"fitted in {time.perf_counter() - start:.0f} s; blocks "
+          f"{stack.word_blocks_ + stack.blocks_}")
     report = multilabel_report(test.Y, pipe.predict(test.texts), train.label_names,
                                thresholds=clf.thresholds_, threshold_objective=clf.objective)
     print(report)

@@ -251,22 +251,31 @@ class _ThreadsForTheMachine(Callback):
     on one (docs/benchmarks.md, "A busy machine"). Turn it off with
     ``callbacks__threads=None``."""
 
-    # a stretch long enough to see the scheduler's share, short against an epoch
-    WINDOW = 0.25
+    # before training, a short burst of matrix products shows how crowded the cores are;
+    # while training, stretches long enough to see the scheduler's share, short to an epoch
+    PROBE, WINDOW = 0.05, 0.25
 
     def on_train_begin(self, net, **kwargs):
         self.threads_ = torch.get_num_threads()
+        if self.threads_ > 1:
+            probe = WaitProbe()
+            a, b = torch.ones(128, 256), torch.ones(256, 256)  # no draw from the seeded RNG
+            while probe.seconds() < self.PROBE:
+                a @ b
+            self._check(probe)
         self._probe = WaitProbe()
 
     def on_batch_end(self, net, training=False, **kwargs):
-        if not training or self.threads_ == 1 or self._probe.seconds() < self.WINDOW:
-            return
-        if self._probe.crowded(self.threads_):
+        if training and self.threads_ > 1 and self._probe.seconds() >= self.WINDOW:
+            self._check(self._probe)
+            self._probe.restart()
+
+    def _check(self, probe: WaitProbe) -> None:
+        if self.threads_ > 1 and probe.crowded(self.threads_):
             self.threads_ = 1
             torch.set_num_threads(1)
             progress("Bi-LSTM head: the cores are busy with other work; training on one "
                      "thread")
-        self._probe.restart()
 
 
 class _ProgressLines(Callback):

@@ -106,9 +106,9 @@ def test_evaluate_prints_the_report_and_writes_html(trained, tmp_path, capsys):
     assert html.startswith("<!DOCTYPE html>") and "<svg" in html
     assert "Most confident errors" in html and "src=" not in html  # self-contained
     assert "<title>skstack evaluation: model.skstack on " in html
-    # the training file itself, and a rule tuned on 6 rows: both said, on stderr and page
+    # the training file itself, and a rule tuned on 60 rows: both said, on stderr and page
     for warning in ("These 60 texts are as many as the model was trained on",
-                    "came from only 6 rows: too few to trust"):
+                    "came from only 60 rows: too few to trust"):
         assert warning in err and warning in html
     assert err.count("skstack evaluate: warning: ") == 2
     model_part = html[html.index("<h2>Model</h2>"):html.index("<h2>Averages</h2>")]
@@ -199,9 +199,9 @@ def test_long_stages_print_progress_lines_unless_quiet(trained, tmp_path, capsys
             str(tmp_path / "m.skstack")]
     assert main(argv) == 0  # stderr is no terminal here: the lines show all the same
     err = capsys.readouterr().err
-    for line in ("skstack: stacking: the meta-learner on", "skstack: decision rule: 1 fit(s)",
+    for line in ("skstack: stacking: the meta-learner on", "skstack: decision rule: 3 fit(s)",
                  "skstack: Bi-LSTM head: epoch 1/2, train loss", "skstack: decision rule: "
-                 "thresholds tuned on 6 rows", f"skstack: saved {tmp_path / 'm.skstack'}"):
+                 "thresholds tuned on 60 rows", f"skstack: saved {tmp_path / 'm.skstack'}"):
         assert line in err
     assert main(["--quiet", *argv]) == 0
     assert "skstack:" not in capsys.readouterr().err.replace("skstack train:", "")

@@ -51,7 +51,7 @@ def encoder(graph) -> dict:
 
 
 def net(graph) -> dict:
-    return rule(graph)["estimator_"]
+    return rule(graph)["estimator_"]["estimators_"][0][1]  # the first of the fold nets
 
 
 def _array(values, dtype="<f8"):
@@ -171,7 +171,8 @@ def test_a_device_stored_in_the_file_is_not_used(trained, tmp_path):
                                          r"load\(\.\.\., device='cuda:3'\) says otherwise"):
         model = load(path)
     member = model.steps[0][1].members_[0][1]
-    assert model.steps[1][1].estimator_.device == "cpu" and member.device == "cpu"
+    fold_net = model.steps[1][1].estimator_.estimators_[0][1]
+    assert fold_net.device == "cpu" and member.device == "cpu"
     assert member.device_.type == "cpu" and len(model.predict(TEXTS)) == len(TEXTS)
 
 

@@ -42,8 +42,12 @@ def test_stacked_pipeline_grid_search_and_joblib_round_trip(tiny_bert, tiny_bert
         search.best_params_["clf__objective"]
 
     best = search.best_estimator_
-    stack, net = best.named_steps["embed"], best.named_steps["clf"].estimator_
-    # the recommended configuration: word mode, residual head, pairwise term, early stopping
+    stack, rule = best.named_steps["embed"], best.named_steps["clf"]
+    # the recommended configuration: word mode, residual head, pairwise term, early stopping,
+    # three fold nets averaged, the rule tuned on every row out of fold
+    assert rule.cv == 3 and len(rule.estimator_.estimators_) == 3
+    assert rule.n_tuning_rows_ == rule.n_samples_fit_
+    net = rule.estimator_.estimators_[0][1]
     assert stack.word_blocks_ == [("a", 32), ("b", 48)]
     assert stack.blocks_ == [("chars", 6), ("meta", 4)]
     assert (net.word_blocks_, net.blocks_) == (stack.word_blocks_, stack.blocks_)
