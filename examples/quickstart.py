@@ -7,10 +7,10 @@ Fits ``StackingEmbedder([MiniLM, character TF-IDF] + meta-learner) -> BiLSTMClas
 with the recommended settings (the Bi-LSTM reads MiniLM's word states, starts from the
 meta-learner's logits, trains on BCE + the pairwise label-correlation term and stops early),
 inside ``TunedThresholds`` (three such nets, one per fold, averaged; per-label thresholds
-tuned on every training row out of fold, at least one label per text), on 3,000 texts; prints the multi-label report
-on 1,000 test texts next to a predict-the-most-frequent-label baseline, saves the fitted
-pipeline with joblib and in the safe ``.skstack`` format, reloads both and checks that the
-predictions are identical.
+tuned on every training row out of fold, at least one label per text), on 3,000 texts;
+prints the multi-label report on 1,000 test texts next to a predict-the-most-frequent-label
+baseline, saves the fitted pipeline with joblib and in the safe ``.skstack`` format, reloads
+both and checks that the predictions are identical.
 
     python examples/quickstart.py                       # offline MiniLM from PyPI
     python examples/quickstart.py --model sentence-transformers/all-MiniLM-L6-v2  # hub id
