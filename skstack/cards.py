@@ -36,17 +36,15 @@ def _fitted_stack(model):
                 None)
 
 
+def _fitted_nets(model) -> list:
+    """The model's fitted nets (the parts with the label statistics their loss used): one,
+    or the several whose mean predicts (e.g. a rule's fold nets)."""
+    return [p for p in walk(model) if hasattr(p, "label_statistics_")]
+
+
 def _fitted_net(model):
-    """The model's fitted net (the part with the label statistics its loss used)."""
-    return next((p for p in walk(model) if hasattr(p, "label_statistics_")), None)
-
-
-def _averaged_nets(model) -> int:
-    """How many models the model's probabilities are the mean of (an ``AveragedClassifier``'s
-    ``(name, model)`` pairs, e.g. a rule's fold models); 1 without one."""
-    part = next((p for p in walk(model) if isinstance(getattr(p, "estimators_", None), list)
-                 and all(isinstance(e, tuple) for e in p.estimators_)), None)
-    return 1 if part is None else len(part.estimators_)
+    """The model's (first) fitted net, or ``None``."""
+    return next(iter(_fitted_nets(model)), None)
 
 
 def _is_encoder(member) -> bool:
@@ -83,15 +81,16 @@ def model_card(estimator, title: str = "skstack model") -> str:
     >>> print(model_card(net).splitlines()[0])
     # skstack model
     """
-    rule, net, stack = decision_rule(estimator), _fitted_net(estimator), \
+    rule, nets, stack = decision_rule(estimator), _fitted_nets(estimator), \
         _fitted_stack(estimator)
+    net = nets[0] if nets else None
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     lines = [f"# {title}", "",
              f"Written by skstack {library_versions()['skstack']} on {today} (UTC). The model: "
              f"`{type(estimator).__name__}`.", ""]
     lines += _labels_section(rule, net)
     lines += _rule_section(rule)
-    lines += _model_section(stack, net, _averaged_nets(estimator))
+    lines += _model_section(stack, net, len(nets))
     lines += ["## Versions", "", "| library | version |", "|---|---|"]
     lines += [f"| {name} | {version} |" for name, version in library_versions().items()]
     return "\n".join(lines) + "\n"
