@@ -143,9 +143,11 @@ def main() -> None:
     parser.add_argument("--multilingual", action="store_true",
                         help="multilingual-e5-small as the one encoder (skstack's choice for "
                         "languages other than English) instead of MiniLM and sre")
-    parser.add_argument("--extra", nargs="*", default=[], choices=("words", "layer-4"),
-                        help="more members from what is there (issue 31, item 3): word "
-                        "n-grams, the first encoder's fourth layer from the top")
+    parser.add_argument("--extra", nargs="*", default=[],
+                        choices=("words", "layer-4", "last-layer"),
+                        help="more to stack from what is there (issue 31, item 3): word "
+                        "n-grams; the first encoder's fourth layer from the top beside its "
+                        "last (e5's default); its last layer only (e5 until 0.3)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="run only the configurations whose names contain one of these")
     args = parser.parse_args()

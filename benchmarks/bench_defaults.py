@@ -40,7 +40,6 @@ from bench_head import ROOT, RULES, table
 from bench_quality import CACHE, SEEDS, encoders, load_splits, scores
 from data_sets import first_of_shuffle
 from machine import describe
-from sklearn.base import clone
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.model_selection import KFold, ShuffleSplit
@@ -85,9 +84,11 @@ def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
                cache: str = str(CACHE), leak_free: int = 0, backend: str = "torch",
                quantization: str | None = None, multilingual: bool = False,
                extra: tuple[str, ...] = ()) -> StackingEmbedder:
-    """MiniLM and sre (or, ``multilingual``, multilingual-e5-small alone) and characters;
-    ``extra`` members (issue 31, item 3): ``"words"`` (word 1-2-gram TF-IDF + SVD),
-    ``"layer-4"`` (the first encoder's fourth layer from the top, as its own member)."""
+    """MiniLM and sre (or, ``multilingual``, multilingual-e5-small alone, as the pipelines
+    read it: ``E5_PARAMS``) and characters; ``extra`` (issue 31, item 3): ``"words"`` (a member
+    of word 1-2-gram TF-IDF + SVD), ``"layer-4"`` (the first encoder also gives its fourth
+    layer from the top, from the same forward pass: e5's default since 0.3),
+    ``"last-layer"`` (the first encoder gives only its last layer: e5 until 0.3)."""
     common = {"max_length": 128, "batch_size": 64, "cache": cache, "device": "cpu",
               "word_pooling": "mean" if words else None, "dtype": dtype, "backend": backend,
               "quantization": quantization, **(E5_PARAMS if multilingual else {})}
@@ -99,8 +100,9 @@ def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
                for name, path in ({"e5": default_multilingual()} if multilingual
                                   else encoders()).items()]
     if "layer-4" in extra:
-        name, first = members[0]
-        members.append((f"{name}-4", clone(first).set_params(layers=-4)))
+        members[0][1].set_params(layers=[-1, -4], layer_combine="concat")
+    if "last-layer" in extra:
+        members[0][1].set_params(layers=-1, layer_combine="mean")
     members.append(("chars", char_tfidf_member(128)))
     if "words" in extra:
         members.append(("words", make_pipeline(

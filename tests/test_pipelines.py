@@ -150,6 +150,9 @@ def test_a_language_picks_its_encoders(monkeypatch):
     spanish = make_stacked_pipeline(language="Spanish", objective="jaccard")
     [(name, e5)] = spanish.named_steps["embed"].members
     assert (name, e5.model, e5.prefix) == ("e5", "e5-folder", "query: ")
+    # its one encoder gives two views from one forward pass: the last layer, the fourth from
+    # the top
+    assert (e5.layers, e5.layer_combine) == ([-1, -4], "concat")
     arabic = make_stacked_pipeline(language="ar", objective="jaccard")
     assert [n for n, _ in arabic.named_steps["embed"].members] == list(ARABIC_ENCODERS)
     assert arabic.named_steps["embed"].members[0][1].prefix == ""

@@ -137,6 +137,18 @@ def test_encoder_word_mode_returns_one_vector_per_word(tiny_bert, word_pooling):
     np.testing.assert_allclose(got[0], expected.numpy(), atol=2e-3)
 
 
+def test_two_layers_in_word_mode_are_each_layers_word_states_side_by_side(tiny_bert):
+    # one forward pass giving what two members, one per layer, would give (E5_PARAMS)
+    params = {"word_pooling": "mean", "cache": None}
+    both = EncoderEmbedder(tiny_bert, layers=[-1, -2], layer_combine="concat", **params)
+    out = both.fit(FIXTURE_TEXTS).transform(FIXTURE_TEXTS)
+    assert out.word_width == 64 and both.embedding_dim_ == 64
+    last, second = (EncoderEmbedder(tiny_bert, layers=layer, **params).fit(FIXTURE_TEXTS)
+                    .transform(FIXTURE_TEXTS) for layer in (-1, -2))
+    assert out.lengths.tolist() == last.lengths.tolist()
+    np.testing.assert_array_equal(out.values, np.hstack([last.values, second.values]))
+
+
 def test_word_states_are_cached_compactly_and_served_again(tiny_bert, tmp_path):
     clear_memory_cache()
     emb = EncoderEmbedder(tiny_bert, word_pooling="mean", cache=tmp_path).fit(FIXTURE_TEXTS)
