@@ -19,6 +19,12 @@ import time
 # above this share of the wall time spent waiting for a core, per thread, the machine is
 # crowded: quiet runs measure under 0.02, runs beside a 2-thread job 0.3-0.5
 CROWDED = 0.15
+# how long a crowded verdict holds for work that does not measure for itself: a net's
+# predictions and the next fit right after a crowded fit (a rule's fold nets), seconds
+REMEMBER = 10.0
+
+# when the last crowded verdict lapses (time.monotonic()); process-wide, as the cores are
+_crowded_until = 0.0
 
 
 def _waited_seconds() -> float | None:
@@ -62,3 +68,14 @@ class WaitProbe:
     def crowded(self, threads: int) -> bool:
         share = self.share(threads)
         return share is not None and share > CROWDED
+
+
+def note_crowded() -> None:
+    """Remember, for :data:`REMEMBER` seconds, that the cores were found crowded now."""
+    global _crowded_until
+    _crowded_until = time.monotonic() + REMEMBER
+
+
+def crowded_lately() -> bool:
+    """Whether a crowded verdict was noted in the last :data:`REMEMBER` seconds."""
+    return time.monotonic() < _crowded_until

@@ -34,7 +34,7 @@ from torch.utils.data import default_collate
 
 from skstack._batching import bucketed_batches
 from skstack._config import progress, progress_enabled
-from skstack._threads import WaitProbe
+from skstack._threads import WaitProbe, crowded_lately, note_crowded
 from skstack._validation import (
     ARRAY_LIKE,
     BLOCKS,
@@ -256,8 +256,10 @@ class _ThreadsForTheMachine(Callback):
     PROBE, WINDOW = 0.05, 0.25
 
     def on_train_begin(self, net, **kwargs):
-        self.threads_ = torch.get_num_threads()
-        if self.threads_ > 1:
+        self.threads_, self.crowded_ = torch.get_num_threads(), False
+        if self.threads_ > 1 and crowded_lately():  # a fit just before found them crowded
+            self._one_thread()
+        elif self.threads_ > 1:
             probe = WaitProbe()
             a, b = torch.ones(128, 256), torch.ones(256, 256)  # no draw from the seeded RNG
             while probe.seconds() < self.PROBE:
@@ -270,12 +272,35 @@ class _ThreadsForTheMachine(Callback):
             self._check(self._probe)
             self._probe.restart()
 
+    def on_train_end(self, net, **kwargs):
+        if self.crowded_:  # the predictions that follow (a rule's) run on one thread too
+            note_crowded()
+
     def _check(self, probe: WaitProbe) -> None:
         if self.threads_ > 1 and probe.crowded(self.threads_):
-            self.threads_ = 1
-            torch.set_num_threads(1)
-            progress("Bi-LSTM head: the cores are busy with other work; training on one "
-                     "thread")
+            self._one_thread()
+
+    def _one_thread(self) -> None:
+        self.threads_, self.crowded_ = 1, True
+        torch.set_num_threads(1)
+        progress("Bi-LSTM head: the cores are busy with other work; training on one thread")
+
+
+@contextmanager
+def _prediction_threads(net):
+    """One torch thread for ``net``'s predictions while a fit lately found the cores crowded
+    (:class:`_ThreadsForTheMachine`, unless the net turned it off); its threads otherwise.
+    Why: the rule's fold predictions right after a crowded fit ran on every thread."""
+    threads = torch.get_num_threads()
+    adapts = any(name == "threads" for name, _ in getattr(net, "callbacks_", []))
+    if threads == 1 or not adapts or not crowded_lately():
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _ProgressLines(Callback):
@@ -676,7 +701,8 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         probabilities of shape (n_samples, n_classes)."""
         self.check_is_fitted()
         check_same_layout(X, self.blocks, self.blocks_, self.word_blocks_)
-        proba = super().predict_proba(self._checked(X, self.n_features_in_))
+        with _prediction_threads(self):
+            proba = super().predict_proba(self._checked(X, self.n_features_in_))
         return class_proba(proba, self.target_type_)
 
     def predict(self, X) -> np.ndarray:

@@ -463,24 +463,47 @@ class _SeenThreads(Callback):
         self.seen = []
 
 
+def _threads_in_forward(net) -> list[int]:
+    """The torch threads each forward pass of ``net``'s module runs with, as it runs."""
+    seen = []
+    net.module_.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    return seen
+
+
 @pytest.mark.parametrize("crowded", [False, True])
 def test_the_head_trains_on_one_thread_only_while_the_cores_are_crowded(data, monkeypatch,
                                                                          crowded):
+    from skstack import _threads
+
     X, Y = data
+    monkeypatch.setattr(_threads, "_crowded_until", 0.0)  # no verdict from an earlier test
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         monkeypatch.setattr(nets, "WaitProbe", type("P", (_Probe,), {"crowded_now": crowded}))
         seen = _SeenThreads()
-        BiLSTMClassifier(max_epochs=2, batch_size=8, random_state=0,
-                         callbacks=[("seen", seen)]).fit(X, Y)
+        net = BiLSTMClassifier(max_epochs=2, batch_size=8, random_state=0,
+                               callbacks=[("seen", seen)]).fit(X, Y)
         # measured before the first batch: a crowded machine trains on one thread
         assert set(seen.seen) == ({1} if crowded else {2})
         assert torch.get_num_threads() == 2  # the process's threads, after the fit
+        # the predictions right after (a rule's on its held-out rows) follow the verdict
+        in_forward = _threads_in_forward(net)
+        net.predict_proba(X)
+        assert set(in_forward) == ({1} if crowded else {2})
+        assert torch.get_num_threads() == 2
+        # the next fit takes the verdict without probing again (a crowded probe that now
+        # says quiet is not asked)
+        monkeypatch.setattr(nets, "WaitProbe", _Probe)
         seen = _SeenThreads()
-        BiLSTMClassifier(max_epochs=1, batch_size=8, callbacks=[("seen", seen)],
-                         callbacks__threads=None).fit(X, Y)
-        assert set(seen.seen) == {2}  # turned off
+        BiLSTMClassifier(max_epochs=1, batch_size=8, callbacks=[("seen", seen)]).fit(X, Y)
+        assert set(seen.seen) == ({1} if crowded else {2})
+        seen = _SeenThreads()
+        off = BiLSTMClassifier(max_epochs=1, batch_size=8, callbacks=[("seen", seen)],
+                               callbacks__threads=None).fit(X, Y)
+        in_forward = _threads_in_forward(off)
+        off.predict_proba(X)
+        assert set(seen.seen) == set(in_forward) == {2}  # turned off
     finally:
         torch.set_num_threads(before)
 
