@@ -46,6 +46,9 @@ class FineTuneSettings:
     support and CPUs with AVX512-BF16 it roughly halves the time). ``accumulation_steps``
     batches are summed into one optimizer step (an effective batch of ``batch_size *
     accumulation_steps`` in the memory of one). ``pooling`` is the temporary head's.
+    ``layers`` trains only the top ``layers`` transformer layers, the embeddings and the
+    layers below kept as they are (no gradients through them, no optimizer state for
+    them); ``None`` trains everything.
     """
 
     epochs: int = 0
@@ -56,6 +59,30 @@ class FineTuneSettings:
     mixed_precision: bool = False
     random_state: int | None = None
     pooling: str = "mean"
+    layers: int | None = None
+
+
+def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The stack of transformer layers of a Hugging Face encoder: the first module list
+    with ``config.num_hidden_layers`` entries (``encoder.layer`` in BERT, RoBERTa,
+    XLM-RoBERTa; ``transformer.layer`` in DistilBERT)."""
+    n = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ValueError(f"Cannot find the {n} transformer layers of {type(model).__name__} to "
+                     "train only the top ones; use finetune_layers=None.")
+
+
+def trained_parameters(model: torch.nn.Module, layers: int | None) -> list[torch.nn.Parameter]:
+    """The parameters fine-tuning updates: all, or those of the top ``layers`` layers."""
+    if layers is None:
+        return list(model.parameters())
+    stack = transformer_layers(model)
+    if layers > len(stack):
+        raise ValueError(f"finetune_layers={layers}, but the encoder has {len(stack)} "
+                         "transformer layers.")
+    return [p for layer in stack[len(stack) - layers:] for p in layer.parameters()]
 
 
 def fine_tune_encoder(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray,
@@ -76,7 +103,14 @@ def fine_tune_encoder(model: torch.nn.Module, token_ids: list[list[int]], Y: np.
     model.to(device).train()
     head.to(device).train()
     targets = torch.as_tensor(Y, dtype=torch.float32)
-    params = list(model.parameters()) + list(head.parameters())
+    trained = trained_parameters(model, settings.layers)
+    # the rest is frozen while it trains: autograd then stops below the lowest trained
+    # layer, and AdamW keeps no state for, say, e5's 96M-parameter embedding matrix
+    kept = {id(p) for p in trained}
+    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in kept]
+    for p in frozen:
+        p.requires_grad_(False)
+    params = trained + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=_WEIGHT_DECAY)
     batches_per_epoch = -(-len(token_ids) // batch_size)
     steps_per_epoch = -(-batches_per_epoch // accumulation_steps)
@@ -121,6 +155,8 @@ def fine_tune_encoder(model: torch.nn.Module, token_ids: list[list[int]], Y: np.
     finally:
         bar.close()
         model.eval()
+        for p in frozen:
+            p.requires_grad_(True)
     return history
 
 
@@ -152,7 +188,10 @@ def fine_tune_key(weights: str, tokenizer: str, token_ids: list[list[int]], Y: n
                   settings: FineTuneSettings) -> str:
     """A digest of everything that decides fine-tuned weights (``settings`` includes the seed)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"weights": weights, "tokenizer": tokenizer, **asdict(settings)},
+    fields = asdict(settings)
+    if fields["layers"] is None:  # as keys were before the setting existed: still found
+        del fields["layers"]
+    digest.update(json.dumps({"weights": weights, "tokenizer": tokenizer, **fields},
                              sort_keys=True).encode())
     for ids in token_ids:
         digest.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|")

@@ -136,6 +136,7 @@ _PARAMETERS = {
     "finetune_batch_size": [Interval(numbers.Integral, 1, None)],
     "finetune_accumulation_steps": [Interval(numbers.Integral, 1, None)],
     "finetune_mixed_precision": [BOOLEAN, Options(("auto",))],
+    "finetune_layers": [Interval(numbers.Integral, 1, None), NONE],
     "random_state": SEED,
 }
 
@@ -240,6 +241,10 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     finetune_mixed_precision : bool or "auto", default=False
         Fine-tune under bfloat16 autocast (the forward pass at inference follows ``dtype``).
         ``"auto"``: where the device computes bfloat16 natively.
+    finetune_layers : int, default=None
+        Fine-tune only the top ``finetune_layers`` transformer layers, the embeddings and
+        the layers below frozen: cheaper steps (no gradients below, no optimizer state for
+        the embedding matrix). ``None``: every weight.
     random_state : int, default=None
         Seed for fine-tuning. With an int seed (and a ``cache``) fine-tuned weights are kept
         (in memory; in ``<home>/finetuned`` when a home is set) and reused by any embedder
@@ -306,6 +311,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         finetune_batch_size: int = _TUNING.batch_size,
         finetune_accumulation_steps: int = _TUNING.accumulation_steps,
         finetune_mixed_precision: bool | str = _TUNING.mixed_precision,
+        finetune_layers: int | None = _TUNING.layers,
         random_state: int | None = None,
     ):
         self.model = model
@@ -332,6 +338,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         self.finetune_batch_size = finetune_batch_size
         self.finetune_accumulation_steps = finetune_accumulation_steps
         self.finetune_mixed_precision = finetune_mixed_precision
+        self.finetune_layers = finetune_layers
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -405,7 +412,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         settings = FineTuneSettings(
             self.finetune_epochs, self.finetune_learning_rate, self.finetune_warmup_ratio,
             self.finetune_batch_size, self.finetune_accumulation_steps, bool(mixed),
-            self.random_state, self.pooling)
+            self.random_state, self.pooling, self.finetune_layers)
         self.finetune_loss_ = fine_tune_or_reuse(
             model, ids, Y, settings, weights=weights, tokenizer=tokenizer,
             reuse=self.cache is not None, pad_id=self._pad_id(), device=self.device_,

@@ -224,6 +224,43 @@ def test_fine_tuning_changes_weights_and_fingerprint(tiny_bert, emotion_data):
         EncoderEmbedder(tiny_bert, finetune_epochs=1).fit(texts)
 
 
+def test_fine_tuning_the_top_layers_leaves_the_rest_as_pretrained(tiny_bert, emotion_data):
+    texts, Y = emotion_data
+    frozen = EncoderEmbedder(tiny_bert, cache=None).fit(texts).model_.state_dict()
+    tuned = EncoderEmbedder(tiny_bert, finetune_epochs=2, finetune_learning_rate=1e-3,
+                            finetune_layers=1, random_state=0, cache=None).fit(texts, Y)
+    state = tuned.model_.state_dict()
+    moved = {k for k in state if not torch.equal(state[k], frozen[k])}
+    # the tiny BERT has 2 layers: the top one trains, the embeddings and layer 0 do not
+    assert moved and all(k.startswith("encoder.layer.1.") for k in moved)
+    assert all(p.requires_grad for p in tuned.model_.parameters())  # unfrozen afterwards
+    with pytest.raises(ValueError, match=r"finetune_layers=3, but the encoder has 2 "
+                                         r"transformer layers\."):
+        EncoderEmbedder(tiny_bert, finetune_epochs=1, finetune_layers=3).fit(texts, Y)
+
+
+def test_fine_tuning_keys_kept_before_finetune_layers_are_still_found():
+    import hashlib
+    import json
+
+    from skstack._finetune import FineTuneSettings, fine_tune_key
+
+    ids, Y = [[5, 6], [7]], np.array([[1, 0], [0, 1]])
+    settings = FineTuneSettings(epochs=1, random_state=0)
+    # by hand, as 0.2 digested it: the settings without the new field, then ids and labels
+    digest = hashlib.sha256(json.dumps(
+        {"weights": "w", "tokenizer": "t", "epochs": 1, "learning_rate": 2e-5,
+         "warmup_ratio": 0.1, "batch_size": 16, "accumulation_steps": 1,
+         "mixed_precision": False, "random_state": 0, "pooling": "mean"},
+        sort_keys=True).encode())
+    for row in ids:
+        digest.update(np.asarray(row, dtype=np.int64).tobytes() + b"|")
+    digest.update(Y.astype(np.int8).tobytes() + str(Y.shape).encode())
+    assert fine_tune_key("w", "t", ids, Y, settings) == digest.hexdigest()
+    top = FineTuneSettings(epochs=1, random_state=0, layers=1)
+    assert fine_tune_key("w", "t", ids, Y, top) != digest.hexdigest()
+
+
 def test_lower_precision_copies_the_shared_model(tiny_bert):
     full = EncoderEmbedder(tiny_bert, cache=None).fit(TEXTS)
     half = EncoderEmbedder(tiny_bert, dtype="bfloat16", cache=None).fit(TEXTS)
