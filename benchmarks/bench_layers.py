@@ -17,9 +17,9 @@ quality is measured by ``bench_datasets.py --multilingual --extra last-layer`` a
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from bench_fold_heads import seconds
 from data_sets import load_kaomoji
 from machine import describe
 
@@ -27,13 +27,6 @@ from skstack import quickstart_pipeline
 
 VARIANTS = {"last layer (0.2)": {"layers": -1, "layer_combine": "mean"},
             "last + fourth from the top, one pass (0.3)": {}}
-
-
-def seconds(call, repeat: int = 1) -> float:
-    start = time.perf_counter()
-    for _ in range(repeat):
-        call()
-    return (time.perf_counter() - start) / repeat
 
 
 def main() -> None:
