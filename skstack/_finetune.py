@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,9 +48,9 @@ class FineTuneSettings:
     support and CPUs with AVX512-BF16 it roughly halves the time). ``accumulation_steps``
     batches are summed into one optimizer step (an effective batch of ``batch_size *
     accumulation_steps`` in the memory of one). ``pooling`` is the temporary head's.
-    ``layers`` trains only the top ``layers`` transformer layers, the embeddings and the
-    layers below kept as they are (no gradients through them, no optimizer state for
-    them); ``None`` trains everything.
+    ``layers`` trains only the top transformer layers (a count, or a share of them in
+    (0, 1), rounded up), the embeddings and the layers below kept as they are (no
+    gradients through them, no optimizer state for them); ``None`` trains everything.
     """
 
     epochs: int = 0
@@ -59,7 +61,7 @@ class FineTuneSettings:
     mixed_precision: bool = False
     random_state: int | None = None
     pooling: str = "mean"
-    layers: int | None = None
+    layers: int | float | None = None
 
 
 def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
@@ -74,15 +76,18 @@ def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
                      "train only the top ones; use finetune_layers=None.")
 
 
-def trained_parameters(model: torch.nn.Module, layers: int | None) -> list[torch.nn.Parameter]:
-    """The parameters fine-tuning updates: all, or those of the top ``layers`` layers."""
+def trained_parameters(model: torch.nn.Module, layers: int | float | None
+                       ) -> list[torch.nn.Parameter]:
+    """The parameters fine-tuning updates: all, or those of the top ``layers`` layers (a
+    float: that share of the layers, rounded up)."""
     if layers is None:
         return list(model.parameters())
     stack = transformer_layers(model)
-    if layers > len(stack):
+    count = layers if isinstance(layers, numbers.Integral) else math.ceil(layers * len(stack))
+    if count > len(stack):
         raise ValueError(f"finetune_layers={layers}, but the encoder has {len(stack)} "
                          "transformer layers.")
-    return [p for layer in stack[len(stack) - layers:] for p in layer.parameters()]
+    return [p for layer in stack[len(stack) - count:] for p in layer.parameters()]
 
 
 def fine_tune_encoder(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray,

@@ -136,7 +136,8 @@ _PARAMETERS = {
     "finetune_batch_size": [Interval(numbers.Integral, 1, None)],
     "finetune_accumulation_steps": [Interval(numbers.Integral, 1, None)],
     "finetune_mixed_precision": [BOOLEAN, Options(("auto",))],
-    "finetune_layers": [Interval(numbers.Integral, 1, None), NONE],
+    "finetune_layers": [Interval(numbers.Integral, 1, None),
+                        Interval(numbers.Real, 0, 1, closed="neither"), NONE],
     "random_state": SEED,
 }
 
@@ -241,10 +242,11 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     finetune_mixed_precision : bool or "auto", default=False
         Fine-tune under bfloat16 autocast (the forward pass at inference follows ``dtype``).
         ``"auto"``: where the device computes bfloat16 natively.
-    finetune_layers : int, default=None
-        Fine-tune only the top ``finetune_layers`` transformer layers, the embeddings and
-        the layers below frozen: cheaper steps (no gradients below, no optimizer state for
-        the embedding matrix). ``None``: every weight.
+    finetune_layers : int or float, default=None
+        Fine-tune only the top ``finetune_layers`` transformer layers (a float in (0, 1):
+        that share of them, rounded up), the embeddings and the layers below frozen:
+        cheaper steps (no gradients below, no optimizer state for the embedding matrix).
+        ``None``: every weight.
     random_state : int, default=None
         Seed for fine-tuning. With an int seed (and a ``cache``) fine-tuned weights are kept
         (in memory; in ``<home>/finetuned`` when a home is set) and reused by any embedder
@@ -311,7 +313,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         finetune_batch_size: int = _TUNING.batch_size,
         finetune_accumulation_steps: int = _TUNING.accumulation_steps,
         finetune_mixed_precision: bool | str = _TUNING.mixed_precision,
-        finetune_layers: int | None = _TUNING.layers,
+        finetune_layers: int | float | None = _TUNING.layers,
         random_state: int | None = None,
     ):
         self.model = model

@@ -237,6 +237,15 @@ def test_fine_tuning_the_top_layers_leaves_the_rest_as_pretrained(tiny_bert, emo
     with pytest.raises(ValueError, match=r"finetune_layers=3, but the encoder has 2 "
                                          r"transformer layers\."):
         EncoderEmbedder(tiny_bert, finetune_epochs=1, finetune_layers=3).fit(texts, Y)
+    # a share of the layers, rounded up: a third of 2 layers is the top one
+    third = EncoderEmbedder(tiny_bert, finetune_epochs=2, finetune_learning_rate=1e-3,
+                            finetune_layers=1 / 3, random_state=0, cache=None).fit(texts, Y)
+    for k, v in third.model_.state_dict().items():
+        assert torch.equal(v, state[k])  # the same fine-tuning as finetune_layers=1
+    with pytest.raises(ValueError, match=r"'finetune_layers' parameter of EncoderEmbedder "
+                                         r"must be an integer >= 1 or a number in \(0, 1\) "
+                                         r"or None; got 1\.5"):
+        EncoderEmbedder(tiny_bert, finetune_epochs=1, finetune_layers=1.5).fit(texts, Y)
 
 
 def test_fine_tuning_keys_kept_before_finetune_layers_are_still_found():
