@@ -83,7 +83,9 @@ def trained_parameters(model: torch.nn.Module, layers: int | float | None
     if layers is None:
         return list(model.parameters())
     stack = transformer_layers(model)
-    count = layers if isinstance(layers, numbers.Integral) else math.ceil(layers * len(stack))
+    # a share rounds up, but not past float error: a third of 6 layers is 2, not 3
+    count = layers if isinstance(layers, numbers.Integral) else \
+        math.ceil(layers * len(stack) - 1e-9)
     if count > len(stack):
         raise ValueError(f"finetune_layers={layers}, but the encoder has {len(stack)} "
                          "transformer layers.")
