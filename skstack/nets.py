@@ -232,7 +232,7 @@ class _Batches(torch.utils.data.Sampler):
 
 @contextmanager
 def _own_threads():
-    """The process's torch threads as they were, however the fit inside ends."""
+    """The process's torch threads as they were, however the fit or prediction inside ends."""
     threads = torch.get_num_threads()
     try:
         yield
@@ -291,16 +291,13 @@ def _prediction_threads(net):
     """One torch thread for ``net``'s predictions while a fit lately found the cores crowded
     (:class:`_ThreadsForTheMachine`, unless the net turned it off); its threads otherwise.
     Why: the rule's fold predictions right after a crowded fit ran on every thread."""
-    threads = torch.get_num_threads()
     adapts = any(name == "threads" for name, _ in getattr(net, "callbacks_", []))
-    if threads == 1 or not adapts or not crowded_lately():
+    if torch.get_num_threads() == 1 or not adapts or not crowded_lately():
         yield
         return
-    torch.set_num_threads(1)
-    try:
+    with _own_threads():
+        torch.set_num_threads(1)
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class _ProgressLines(Callback):
