@@ -112,7 +112,7 @@ RECOMMENDED_CLASSIFIER_PARAMS = {
 # with int8 weights (float32 elsewhere in the graph) instead of torch float32. When the
 # encoders are fine-tuned (finetune_epochs > 0), only their top third of layers learns: on
 # GoEmotions (MiniLM) and kaomoji (e5), 3 seeds, it scored above fine-tuning every weight
-# for 1/2 to 1/3 of the cost (docs/benchmarks.md, "Fine-tuning the top layers").
+# for a third to 60 % of the cost (docs/benchmarks.md, "Fine-tuning the top layers").
 RECOMMENDED_ENCODER_PARAMS = {"word_pooling": "mean", "dtype": "auto", "backend": "auto",
                               "quantization": "auto", "finetune_mixed_precision": "auto",
                               "finetune_layers": 1 / 3}
