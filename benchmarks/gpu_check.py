@@ -13,6 +13,10 @@
 4. Encodes with ``dtype="auto"`` (bfloat16 on a GPU that supports it) and with
    ``device=["cuda:0", "cuda:0"]`` (the multi-device path: one spawned process per entry,
    here two on one GPU) and compares both with float32 on one device.
+5. Fits the ready-made quickstart pipeline on the 3,000 sample texts, frozen and with
+   ``finetune_epochs="auto"`` (which must choose to fine-tune on the GPU), with the encoder
+   and the heads on the GPU, and the same two fits on the CPU; prints the fit seconds side
+   by side (``--no-cpu-fits`` leaves the CPU's out: about 3 minutes on 2 cores).
 
 Prints texts/s or rows/s for each step on GPU and CPU.
 """
@@ -31,7 +35,13 @@ import torch
 from machine import describe
 from skorch.callbacks import Callback
 
-from skstack import BiLSTMClassifier, EncoderEmbedder, TunedThresholds, load_sample_emotions
+from skstack import (
+    BiLSTMClassifier,
+    EncoderEmbedder,
+    TunedThresholds,
+    load_sample_emotions,
+    quickstart_pipeline,
+)
 
 
 def rate(n: int, seconds: float) -> str:
@@ -47,6 +57,8 @@ def default_model() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder (default: the PyPI MiniLM)")
+    parser.add_argument("--no-cpu-fits", dest="cpu_fits", action="store_false",
+                        help="fit the ready-made pipeline on the GPU only (step 5)")
     args = parser.parse_args()
     print(describe())  # which CPU (and GPU) these figures come from
     if not torch.cuda.is_available():
@@ -123,7 +135,36 @@ def main() -> None:
     np.testing.assert_allclose(spread, reference, atol=1e-4)
     print(f"device=['cuda:0', 'cuda:0'] (two processes): same vectors as one device "
           f"(max difference {np.abs(spread - reference).max():.1e}), {took:.1f} s with start-up")
+    ready_made_fits(path, texts, Y, ("cuda", "cpu") if args.cpu_fits else ("cuda",))
     print("GPU check passed")
+
+
+def ready_made_fits(path: str, texts: list[str], Y: np.ndarray, devices: tuple[str, ...]
+                    ) -> dict[tuple[str, str], float]:
+    """Step 5: the quickstart pipeline's fit seconds, frozen and ``finetune_epochs="auto"``,
+    per device (the encoder and the heads there); on a GPU "auto" must fine-tune."""
+    seconds = {}
+    for device in devices:
+        for finetune in (0, "auto"):
+            pipe = quickstart_pipeline(path, random_state=0)
+            pipe.set_params(embed__minilm__device=device, embed__minilm__cache=None,
+                            embed__minilm__finetune_epochs=finetune,
+                            clf__estimator__device=device)
+            start = time.perf_counter()
+            pipe.fit(texts, Y)
+            seconds[device, finetune] = time.perf_counter() - start
+            tuned = len(dict(pipe.named_steps["embed"].members_)["minilm"].finetune_loss_)
+            if device == "cuda" and finetune == "auto":
+                assert tuned == 2, "finetune_epochs='auto' did not fine-tune on the GPU"
+            print(f"{device}: quickstart pipeline fit on {len(texts):,} texts, "
+                  f"finetune_epochs={finetune!r} ({tuned} epochs): "
+                  f"{seconds[device, finetune]:.1f} s")
+    for finetune in (0, "auto"):
+        if {("cpu", finetune), ("cuda", finetune)} <= set(seconds):
+            print(f"fit, finetune_epochs={finetune!r}: GPU {seconds['cuda', finetune]:.1f} s, "
+                  f"CPU {seconds['cpu', finetune]:.1f} s "
+                  f"({seconds['cpu', finetune] / seconds['cuda', finetune]:.1f}x)")
+    return seconds
 
 
 class BatchDevices(Callback):

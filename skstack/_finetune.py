@@ -11,6 +11,11 @@ setting and the seed): in memory (the process's artifact store), and under the h
 in the classifier's parameters reuse one fine-tuning per fold instead of repeating it per
 candidate. An unseeded one is never reused (it is not repeatable).
 
+``finetune_epochs="auto"`` decides here too (:func:`fine_tune_or_reuse` with a ``budget``): a
+kept fine-tuning is reused; otherwise the encoder fine-tunes :data:`AUTO_EPOCHS` epochs when
+there are at least :data:`AUTO_MIN_TEXTS` texts and :func:`estimate_seconds` is within the
+budget, else it stays frozen; the progress lines say which and why.
+
 Import rule: torch, transformers, safetensors, ``skstack._batching``, ``skstack._config``,
 ``skstack._files``, ``skstack._pooling`` and ``skstack.artifacts`` only.
 """
@@ -22,6 +27,8 @@ import json
 import math
 import numbers
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,6 +43,17 @@ from skstack._pooling import pool
 from skstack.artifacts import ARTIFACTS
 
 _WEIGHT_DECAY = 0.01
+
+# finetune_epochs="auto": the epochs measured to pay (docs/benchmarks.md, "Fine-tuning the top
+# layers"; held-back tweets +0.03 Jaccard), and the fewest texts it fine-tunes on (our gains
+# were measured from 2,000 texts; below 1,000 a label has few positives to learn from)
+AUTO_EPOCHS = 2
+AUTO_MIN_TEXTS = 1000
+
+# where torch has a fused AdamW kernel: on 2 CPU cores it steps MiniLM's 23M weights in 9 ms
+# against 70-97 ms for the default loop, which took a quarter of an every-weight epoch
+# (benchmarks/profile_finetune.py)
+_FUSED_ADAMW = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,43 @@ def trained_parameters(model: torch.nn.Module, layers: int | float | None
     return [p for layer in stack[len(stack) - count:] for p in layer.parameters()]
 
 
+@contextmanager
+def _training(model: torch.nn.Module, head: torch.nn.Module, layers: int | float | None,
+              device: torch.device) -> Iterator[list[torch.nn.Parameter]]:
+    """``model`` and ``head`` on ``device`` in training mode, with only the parameters
+    fine-tuning updates requiring gradients (yielded, the head's last); afterwards the model
+    is in eval mode and every parameter requires gradients as before."""
+    trained = trained_parameters(model, layers)
+    model.to(device).train()
+    head.to(device).train()
+    # the rest is frozen while it trains: autograd then stops below the lowest trained
+    # layer, and AdamW keeps no state for, say, e5's 96M-parameter embedding matrix
+    kept = {id(p) for p in trained}
+    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in kept]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield trained + list(head.parameters())
+    finally:
+        model.eval()
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def _batch_loss(model: torch.nn.Module, head: torch.nn.Module, seqs: list[list[int]],
+                targets: torch.Tensor, settings: FineTuneSettings, pad_id: int,
+                device: torch.device) -> torch.Tensor:
+    """The mean binary cross-entropy of one padded batch through the encoder and the
+    temporary head (forward only; the caller calls ``backward``)."""
+    input_ids, mask = pad_batch(seqs, pad_id)
+    input_ids, mask = input_ids.to(device), mask.to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.mixed_precision):
+        hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        logits = head(pool(hidden, mask, settings.pooling))
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(),
+                                                                targets.to(device))
+
+
 def fine_tune_encoder(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray,
                       settings: FineTuneSettings, *, pad_id: int,
                       device: torch.device | str = "cpu",
@@ -100,94 +155,157 @@ def fine_tune_encoder(model: torch.nn.Module, token_ids: list[list[int]], Y: np.
     ``settings``; returns the mean training loss of each epoch."""
     from transformers import get_linear_schedule_with_warmup
 
-    epochs, batch_size, pooling = settings.epochs, settings.batch_size, settings.pooling
+    epochs, batch_size = settings.epochs, settings.batch_size
     accumulation_steps, random_state = settings.accumulation_steps, settings.random_state
     device = torch.device(device)
     generator = torch.Generator().manual_seed(random_state) if random_state is not None else None
     if random_state is not None:
         torch.manual_seed(random_state)
     head = torch.nn.Linear(model.config.hidden_size, Y.shape[1])
-    model.to(device).train()
-    head.to(device).train()
     targets = torch.as_tensor(Y, dtype=torch.float32)
-    trained = trained_parameters(model, settings.layers)
-    # the rest is frozen while it trains: autograd then stops below the lowest trained
-    # layer, and AdamW keeps no state for, say, e5's 96M-parameter embedding matrix
-    kept = {id(p) for p in trained}
-    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in kept]
-    for p in frozen:
-        p.requires_grad_(False)
-    params = trained + list(head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=_WEIGHT_DECAY)
     batches_per_epoch = -(-len(token_ids) // batch_size)
     steps_per_epoch = -(-batches_per_epoch // accumulation_steps)
     total = steps_per_epoch * epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total),
-                                                total)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     history = []
     # one bar over optimizer steps: tqdm shows the rate and the time left
     bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not show_progress_bar)
     began = time.perf_counter()
-    try:
-        lengths = [len(ids) for ids in token_ids]
-        for _ in range(epochs):
-            epoch_loss = torch.zeros((), device=device)
-            batches = bucketed_batches(lengths, batch_size, generator)
-            for start in range(0, len(batches), accumulation_steps):
-                group = batches[start : start + accumulation_steps]
-                n_rows = sum(len(rows) for rows in group)
-                for rows in group:
-                    input_ids, mask = pad_batch([token_ids[r] for r in rows], pad_id)
-                    input_ids, mask = input_ids.to(device), mask.to(device)
-                    with torch.autocast(device.type, dtype=torch.bfloat16,
-                                        enabled=settings.mixed_precision):
-                        hidden = model(input_ids=input_ids,
-                                       attention_mask=mask).last_hidden_state
-                        logits = head(pool(hidden, mask, pooling))
-                    loss = loss_fn(logits.float(), targets[rows].to(device))
-                    # weighted by rows, so that a group's gradient is its rows' mean
-                    (loss * (len(rows) / n_rows)).backward()
-                    # summed on the device: .item() per batch would wait for the GPU each time
-                    epoch_loss += loss.detach() * len(rows)
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                bar.update()
-            history.append(float(epoch_loss) / len(token_ids))
-            bar.set_postfix(loss=f"{history[-1]:.4f}")
-            progress(f"fine-tuning on {len(token_ids):,} texts: epoch {len(history)}/{epochs}, "
-                     f"loss {history[-1]:.4f} ({time.perf_counter() - began:.0f} s)")
-    finally:
-        bar.close()
-        model.eval()
-        for p in frozen:
-            p.requires_grad_(True)
+    with _training(model, head, settings.layers, device) as params:
+        optimizer = _adamw(params, settings.learning_rate, device)
+        scheduler = get_linear_schedule_with_warmup(optimizer,
+                                                    int(settings.warmup_ratio * total), total)
+        try:
+            lengths = [len(ids) for ids in token_ids]
+            for _ in range(epochs):
+                epoch_loss = torch.zeros((), device=device)
+                batches = bucketed_batches(lengths, batch_size, generator)
+                for start in range(0, len(batches), accumulation_steps):
+                    group = batches[start : start + accumulation_steps]
+                    n_rows = sum(len(rows) for rows in group)
+                    for rows in group:
+                        loss = _batch_loss(model, head, [token_ids[r] for r in rows],
+                                           targets[rows], settings, pad_id, device)
+                        # weighted by rows, so that a group's gradient is its rows' mean
+                        (loss * (len(rows) / n_rows)).backward()
+                        # summed on the device: .item() per batch would wait for the GPU
+                        epoch_loss += loss.detach() * len(rows)
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    bar.update()
+                history.append(float(epoch_loss) / len(token_ids))
+                bar.set_postfix(loss=f"{history[-1]:.4f}")
+                progress(f"fine-tuning on {len(token_ids):,} texts: epoch {len(history)}/"
+                         f"{epochs}, loss {history[-1]:.4f} "
+                         f"({time.perf_counter() - began:.0f} s)")
+        finally:
+            bar.close()
     return history
+
+
+def _adamw(params: list[torch.nn.Parameter], learning_rate: float, device: torch.device
+           ) -> torch.optim.AdamW:
+    """Fine-tuning's optimizer, fused where the device has the kernel."""
+    return torch.optim.AdamW(params, lr=learning_rate, weight_decay=_WEIGHT_DECAY,
+                             fused=True if device.type in _FUSED_ADAMW else None)
+
+
+def _step_seconds(n_weights: int, settings: FineTuneSettings, device: torch.device) -> float:
+    """Seconds of one optimizer step over ``n_weights`` weights: a step timed on a scratch
+    tensor of at most 4M weights (the second of two), scaled by the count (a step reads
+    and writes each weight's state once, so its time grows with their number)."""
+    scratch = torch.nn.Parameter(torch.zeros(min(n_weights, 1 << 22), device=device))
+    scratch.grad = torch.ones_like(scratch)
+    optimizer = _adamw([scratch], settings.learning_rate, device)
+    for _ in range(2):
+        began = time.perf_counter()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - began
+    return seconds * n_weights / scratch.numel()
+
+
+def estimate_seconds(model: torch.nn.Module, token_ids: list[list[int]], n_labels: int,
+                     settings: FineTuneSettings, *, pad_id: int,
+                     device: torch.device | str = "cpu") -> float:
+    """Seconds :func:`fine_tune_encoder` would take on this machine now: one batch of the
+    median padded width is timed forward and backward (the second of two runs; the first
+    warms up) and scaled by the padded tokens of every epoch's batches, plus the optimizer
+    steps (:func:`_step_seconds`). The weights are left as they were."""
+    device = torch.device(device)
+    lengths = [len(ids) for ids in token_ids]
+    batches = bucketed_batches(lengths, settings.batch_size, torch.Generator().manual_seed(0))
+    widths = [max(lengths[r] for r in rows) for rows in batches]
+    cells = [len(rows) * width for rows, width in zip(batches, widths, strict=True)]
+    probe = int(np.argsort(widths, kind="stable")[len(widths) // 2])
+    rows = batches[probe]
+    head = torch.nn.Linear(model.config.hidden_size, n_labels)
+    targets = torch.zeros(len(rows), n_labels)
+    with _training(model, head, settings.layers, device) as params:
+        n_weights = sum(p.numel() for p in params)
+        for _ in range(2):
+            for p in params:  # as after each optimizer step: gradients start from none
+                p.grad = None
+            began = time.perf_counter()
+            _batch_loss(model, head, [token_ids[r] for r in rows], targets, settings, pad_id,
+                        device).backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - began
+        for p in params:
+            p.grad = None
+    steps = -(-len(batches) // settings.accumulation_steps)
+    return (seconds * sum(cells) / cells[probe]
+            + steps * _step_seconds(n_weights, settings, device)) * settings.epochs
+
+
+def _affordable(model: torch.nn.Module, token_ids: list[list[int]], n_labels: int,
+                settings: FineTuneSettings, budget: float, *, pad_id: int,
+                device: torch.device | str) -> bool:
+    """``finetune_epochs="auto"``'s choice, said in a progress line: enough texts, and an
+    estimated time within ``budget`` seconds."""
+    n = len(token_ids)
+    if n < AUTO_MIN_TEXTS:
+        progress(f"fine-tuning (auto): {n:,} texts, fewer than {AUTO_MIN_TEXTS:,}; "
+                 "the encoder stays frozen")
+        return False
+    seconds = estimate_seconds(model, token_ids, n_labels, settings, pad_id=pad_id,
+                               device=device)
+    verdict = "fine-tuning" if seconds <= budget else \
+        f"the encoder stays frozen (finetune_epochs={settings.epochs} fine-tunes anyway)"
+    progress(f"fine-tuning (auto): {settings.epochs} epochs on {n:,} texts estimated at "
+             f"{seconds:,.0f} s on {torch.device(device).type}, budget {budget:,.0f} s: "
+             f"{verdict}")
+    return seconds <= budget
 
 
 def fine_tune_or_reuse(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray,
                        settings: FineTuneSettings, *, weights: str, tokenizer: str,
                        reuse: bool, pad_id: int, device: torch.device | str,
-                       show_progress_bar: bool) -> list[float]:
+                       show_progress_bar: bool, budget: float | None = None) -> list[float]:
     """:func:`fine_tune_encoder`, or the weights and losses an identical seeded fine-tuning
     kept (loaded into ``model``). ``settings`` are all part of the key; ``weights`` and
     ``tokenizer`` digest the pretrained model; ``reuse=False`` (an encoder without a cache)
-    neither reads nor keeps."""
-    if not (reuse and settings.random_state is not None):
-        return fine_tune_encoder(model, token_ids, Y, settings, pad_id=pad_id, device=device,
-                                 show_progress_bar=show_progress_bar)
-    key = fine_tune_key(weights, tokenizer, token_ids, Y, settings)
+    neither reads nor keeps. With a ``budget`` in seconds (``finetune_epochs="auto"``), a
+    fine-tuning that is not kept runs only where :func:`_affordable`; otherwise ``model``
+    is left as it was and the losses are empty."""
+    seeded = reuse and settings.random_state is not None
+    key = fine_tune_key(weights, tokenizer, token_ids, Y, settings) if seeded else None
     folder = home_folder(default=False)
-    found = recall_fine_tuned(key, folder)
+    found = recall_fine_tuned(key, folder) if seeded else None
     if found is not None:
         model.load_state_dict(found[0])
         progress("fine-tuning: an identical seeded fine-tuning was kept; its weights reused")
         return list(found[1])
+    if budget is not None and not _affordable(model, token_ids, Y.shape[1], settings, budget,
+                                              pad_id=pad_id, device=device):
+        return []
     losses = fine_tune_encoder(model, token_ids, Y, settings, pad_id=pad_id, device=device,
                                show_progress_bar=show_progress_bar)
-    keep_fine_tuned(key, folder, model, losses)
+    if seeded:
+        keep_fine_tuned(key, folder, model, losses)
     return losses
 
 

@@ -190,13 +190,17 @@ def _rule_section(rule: DecisionRule) -> list[str]:
 
 
 def _ran(member) -> str:
-    """What ran, where an ``"auto"`` parameter left it to the machine: precision, backend and
-    quantization."""
-    if "auto" not in (member.dtype, member.backend, member.quantization):
-        return ""
-    backend, quantization = member._runtime()
-    ran = f"{getattr(member, 'dtype_', member.dtype)} on {backend}"
-    return f" (ran in {ran}{', ' + quantization if quantization else ''})"
+    """What ran, where an ``"auto"`` parameter left it to the machine: precision, backend,
+    quantization and whether it fine-tuned."""
+    said = []
+    if "auto" in (member.dtype, member.backend, member.quantization):
+        backend, quantization = member._runtime()
+        said.append(f"ran in {getattr(member, 'dtype_', member.dtype)} on {backend}"
+                    f"{', ' + quantization if quantization else ''}")
+    if getattr(member, "finetune_epochs", 0) == "auto":
+        epochs = len(member.finetune_loss_)
+        said.append(f"fine-tuned {epochs} epochs" if epochs else "not fine-tuned")
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def _model_section(stack, net, averaged: int) -> list[str]:

@@ -165,6 +165,10 @@ def cmd_train(args) -> int:
         except ValueError as exc:
             raise UsageError(f"--language: {exc}") from None
     pipe = preset_pipeline(preset, objective, **settings)
+    if args.finetune is not None:  # every encoder member, over the config's encoder_params
+        members = pipe.named_steps["embed"].members
+        pipe.set_params(**{f"embed__{name}__finetune_epochs": args.finetune
+                           for name, member in members if hasattr(member, "finetune_epochs")})
     if language is not None:
         encoders = [f"{name} ({member.model})" for name, member in
                     pipe.named_steps["embed"].members if hasattr(member, "model")]
@@ -291,6 +295,17 @@ def _positive(kind, zero_ok: bool = False):
     return parse
 
 
+def _epochs_or_auto(text: str) -> int | str:
+    """An argparse type for ``--finetune``: ``auto`` or a number of epochs (0 or more)."""
+    if text == "auto":
+        return text
+    try:
+        return _positive(int, zero_ok=True)(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of epochs or 'auto', got {text}"
+                                         ) from None
+
+
 def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="'sample' (the bundled GoEmotions sample), a GoEmotions "
                         "folder, a SemEval-2018 E-c file or folder, or a TSV/CSV/JSONL file")
@@ -333,6 +348,9 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="TOML or YAML file: preset, objective, encoders, ...")
     train.add_argument("--objective", choices=("macro_f1", "jaccard", "micro_f1"),
                        help="what the decision rule maximises (default: macro_f1)")
+    train.add_argument("--finetune", type=_epochs_or_auto, default=None, metavar="EPOCHS",
+                       help="fine-tune every encoder for EPOCHS epochs, or 'auto': 2 where "
+                       "the time estimated on this machine fits finetune_budget (600 s)")
     train.add_argument("--output", "-o", required=True,
                        help="model file: .skstack (safe format) or .joblib")
     train.set_defaults(func=cmd_train)

@@ -23,7 +23,7 @@ from skstack._config import progress, progress_enabled
 from skstack._coverage import warn_on_poor_coverage
 from skstack._device_pool import embed_on_devices
 from skstack._encoding import embed_texts, transform_texts, vectors_fingerprint
-from skstack._finetune import FineTuneSettings, fine_tune_or_reuse
+from skstack._finetune import AUTO_EPOCHS, FineTuneSettings, fine_tune_or_reuse
 from skstack._loading import (
     check_readout,
     device_or_cpu,
@@ -130,7 +130,8 @@ _PARAMETERS = {
     "show_progress_bar": [BOOLEAN, NONE],
     "cache": [PATH, NONE],
     "trust_remote_code": [BOOLEAN],
-    "finetune_epochs": [Interval(numbers.Integral, 0, None)],
+    "finetune_epochs": [Interval(numbers.Integral, 0, None), Options(("auto",))],
+    "finetune_budget": [Interval(numbers.Real, 0, None)],
     "finetune_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
     "finetune_warmup_ratio": [Interval(numbers.Real, 0, 1)],
     "finetune_batch_size": [Interval(numbers.Integral, 1, None)],
@@ -230,8 +231,15 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         machine, :class:`skstack.ShardedStore`); ``None``: no caching, no fine-tuning reuse.
     trust_remote_code : bool, default=False
         Allow model code from the hub to run; only for models you trust.
-    finetune_epochs : int, default=0
+    finetune_epochs : int or "auto", default=0
         Fine-tune the encoder on ``(X, Y)`` in :meth:`fit` for this many epochs (0: never).
+        ``"auto"``: 2 epochs when there are at least 1,000 texts and the time estimated on
+        this machine (one batch timed forward and backward, scaled to the data) is within
+        ``finetune_budget``, else frozen; a kept identical fine-tuning is reused without
+        estimating. The progress lines say what it chose and why; ``finetune_loss_`` has
+        one entry per epoch it fine-tuned (none: frozen).
+    finetune_budget : float, default=600.0
+        Seconds ``finetune_epochs="auto"`` may spend fine-tuning this encoder.
     finetune_learning_rate : float, default=2e-5
     finetune_warmup_ratio : float, default=0.1
         Fraction of fine-tuning steps with a linearly rising learning rate.
@@ -255,7 +263,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
     Attributes
     ----------
     model_ : torch.nn.Module
-        The encoder (fine-tuned when ``finetune_epochs > 0``).
+        The encoder (fine-tuned when ``finetune_loss_`` is not empty).
     tokenizer_ : transformers tokenizer
     embedding_dim_ : int
         Width of the output vectors.
@@ -307,7 +315,8 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         dtype: str = "float32", backend: str = "torch",
         quantization: str | None = None, show_progress_bar: bool | None = None,
         cache: str | os.PathLike | None = "memory", trust_remote_code: bool = False,
-        finetune_epochs: int = _TUNING.epochs,
+        finetune_epochs: int | str = _TUNING.epochs,
+        finetune_budget: float = 600.0,
         finetune_learning_rate: float = _TUNING.learning_rate,
         finetune_warmup_ratio: float = _TUNING.warmup_ratio,
         finetune_batch_size: int = _TUNING.batch_size,
@@ -335,6 +344,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         self.cache = cache
         self.trust_remote_code = trust_remote_code
         self.finetune_epochs = finetune_epochs
+        self.finetune_budget = finetune_budget
         self.finetune_learning_rate = finetune_learning_rate
         self.finetune_warmup_ratio = finetune_warmup_ratio
         self.finetune_batch_size = finetune_batch_size
@@ -347,13 +357,13 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
-        tags.target_tags.required = self.finetune_epochs > 0
+        tags.target_tags.required = self.finetune_epochs != 0
         tags.requires_fit = True
         return tags
 
     def fit(self, X, y=None):
         """Load the encoder, and fine-tune it on texts ``X`` and the 0/1 label matrix ``y``
-        (needed only then) when ``finetune_epochs > 0``; returns ``self``."""
+        (needed only then) when ``finetune_epochs`` is not 0; returns ``self``."""
         self._fit(check_texts(X), y)
         return self
 
@@ -379,16 +389,18 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         model, weights = loaded.model, loaded.weights_hash
         self.finetune_loss_ = []
         tokens = None
-        if self.finetune_epochs > 0:
+        if self.finetune_epochs != 0:
             if y is None:
-                raise ValueError("finetune_epochs > 0 needs the label matrix y in fit(X, y).")
+                raise ValueError(f"finetune_epochs={self.finetune_epochs!r} needs the label "
+                                 "matrix y in fit(X, y).")
             Y, _ = check_label_matrix(y, len(texts))
-            model = copy.deepcopy(model)  # the loaded encoder is shared with other embedders
+            tuned = copy.deepcopy(model)  # the loaded encoder is shared with other embedders
             tokens = self._new_tokens()
-            self._fine_tune(model, tokens.of(texts)[0], Y, weights, loaded.tokenizer_hash,
+            self._fine_tune(tuned, tokens.of(texts)[0], Y, weights, loaded.tokenizer_hash,
                             mixed)
-            weights = weights_hash(model)
-        self.model_ = self._placed(model, shared=self.finetune_epochs == 0)
+            if self.finetune_loss_:  # "auto" may have kept it frozen
+                model, weights = tuned, weights_hash(tuned)
+        self.model_ = self._placed(model, shared=not self.finetune_loss_)
         n_states = self.model_.config.num_hidden_layers + 1
         self.layer_indices_ = parse_layers(self.layers, n_states)
         self.embedding_dim_ = readout_width(self.model_.config, len(self.layer_indices_),
@@ -409,16 +421,19 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         """Fine-tune ``model`` in place on the texts' token ``ids``, or load the weights an
         identical fine-tuning (same weights, texts, labels, settings and integer seed) kept;
         sets ``finetune_loss_``."""
+        auto = self.finetune_epochs == "auto"
+        epochs = AUTO_EPOCHS if auto else self.finetune_epochs
         progress(f"fine-tuning {short_name(self.model)} on {len(ids):,} texts, "
-                 f"{self.finetune_epochs} epoch(s)")
+                 f"{epochs} epoch(s){' if affordable (auto)' if auto else ''}")
         settings = FineTuneSettings(
-            self.finetune_epochs, self.finetune_learning_rate, self.finetune_warmup_ratio,
+            epochs, self.finetune_learning_rate, self.finetune_warmup_ratio,
             self.finetune_batch_size, self.finetune_accumulation_steps, bool(mixed),
             self.random_state, self.pooling, self.finetune_layers)
         self.finetune_loss_ = fine_tune_or_reuse(
             model, ids, Y, settings, weights=weights, tokenizer=tokenizer,
             reuse=self.cache is not None, pad_id=self._pad_id(), device=self.device_,
-            show_progress_bar=progress_enabled(self.show_progress_bar))
+            show_progress_bar=progress_enabled(self.show_progress_bar),
+            budget=self.finetune_budget if auto else None)
 
     def _runtime(self) -> tuple[str, str | None]:
         """The backend and quantization in use (files saved before ``"auto"`` existed hold

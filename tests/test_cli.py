@@ -207,6 +207,27 @@ def test_long_stages_print_progress_lines_unless_quiet(trained, tmp_path, capsys
     assert "skstack:" not in capsys.readouterr().err.replace("skstack train:", "")
 
 
+def test_finetune_flag_fine_tunes_every_encoder_and_the_card_says_what_auto_chose(
+        trained, tmp_path, capsys, monkeypatch):
+    import skstack._finetune
+
+    folder, data, _ = trained
+    monkeypatch.setattr(skstack._finetune, "AUTO_MIN_TEXTS", 1)  # the 60 rows are enough
+    model = tmp_path / "m.skstack"
+    assert main(["train", str(data), "--config", str(folder / "pipe.toml"), "--finetune",
+                 "auto", "-o", str(model)]) == 0
+    assert "budget 600 s: fine-tuning" in capsys.readouterr().err
+    bert = dict(load(model).named_steps["embed"].members_)["bert"]
+    assert bert.finetune_epochs == "auto" and len(bert.finetune_loss_) == 2
+    card = (tmp_path / "m.card.md").read_text()
+    assert "finetune_epochs='auto')" in card and "fine-tuned 2 epochs)" in card
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(data), "--finetune", "sometimes", "-o", str(model)])
+    assert exc.value.code == 2
+    assert "--finetune: expected a number of epochs or 'auto', got sometimes" in \
+        capsys.readouterr().err
+
+
 @pytest.mark.parametrize("data, language, encoder", [
     ("2018-E-c-Es-train.txt", None, "Es texts; encoders: e5 (e5-folder)"),  # by its name
     ("folder", "Spanish", "Es texts; encoders: e5 (e5-folder)"),

@@ -1,4 +1,5 @@
 import copy
+import re
 import warnings
 
 import joblib
@@ -246,6 +247,81 @@ def test_fine_tuning_the_top_layers_leaves_the_rest_as_pretrained(tiny_bert, emo
                                          r"must be an integer >= 1 or a number in \(0, 1\) "
                                          r"or None; got 1\.5"):
         EncoderEmbedder(tiny_bert, finetune_epochs=1, finetune_layers=1.5).fit(texts, Y)
+
+
+def test_fine_tuning_time_is_estimated_from_one_median_batch_without_changing_weights(
+        monkeypatch):
+    from types import SimpleNamespace
+
+    from transformers import BertConfig, BertModel
+
+    import skstack._finetune
+    from skstack._finetune import FineTuneSettings, estimate_seconds
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
+    model = BertModel(config).eval()
+    before = copy.deepcopy(model.state_dict())
+    ticks = iter(range(100))  # a clock on which each timed run takes exactly 1 s
+    monkeypatch.setattr(skstack._finetune, "time",
+                        SimpleNamespace(perf_counter=lambda: next(ticks)))
+    ids = [[1] * n for n in (2, 2, 3, 3, 4, 4, 10, 10)]
+    settings = FineTuneSettings(epochs=2, batch_size=2, layers=1)
+    seconds = estimate_seconds(model, ids, 3, settings, pad_id=0)
+    # batches of widths 2, 3, 4, 10: 38 padded tokens an epoch; the median batch (width 4,
+    # 8 tokens) timed at 1 s: 38 / 8 s an epoch; its 4 optimizer steps timed at 1 s each
+    # (on a scratch tensor as large as the trained weights: fewer than 4M); 2 epochs
+    assert seconds == pytest.approx(2 * (38 / 8 + 4))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    assert not model.training
+
+
+def test_auto_fine_tunes_when_affordable_and_says_what_it_chose(tiny_bert, emotion_data,
+                                                                monkeypatch, caplog):
+    import logging
+
+    import skstack._finetune
+    from skstack.cards import _ran
+
+    texts, Y = emotion_data
+    frozen = EncoderEmbedder(tiny_bert, cache=None).fit(texts)
+    caplog.set_level(logging.INFO, logger="skstack.progress")
+    few = EncoderEmbedder(tiny_bert, finetune_epochs="auto", cache=None).fit(texts, Y)
+    assert few.finetune_loss_ == [] and few.fingerprint_ == frozen.fingerprint_
+    assert f"{len(texts)} texts, fewer than 1,000; the encoder stays frozen" in caplog.text
+    assert _ran(few) == " (not fine-tuned)"
+
+    monkeypatch.setattr(skstack._finetune, "AUTO_MIN_TEXTS", 1)
+    params = {"finetune_learning_rate": 1e-3, "random_state": 0, "cache": None}
+    caplog.clear()
+    slow = EncoderEmbedder(tiny_bert, finetune_epochs="auto", finetune_budget=0,
+                           **params).fit(texts, Y)
+    assert slow.finetune_loss_ == [] and slow.fingerprint_ == frozen.fingerprint_
+    assert re.search(r"2 epochs on \d+ texts estimated at [\d,]+ s on cpu, budget 0 s: the "
+                     r"encoder stays frozen \(finetune_epochs=2 fine-tunes anyway\)",
+                     caplog.text)
+    caplog.clear()
+    cheap = EncoderEmbedder(tiny_bert, finetune_epochs="auto", finetune_budget=1e6,
+                            **params).fit(texts, Y)
+    assert "budget 1,000,000 s: fine-tuning" in caplog.text
+    explicit = EncoderEmbedder(tiny_bert, finetune_epochs=2, **params).fit(texts, Y)
+    assert cheap.finetune_loss_ == explicit.finetune_loss_ and len(cheap.finetune_loss_) == 2
+    assert cheap.fingerprint_ == explicit.fingerprint_ != frozen.fingerprint_
+    assert _ran(cheap) == " (fine-tuned 2 epochs)"
+
+    # a kept fine-tuning of the same settings is reused, whatever the budget
+    kept = {**params, "cache": "memory"}
+    first = EncoderEmbedder(tiny_bert, finetune_epochs=2, **kept).fit(texts, Y)
+    reused = EncoderEmbedder(tiny_bert, finetune_epochs="auto", finetune_budget=0,
+                             **kept).fit(texts, Y)
+    assert reused.finetune_loss_ == first.finetune_loss_
+    assert reused.fingerprint_ == first.fingerprint_
+    with pytest.raises(ValueError, match=r"finetune_epochs='auto' needs the label matrix y"):
+        EncoderEmbedder(tiny_bert, finetune_epochs="auto").fit(texts)
+    with pytest.raises(ValueError, match=r"'finetune_epochs' parameter of EncoderEmbedder "
+                                         r"must be .*'auto'.*; got 'always'"):
+        EncoderEmbedder(tiny_bert, finetune_epochs="always").fit(texts, Y)
 
 
 def test_fine_tuning_keys_kept_before_finetune_layers_are_still_found():
