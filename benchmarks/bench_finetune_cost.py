@@ -3,12 +3,16 @@ fine-tuned, only the top layers fine-tuned (issue 35, items 1-2; run by hand).
 
     python benchmarks/bench_finetune_cost.py                        # MiniLM, GoEmotions
     python benchmarks/bench_finetune_cost.py --data kaomoji --model e5 --top 2 4
+    python benchmarks/bench_finetune_cost.py --label-aware --only frozen "top 2"  # issue 31
 
 ``quickstart_pipeline`` (the encoder in word mode + character n-grams, the meta-learner, three
 fold heads, the macro-F1 rule) on the first ``--n`` training texts of a fixed shuffle
 (``data_sets.load``), no cache, fitted side by side for each seed: frozen; fine-tuned
 ``--epochs`` epochs on every weight (what ``finetune_epochs`` did until now); fine-tuned only
-on the top ``--top`` layers (``finetune_layers``). The seed seeds the fine-tuning, the folds
+on the top ``--top`` layers (``finetune_layers``); with ``--label-aware``, the same
+label-aware (``finetune_head="labels"``: the label names before each text, each label scored
+from its name's token, the pairwise correlation term). ``--only`` keeps the variants whose
+names contain one of its words. The seed seeds the fine-tuning, the folds
 and the heads. Printed per fit: seconds and the fit's multiple of the frozen fit of the same
 seed, test macro-F1 and Jaccard (both of the macro-F1 rule's predictions), and the machine's
 1-minute load before the fit; then mean and SD over the seeds.
@@ -20,6 +24,7 @@ import argparse
 import os
 import time
 
+import pandas as pd
 import torch
 from bench_quality import scores, summarise
 from data_sets import load
@@ -38,6 +43,10 @@ def main() -> None:
     parser.add_argument("--top", type=int, nargs="*", default=[2],
                         help="fine-tune only this many top layers (one variant each)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--label-aware", action="store_true",
+                        help="also each top-layers variant with finetune_head='labels'")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="only the variants whose names contain one of these")
     args = parser.parse_args()
     print(describe())
     torch.set_num_threads(2)
@@ -49,6 +58,12 @@ def main() -> None:
     for k in args.top:
         variants[f"{args.epochs} epochs, top {k} layers"] = {"finetune_epochs": args.epochs,
                                                              "finetune_layers": k}
+        if args.label_aware:
+            variants[f"{args.epochs} epochs, top {k} layers, label-aware"] = {
+                "finetune_epochs": args.epochs, "finetune_layers": k, "finetune_head": "labels"}
+    if args.only:
+        variants = {name: params for name, params in variants.items()
+                    if any(word in name for word in args.only)}
     print(f"\n{args.data}: {len(texts['train'])} training texts, {len(texts['test'])} test "
           f"texts, {args.model}\n")
     print("| variant, seed | fit s | × frozen | macro-F1 | Jaccard | load before |\n"
@@ -67,7 +82,8 @@ def main() -> None:
                                for k, v in {"cache": None, **params}.items()})
             load_before = os.getloadavg()[0]  # others' jobs (and the end of our previous fit)
             start = time.perf_counter()
-            pipe.fit(texts["train"], Y["train"])
+            # named columns: a label-aware fine-tuning reads the label names
+            pipe.fit(texts["train"], pd.DataFrame(Y["train"], columns=labels))
             seconds = time.perf_counter() - start
             frozen_seconds = frozen_seconds or seconds
             result = scores(Y["test"], pipe.predict(texts["test"]), labels)

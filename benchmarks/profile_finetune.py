@@ -128,7 +128,7 @@ def main() -> None:
             model = copy.deepcopy(emb.model_).float()
             settings = FineTuneSettings(epochs=1, batch_size=16, mixed_precision=mixed,
                                         random_state=0, layers=layers)
-            estimate = estimate_seconds(model, ids, Y.shape[1], settings, pad_id=emb._pad_id(),
+            estimate = estimate_seconds(model, ids, Y, settings, pad_id=emb._pad_id(),
                                         device=device)
             timers = Timers()
             start = time.perf_counter()

@@ -68,6 +68,42 @@ class Tokens:
         return part
 
 
+def prepend_labels(tokenizer, names: list[str], token_ids: list[list[int]], max_length: int
+                   ) -> tuple[list[list[int]], list[int]]:
+    """Each text's ids as the second segment of a pair whose first is the label names (after
+    SpanEmo: ``[CLS] anger fear joy [SEP] text [SEP]``, in the tokenizer's own pair layout),
+    cut to ``max_length`` in the text; and the position of each label name's first piece."""
+    pieces = [tokenizer(name, add_special_tokens=False)["input_ids"] for name in names]
+    if any(not p for p in pieces):
+        empty = next(name for name, p in zip(names, pieces, strict=True) if not p)
+        raise ValueError(f"The label name {empty!r} gives no tokens to read the label from.")
+    # the layouts, read from two one-word texts: the special tokens around a single text
+    # (cut from the texts' ids) and around each segment of a pair
+    a, b = (tokenizer(w, add_special_tokens=False)["input_ids"] for w in ("a", "b"))
+    single = tokenizer("a")["input_ids"]
+    lead = _find(single, a)
+    trail = len(single) - lead - len(a)
+    pair = tokenizer("a", "b")["input_ids"]
+    first = _find(pair, a)
+    second = _find(pair, b, first + len(a))
+    before, between, after = pair[:first], pair[first + len(a):second], pair[second + len(b):]
+    labels = [t for p in pieces for t in p]
+    room = max_length - len(before) - len(labels) - len(between) - len(after)
+    if room < 1:
+        raise ValueError(f"The {len(names)} label names take {len(labels)} tokens; "
+                         f"max_length={max_length} leaves no room for the text.")
+    starts = np.cumsum([0] + [len(p) for p in pieces[:-1]]) + len(before)
+    pairs = [before + labels + between + ids[lead:len(ids) - trail][:room] + after
+             for ids in token_ids]
+    return pairs, [int(i) for i in starts]
+
+
+def _find(ids: list[int], part: list[int], start: int = 0) -> int:
+    """Where ``part`` first occurs in ``ids`` at or after ``start``."""
+    return next(i for i in range(start, len(ids) - len(part) + 1)
+                if ids[i:i + len(part)] == part)
+
+
 def padded_width(length: int, multiple: int | None, max_length: int) -> int | None:
     """The width a text of ``length`` tokens is padded to: the next multiple of
     ``multiple``, at most ``max_length`` (the encoder's positions end there); ``None`` for

@@ -3,6 +3,9 @@
 The paper fine-tunes each encoder on the emotion task before extracting embeddings. Here a
 linear head on the pooled last layer is trained with binary cross-entropy together with the
 encoder; the head is thrown away afterwards and only the encoder's new weights are kept.
+Label-aware (``head="labels"``, after SpanEmo): the label names go before each text, each
+label is scored from its own name's first token state, and the loss adds the pairwise
+label-correlation term of :class:`skstack.losses.HybridLoss`.
 
 :func:`fine_tune_or_reuse` decides reuse: a seeded fine-tuning is kept under a key of
 everything that decides its weights (the pretrained weights, the token ids, the labels, every
@@ -17,7 +20,7 @@ there are at least :data:`AUTO_MIN_TEXTS` texts and :func:`estimate_seconds` is 
 budget, else it stays frozen; the progress lines say which and why.
 
 Import rule: torch, transformers, safetensors, ``skstack._batching``, ``skstack._config``,
-``skstack._files``, ``skstack._pooling`` and ``skstack.artifacts`` only.
+``skstack._files``, ``skstack._pooling``, ``skstack.artifacts`` and ``skstack.losses`` only.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from skstack._config import home_folder, progress
 from skstack._files import folder_in_place, intact_folder
 from skstack._pooling import pool
 from skstack.artifacts import ARTIFACTS
+from skstack.losses import HybridLoss
 
 _WEIGHT_DECAY = 0.01
 
@@ -69,6 +73,9 @@ class FineTuneSettings:
     ``layers`` trains only the top transformer layers (a count, or a share of them in
     (0, 1), rounded up), the embeddings and the layers below kept as they are (no
     gradients through them, no optimizer state for them); ``None`` trains everything.
+    ``head``: ``"pooled"`` (a linear layer on the pooled last layer, binary cross-entropy)
+    or ``"labels"`` (label-aware: the token ids start with the label names, whose first
+    pieces' positions the training loop is given).
     """
 
     epochs: int = 0
@@ -80,6 +87,51 @@ class FineTuneSettings:
     random_state: int | None = None
     pooling: str = "mean"
     layers: int | float | None = None
+    head: str = "pooled"
+
+
+HEADS = ("pooled", "labels")
+# the label-aware loss's correlation term: the pairwise form at the head's own weight
+# (RECOMMENDED_CLASSIFIER_PARAMS)
+_LABEL_CORRELATION = {"pos_weight": None, "corr_weight": 0.1, "contrastive_weight": 0.0,
+                      "corr_form": "pairwise"}
+
+
+class _PooledHead(torch.nn.Module):
+    """A linear layer on the pooled last layer: one logit per label."""
+
+    def __init__(self, hidden: int, n_labels: int, pooling: str):
+        super().__init__()
+        self.linear, self.pooling = torch.nn.Linear(hidden, n_labels), pooling
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.linear(pool(states, mask, self.pooling))
+
+
+class _LabelTokenHead(torch.nn.Module):
+    """Each label's logit from the state of its name's first piece (SpanEmo): one scoring
+    layer shared by the labels, and a bias of each label's own."""
+
+    def __init__(self, hidden: int, positions: list[int]):
+        super().__init__()
+        self.score = torch.nn.Linear(hidden, 1, bias=False)
+        self.bias = torch.nn.Parameter(torch.zeros(len(positions)))
+        self.positions = positions
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.score(states[:, self.positions]).squeeze(-1) + self.bias
+
+
+def _head_and_loss(model: torch.nn.Module, Y: np.ndarray, settings: FineTuneSettings,
+                   label_positions: list[int] | None) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The temporary head and the loss ``settings.head`` names."""
+    hidden = model.config.hidden_size
+    if settings.head == "labels":
+        if label_positions is None or len(label_positions) != Y.shape[1]:
+            raise ValueError("A label-aware fine-tuning needs the position of each of the "
+                             f"{Y.shape[1]} labels' names in the token ids.")
+        return _LabelTokenHead(hidden, label_positions), HybridLoss(**_LABEL_CORRELATION).fit(Y)
+    return _PooledHead(hidden, Y.shape[1], settings.pooling), torch.nn.BCEWithLogitsLoss()
 
 
 def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
@@ -133,26 +185,27 @@ def _training(model: torch.nn.Module, head: torch.nn.Module, layers: int | float
             p.requires_grad_(True)
 
 
-def _batch_loss(model: torch.nn.Module, head: torch.nn.Module, seqs: list[list[int]],
-                targets: torch.Tensor, settings: FineTuneSettings, pad_id: int,
-                device: torch.device) -> torch.Tensor:
-    """The mean binary cross-entropy of one padded batch through the encoder and the
-    temporary head (forward only; the caller calls ``backward``)."""
+def _batch_loss(model: torch.nn.Module, head: torch.nn.Module, loss: torch.nn.Module,
+                seqs: list[list[int]], targets: torch.Tensor, settings: FineTuneSettings,
+                pad_id: int, device: torch.device) -> torch.Tensor:
+    """The loss of one padded batch through the encoder and the temporary head (forward
+    only; the caller calls ``backward``)."""
     input_ids, mask = pad_batch(seqs, pad_id)
     input_ids, mask = input_ids.to(device), mask.to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.mixed_precision):
         hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        logits = head(pool(hidden, mask, settings.pooling))
-    return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(),
-                                                                targets.to(device))
+        logits = head(hidden, mask)
+    return loss(logits.float(), targets.to(device))
 
 
 def fine_tune_encoder(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray,
                       settings: FineTuneSettings, *, pad_id: int,
-                      device: torch.device | str = "cpu",
-                      show_progress_bar: bool = False) -> list[float]:
+                      device: torch.device | str = "cpu", show_progress_bar: bool = False,
+                      label_positions: list[int] | None = None) -> list[float]:
     """Fine-tune ``model`` in place on tokenised texts and a 0/1 label matrix, under
-    ``settings``; returns the mean training loss of each epoch."""
+    ``settings``; returns the mean training loss of each epoch. A label-aware fine-tuning
+    takes texts whose ids start with the label names (:func:`skstack._batching.prepend_labels`)
+    and the positions that function returned."""
     from transformers import get_linear_schedule_with_warmup
 
     epochs, batch_size = settings.epochs, settings.batch_size
@@ -161,7 +214,8 @@ def fine_tune_encoder(model: torch.nn.Module, token_ids: list[list[int]], Y: np.
     generator = torch.Generator().manual_seed(random_state) if random_state is not None else None
     if random_state is not None:
         torch.manual_seed(random_state)
-    head = torch.nn.Linear(model.config.hidden_size, Y.shape[1])
+    head, loss_fn = _head_and_loss(model, Y, settings, label_positions)
+    loss_fn.to(device)
     targets = torch.as_tensor(Y, dtype=torch.float32)
     batches_per_epoch = -(-len(token_ids) // batch_size)
     steps_per_epoch = -(-batches_per_epoch // accumulation_steps)
@@ -183,8 +237,9 @@ def fine_tune_encoder(model: torch.nn.Module, token_ids: list[list[int]], Y: np.
                     group = batches[start : start + accumulation_steps]
                     n_rows = sum(len(rows) for rows in group)
                     for rows in group:
-                        loss = _batch_loss(model, head, [token_ids[r] for r in rows],
-                                           targets[rows], settings, pad_id, device)
+                        loss = _batch_loss(model, head, loss_fn,
+                                           [token_ids[r] for r in rows], targets[rows],
+                                           settings, pad_id, device)
                         # weighted by rows, so that a group's gradient is its rows' mean
                         (loss * (len(rows) / n_rows)).backward()
                         # summed on the device: .item() per batch would wait for the GPU
@@ -227,9 +282,10 @@ def _step_seconds(n_weights: int, settings: FineTuneSettings, device: torch.devi
     return seconds * n_weights / scratch.numel()
 
 
-def estimate_seconds(model: torch.nn.Module, token_ids: list[list[int]], n_labels: int,
+def estimate_seconds(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray,
                      settings: FineTuneSettings, *, pad_id: int,
-                     device: torch.device | str = "cpu") -> float:
+                     device: torch.device | str = "cpu",
+                     label_positions: list[int] | None = None) -> float:
     """Seconds :func:`fine_tune_encoder` would take on this machine now: one batch of the
     median padded width is timed forward and backward (the second of two runs; the first
     warms up) and scaled by the padded tokens of every epoch's batches, plus the optimizer
@@ -241,16 +297,17 @@ def estimate_seconds(model: torch.nn.Module, token_ids: list[list[int]], n_label
     cells = [len(rows) * width for rows, width in zip(batches, widths, strict=True)]
     probe = int(np.argsort(widths, kind="stable")[len(widths) // 2])
     rows = batches[probe]
-    head = torch.nn.Linear(model.config.hidden_size, n_labels)
-    targets = torch.zeros(len(rows), n_labels)
+    head, loss_fn = _head_and_loss(model, Y, settings, label_positions)
+    loss_fn.to(device)
+    targets = torch.as_tensor(Y[rows], dtype=torch.float32)
     with _training(model, head, settings.layers, device) as params:
         n_weights = sum(p.numel() for p in params)
         for _ in range(2):
             for p in params:  # as after each optimizer step: gradients start from none
                 p.grad = None
             began = time.perf_counter()
-            _batch_loss(model, head, [token_ids[r] for r in rows], targets, settings, pad_id,
-                        device).backward()
+            _batch_loss(model, head, loss_fn, [token_ids[r] for r in rows], targets,
+                        settings, pad_id, device).backward()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - began
@@ -261,9 +318,9 @@ def estimate_seconds(model: torch.nn.Module, token_ids: list[list[int]], n_label
             + steps * _step_seconds(n_weights, settings, device)) * settings.epochs
 
 
-def _affordable(model: torch.nn.Module, token_ids: list[list[int]], n_labels: int,
+def _affordable(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray,
                 settings: FineTuneSettings, budget: float, *, pad_id: int,
-                device: torch.device | str) -> bool:
+                device: torch.device | str, label_positions: list[int] | None) -> bool:
     """``finetune_epochs="auto"``'s choice, said in a progress line: enough texts, and an
     estimated time within ``budget`` seconds."""
     n = len(token_ids)
@@ -271,8 +328,8 @@ def _affordable(model: torch.nn.Module, token_ids: list[list[int]], n_labels: in
         progress(f"fine-tuning (auto): {n:,} texts, fewer than {AUTO_MIN_TEXTS:,}; "
                  "the encoder stays frozen")
         return False
-    seconds = estimate_seconds(model, token_ids, n_labels, settings, pad_id=pad_id,
-                               device=device)
+    seconds = estimate_seconds(model, token_ids, Y, settings, pad_id=pad_id, device=device,
+                               label_positions=label_positions)
     verdict = "fine-tuning" if seconds <= budget else \
         f"the encoder stays frozen (finetune_epochs={settings.epochs} fine-tunes anyway)"
     progress(f"fine-tuning (auto): {settings.epochs} epochs on {n:,} texts estimated at "
@@ -284,7 +341,8 @@ def _affordable(model: torch.nn.Module, token_ids: list[list[int]], n_labels: in
 def fine_tune_or_reuse(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray,
                        settings: FineTuneSettings, *, weights: str, tokenizer: str,
                        reuse: bool, pad_id: int, device: torch.device | str,
-                       show_progress_bar: bool, budget: float | None = None) -> list[float]:
+                       show_progress_bar: bool, budget: float | None = None,
+                       label_positions: list[int] | None = None) -> list[float]:
     """:func:`fine_tune_encoder`, or the weights and losses an identical seeded fine-tuning
     kept (loaded into ``model``). ``settings`` are all part of the key; ``weights`` and
     ``tokenizer`` digest the pretrained model; ``reuse=False`` (an encoder without a cache)
@@ -299,11 +357,13 @@ def fine_tune_or_reuse(model: torch.nn.Module, token_ids: list[list[int]], Y: np
         model.load_state_dict(found[0])
         progress("fine-tuning: an identical seeded fine-tuning was kept; its weights reused")
         return list(found[1])
-    if budget is not None and not _affordable(model, token_ids, Y.shape[1], settings, budget,
-                                              pad_id=pad_id, device=device):
+    if budget is not None and not _affordable(model, token_ids, Y, settings, budget,
+                                              pad_id=pad_id, device=device,
+                                              label_positions=label_positions):
         return []
     losses = fine_tune_encoder(model, token_ids, Y, settings, pad_id=pad_id, device=device,
-                               show_progress_bar=show_progress_bar)
+                               show_progress_bar=show_progress_bar,
+                               label_positions=label_positions)
     if seeded:
         keep_fine_tuned(key, folder, model, losses)
     return losses
@@ -314,8 +374,10 @@ def fine_tune_key(weights: str, tokenizer: str, token_ids: list[list[int]], Y: n
     """A digest of everything that decides fine-tuned weights (``settings`` includes the seed)."""
     digest = hashlib.sha256()
     fields = asdict(settings)
-    if fields["layers"] is None:  # as keys were before the setting existed: still found
-        del fields["layers"]
+    # at their defaults, as keys were before these settings existed: still found
+    for name, default in (("layers", None), ("head", "pooled")):
+        if fields[name] == default:
+            del fields[name]
     digest.update(json.dumps({"weights": weights, "tokenizer": tokenizer, **fields},
                              sort_keys=True).encode())
     for ids in token_ids:

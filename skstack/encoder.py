@@ -18,12 +18,12 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from skstack._batching import Tokens
+from skstack._batching import Tokens, prepend_labels
 from skstack._config import progress, progress_enabled
 from skstack._coverage import warn_on_poor_coverage
 from skstack._device_pool import embed_on_devices
 from skstack._encoding import embed_texts, transform_texts, vectors_fingerprint
-from skstack._finetune import AUTO_EPOCHS, FineTuneSettings, fine_tune_or_reuse
+from skstack._finetune import AUTO_EPOCHS, HEADS, FineTuneSettings, fine_tune_or_reuse
 from skstack._loading import (
     check_readout,
     device_or_cpu,
@@ -139,6 +139,7 @@ _PARAMETERS = {
     "finetune_mixed_precision": [BOOLEAN, Options(("auto",))],
     "finetune_layers": [Interval(numbers.Integral, 1, None),
                         Interval(numbers.Real, 0, 1, closed="neither"), NONE],
+    "finetune_head": [Options(HEADS)],
     "random_state": SEED,
 }
 
@@ -255,6 +256,13 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         that share of them, rounded up), the embeddings and the layers below frozen:
         cheaper steps (no gradients below, no optimizer state for the embedding matrix).
         ``None``: every weight.
+    finetune_head : {"pooled", "labels"}, default="pooled"
+        The temporary head fine-tuning trains. ``"pooled"``: a linear layer on the pooled
+        last layer, binary cross-entropy. ``"labels"`` (label-aware, after SpanEmo): the
+        label names (``y``'s column names) go before each text as the first segment of a
+        pair, each label is scored from the state of its name's first token, and the loss
+        adds the pairwise label-correlation term (0.1). Either way :meth:`transform`
+        encodes the texts alone.
     random_state : int, default=None
         Seed for fine-tuning. With an int seed (and a ``cache``) fine-tuned weights are kept
         (in memory; in ``<home>/finetuned`` when a home is set) and reused by any embedder
@@ -323,6 +331,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         finetune_accumulation_steps: int = _TUNING.accumulation_steps,
         finetune_mixed_precision: bool | str = _TUNING.mixed_precision,
         finetune_layers: int | float | None = _TUNING.layers,
+        finetune_head: str = _TUNING.head,
         random_state: int | None = None,
     ):
         self.model = model
@@ -351,6 +360,7 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         self.finetune_accumulation_steps = finetune_accumulation_steps
         self.finetune_mixed_precision = finetune_mixed_precision
         self.finetune_layers = finetune_layers
+        self.finetune_head = finetune_head
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -393,11 +403,11 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
             if y is None:
                 raise ValueError(f"finetune_epochs={self.finetune_epochs!r} needs the label "
                                  "matrix y in fit(X, y).")
-            Y, _ = check_label_matrix(y, len(texts))
+            Y, names = check_label_matrix(y, len(texts))
             tuned = copy.deepcopy(model)  # the loaded encoder is shared with other embedders
             tokens = self._new_tokens()
-            self._fine_tune(tuned, tokens.of(texts)[0], Y, weights, loaded.tokenizer_hash,
-                            mixed)
+            self._fine_tune(tuned, tokens.of(texts)[0], Y, names, weights,
+                            loaded.tokenizer_hash, mixed)
             if self.finetune_loss_:  # "auto" may have kept it frozen
                 model, weights = tuned, weights_hash(tuned)
         self.model_ = self._placed(model, shared=not self.finetune_loss_)
@@ -417,10 +427,16 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
                       offsets=self.word_pooling is not None)
 
     def _fine_tune(self, model: torch.nn.Module, ids: list[list[int]], Y: np.ndarray,
-                   weights: str, tokenizer: str, mixed: bool) -> None:
+                   names: list[str] | None, weights: str, tokenizer: str, mixed: bool) -> None:
         """Fine-tune ``model`` in place on the texts' token ``ids``, or load the weights an
         identical fine-tuning (same weights, texts, labels, settings and integer seed) kept;
-        sets ``finetune_loss_``."""
+        sets ``finetune_loss_``. A label-aware one reads the label ``names``."""
+        positions = None
+        if self.finetune_head == "labels":
+            if names is None:
+                raise ValueError("finetune_head='labels' reads the label names: fit with y as "
+                                 "a DataFrame whose columns name the labels.")
+            ids, positions = prepend_labels(self.tokenizer_, names, ids, self.max_length_)
         auto = self.finetune_epochs == "auto"
         epochs = AUTO_EPOCHS if auto else self.finetune_epochs
         progress(f"fine-tuning {short_name(self.model)} on {len(ids):,} texts, "
@@ -428,12 +444,12 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         settings = FineTuneSettings(
             epochs, self.finetune_learning_rate, self.finetune_warmup_ratio,
             self.finetune_batch_size, self.finetune_accumulation_steps, bool(mixed),
-            self.random_state, self.pooling, self.finetune_layers)
+            self.random_state, self.pooling, self.finetune_layers, self.finetune_head)
         self.finetune_loss_ = fine_tune_or_reuse(
             model, ids, Y, settings, weights=weights, tokenizer=tokenizer,
             reuse=self.cache is not None, pad_id=self._pad_id(), device=self.device_,
             show_progress_bar=progress_enabled(self.show_progress_bar),
-            budget=self.finetune_budget if auto else None)
+            budget=self.finetune_budget if auto else None, label_positions=positions)
 
     def _runtime(self) -> tuple[str, str | None]:
         """The backend and quantization in use (files saved before ``"auto"`` existed hold

@@ -267,7 +267,7 @@ def test_fine_tuning_time_is_estimated_from_one_median_batch_without_changing_we
                         SimpleNamespace(perf_counter=lambda: next(ticks)))
     ids = [[1] * n for n in (2, 2, 3, 3, 4, 4, 10, 10)]
     settings = FineTuneSettings(epochs=2, batch_size=2, layers=1)
-    seconds = estimate_seconds(model, ids, 3, settings, pad_id=0)
+    seconds = estimate_seconds(model, ids, np.zeros((8, 3)), settings, pad_id=0)
     # batches of widths 2, 3, 4, 10: 38 padded tokens an epoch; the median batch (width 4,
     # 8 tokens) timed at 1 s: 38 / 8 s an epoch; its 4 optimizer steps timed at 1 s each
     # (on a scratch tensor as large as the trained weights: fewer than 4M); 2 epochs
@@ -322,6 +322,59 @@ def test_auto_fine_tunes_when_affordable_and_says_what_it_chose(tiny_bert, emoti
     with pytest.raises(ValueError, match=r"'finetune_epochs' parameter of EncoderEmbedder "
                                          r"must be .*'auto'.*; got 'always'"):
         EncoderEmbedder(tiny_bert, finetune_epochs="always").fit(texts, Y)
+
+
+def test_label_names_go_first_as_a_pair_with_each_names_first_piece_found(tmp_path):
+    from transformers import BertTokenizerFast
+
+    from skstack._batching import prepend_labels, tokenize
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "joy", "anger", "nerv", "##ous",
+             "i", "am", "so", "happy", "a", "b"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(str(tmp_path / "vocab.txt"))
+    ids, _, _ = tokenize(tokenizer, ["i am so happy", "joy"], 16)
+    pairs, positions = prepend_labels(tokenizer, ["joy", "nervous", "anger"], ids, 10)
+    # [CLS] joy nerv ##ous anger [SEP] text [SEP], the text cut to the 10 tokens' room (4)
+    assert [tokenizer.convert_ids_to_tokens(p) for p in pairs] == [
+        ["[CLS]", "joy", "nerv", "##ous", "anger", "[SEP]", "i", "am", "so", "[SEP]"],
+        ["[CLS]", "joy", "nerv", "##ous", "anger", "[SEP]", "joy", "[SEP]"]]
+    assert positions == [1, 2, 4]
+    # as the tokenizer itself lays out a pair
+    assert pairs[1] == tokenizer("joy nervous anger", "joy")["input_ids"]
+    with pytest.raises(ValueError, match=r"The 3 label names take 4 tokens; max_length=7 "
+                                         r"leaves no room for the text\."):
+        prepend_labels(tokenizer, ["joy", "nervous", "anger"], ids, 7)
+    with pytest.raises(ValueError, match=r"The label name ' ' gives no tokens"):
+        prepend_labels(tokenizer, ["joy", " "], ids, 16)
+
+
+def test_label_aware_fine_tuning_scores_each_label_from_its_names_token(tiny_bert,
+                                                                        emotion_data):
+    from skstack._finetune import _LabelTokenHead
+
+    head = _LabelTokenHead(3, [1, 3])
+    with torch.no_grad():
+        head.score.weight.copy_(torch.tensor([[1.0, 2.0, 0.0]]))
+        head.bias.copy_(torch.tensor([0.5, -0.5]))
+    states = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
+    # by hand: label 0 reads token 1, label 1 token 3; state . (1, 2, 0) + the label's bias
+    expected = torch.tensor([[3 + 2 * 4 + 0.5, 9 + 2 * 10 - 0.5],
+                             [15 + 2 * 16 + 0.5, 21 + 2 * 22 - 0.5]])
+    torch.testing.assert_close(head(states, torch.ones(2, 4)), expected)
+
+    texts, Y = emotion_data
+    frame = pd.DataFrame(Y, columns=["joy", "anger", "fear", "love"])
+    params = {"finetune_epochs": 2, "finetune_learning_rate": 1e-3, "random_state": 0,
+              "cache": None}
+    pooled = EncoderEmbedder(tiny_bert, **params).fit(texts, frame)
+    aware = EncoderEmbedder(tiny_bert, finetune_head="labels", **params).fit(texts, frame)
+    assert len(aware.finetune_loss_) == 2 and aware.fingerprint_ != pooled.fingerprint_
+    assert not np.allclose(aware.transform(texts), pooled.transform(texts))
+    assert aware.transform(texts).shape == pooled.transform(texts).shape  # texts alone
+    with pytest.raises(ValueError, match=r"finetune_head='labels' reads the label names: fit "
+                                         r"with y as a DataFrame"):
+        EncoderEmbedder(tiny_bert, finetune_head="labels", **params).fit(texts, Y)
 
 
 def test_fine_tuning_keys_kept_before_finetune_layers_are_still_found():

@@ -477,7 +477,8 @@ def test_files_written_by_0_2_still_load_and_predict_the_same(mode, suffix):
 ADDED_SINCE_0_2 = {"skstack.nets.BiLSTMClassifier": {"batch_order": "rows"},
                    "skstack.encoder.EncoderEmbedder": {"pad_to_multiple_of": None,
                                                        "finetune_layers": None,
-                                                       "finetune_budget": 600.0}}
+                                                       "finetune_budget": 600.0,
+                                                       "finetune_head": "pooled"}}
 
 
 def without_added_parameters(node):
