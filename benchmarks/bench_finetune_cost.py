@@ -9,10 +9,10 @@ fine-tuned, only the top layers fine-tuned (issue 35, items 1-2; run by hand).
 fold heads, the macro-F1 rule) on the first ``--n`` training texts of a fixed shuffle
 (``data_sets.load``), no cache, fitted side by side for each seed: frozen; fine-tuned
 ``--epochs`` epochs on every weight (what ``finetune_epochs`` did until now); fine-tuned only
-on the top ``--top`` layers (``finetune_layers``); with ``--label-aware``, the same
-label-aware (``finetune_head="labels"``: the label names before each text, each label scored
-from its name's token, the pairwise correlation term). ``--only`` keeps the variants whose
-names contain one of its words. The seed seeds the fine-tuning, the folds
+on the top ``--top`` layers (``finetune_layers``); with ``--label-aware``, each fine-tuned
+variant label-aware too (``finetune_head="labels"``: the label names before each text, each
+label scored from its name's token, the pairwise correlation term). ``--only`` keeps the
+variants whose names contain one of its words. The seed seeds the fine-tuning, the folds
 and the heads. Printed per fit: seconds and the fit's multiple of the frozen fit of the same
 seed, test macro-F1 and Jaccard (both of the macro-F1 rule's predictions), and the machine's
 1-minute load before the fit; then mean and SD over the seeds.
@@ -51,16 +51,15 @@ def main() -> None:
     print(describe())
     torch.set_num_threads(2)
     texts, Y, labels = load(args.data, args.n, args.n_test)
-    variants = {"frozen": {"finetune_epochs": 0},
-                # the pipelines' own setting since 0.3 is the top third: every weight is asked
-                f"{args.epochs} epochs, every weight": {"finetune_epochs": args.epochs,
-                                                        "finetune_layers": None}}
-    for k in args.top:
-        variants[f"{args.epochs} epochs, top {k} layers"] = {"finetune_epochs": args.epochs,
-                                                             "finetune_layers": k}
+    variants = {"frozen": {"finetune_epochs": 0}}
+    # the pipelines' own setting since 0.3 is the top third: every weight is asked
+    for name, layers in [("every weight", None), *((f"top {k} layers", k) for k in args.top)]:
+        variants[f"{args.epochs} epochs, {name}"] = {"finetune_epochs": args.epochs,
+                                                     "finetune_layers": layers}
         if args.label_aware:
-            variants[f"{args.epochs} epochs, top {k} layers, label-aware"] = {
-                "finetune_epochs": args.epochs, "finetune_layers": k, "finetune_head": "labels"}
+            variants[f"{args.epochs} epochs, {name}, label-aware"] = {
+                "finetune_epochs": args.epochs, "finetune_layers": layers,
+                "finetune_head": "labels"}
     if args.only:
         variants = {name: params for name, params in variants.items()
                     if any(word in name for word in args.only)}
