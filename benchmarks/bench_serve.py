@@ -13,7 +13,9 @@ where it is predicted) and saved as a ``.skstack`` file. The requests are the fi
   loop in a web handler does);
 - ``skstack serve`` started as its own process, answering ``--clients`` concurrent clients
   (threads with keep-alive connections) that share the requests, with micro-batching on
-  (``--max-batch 64 --max-wait-ms 5``, the defaults) and off (``--max-batch 1``).
+  (``--max-batch 64``, ``--max-wait-ms`` 5 by default, or each of ``--waits``) and off
+  (``--max-batch 1``); the server's ``/metrics`` give the mean texts per model call and
+  seconds per call of each run.
 
 Each server run reports texts/s (and its share of the ceiling) and the p50 / p99 latency of
 a request as its client saw it, and checks every answer by content: its probabilities within
@@ -51,10 +53,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, port: int, max_batch: int) -> subprocess.Popen:
+def start_server(model: Path, port: int, max_batch: int, max_wait_ms: float
+                 ) -> subprocess.Popen:
     server = subprocess.Popen(
         [sys.executable, "-m", "skstack", "serve", str(model), "--port", str(port),
-         "--max-batch", str(max_batch), "--max-texts", "64"],
+         "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--max-texts",
+         "64"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -67,6 +71,20 @@ def start_server(model: Path, port: int, max_batch: int) -> subprocess.Popen:
             time.sleep(0.2)
     server.kill()
     raise SystemExit("the server did not start in 120 s")
+
+
+def model_calls(port: int) -> tuple[float, float]:
+    """The server's mean texts per model call and mean seconds per call, from ``/metrics``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    samples = {sample.name: sample.value
+               for family in text_string_to_metric_families(conn.getresponse().read().decode())
+               for sample in family.samples}
+    calls = samples["skstack_batch_texts_count"]
+    return (samples["skstack_batch_texts_sum"] / calls,
+            samples["skstack_model_call_seconds_sum"] / calls)
 
 
 def load_test(port: int, requests: list[list[str]], clients: int, timeout: float) -> dict:
@@ -133,6 +151,8 @@ def main() -> None:
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--waits", type=float, nargs="*", default=[5.0],
+                        help="--max-wait-ms of the micro-batching runs, one run each")
     parser.add_argument("--dtype", default="auto", choices=("float32", "auto"),
                         help="the encoder's precision (auto, the default: bfloat16 where "
                              "native)")
@@ -162,33 +182,39 @@ def main() -> None:
         for i in range(0, len(texts), n):
             model.predict_proba(texts[i:i + n])
         in_batches = len(texts) / (time.perf_counter() - start)
-        rows = [("`predict_proba` once for all texts, in-process", ceiling, None, None, ""),
+        rows = [("`predict_proba` once for all texts, in-process", ceiling, None, None, "",
+                 ""),
                 (f"`predict_proba` in batches of {n} texts, in-process (the server's largest "
-                 "batch)", in_batches, None, None, ""),
+                 "batch)", in_batches, None, None, "", ""),
                 ("`predict_proba` per request, one after another, in-process", loop,
                  1000 * np.percentile(latencies, 50), 1000 * np.percentile(latencies, 99),
-                 "")]
-        for batching, max_batch in (("on (--max-batch 64)", 64), ("off (--max-batch 1)", 1)):
+                 "", "")]
+        runs = [(f"on (--max-batch 64 --max-wait-ms {wait:g})", 64, wait)
+                for wait in args.waits] + [("off (--max-batch 1)", 1, 0.0)]
+        for batching, max_batch, wait in runs:
             port = free_port()
-            server = start_server(path, port, max_batch)
+            server = start_server(path, port, max_batch, wait)
             try:
                 result = checked(load_test(port, requests, args.clients, args.timeout),
                                  requests, expected, labels, 1e-6)
+                batch, call = model_calls(port)
             finally:
                 server.terminate()
                 server.wait(30)
             rows.append((f"`skstack serve`, micro-batching {batching}, {args.clients} "
                          "clients", result["texts/s"], result["p50 ms"], result["p99 ms"],
+                         f"{batch:.1f} texts, {1000 * call:.0f} ms",
                          f"{len(requests) - result['lost']}/{len(requests)} answered, "
                          f"{result['wrong']} wrong (max difference {result['max diff']:.1e})"))
     print(f"\n{len(requests)} requests of {k} text(s), {len(texts)} distinct texts, "
           f"threads {os.cpu_count()}\n")
-    print("| run | texts/s | p50 latency | p99 latency | answers checked by content |")
-    print("|---|---|---|---|---|")
-    for name, speed, p50, p99, note in rows:
+    print("| run | texts/s | p50 latency | p99 latency | mean model call | answers checked by "
+          "content |\n|---|---|---|---|---|---|")
+    for name, speed, p50, p99, calls, note in rows:
         p50s = "" if p50 is None else f"{p50:.0f} ms"
         p99s = "" if p99 is None else f"{p99:.0f} ms"
-        print(f"| {name} | {speed:.0f} ({speed / ceiling:.0%}) | {p50s} | {p99s} | {note} |")
+        print(f"| {name} | {speed:.0f} ({speed / ceiling:.0%}) | {p50s} | {p99s} | {calls} | "
+              f"{note} |")
 
 
 if __name__ == "__main__":
