@@ -39,7 +39,7 @@ ALLOWED = {
                    "targets"},
     "losses": {"_validation", "metrics"},
     "plotting": {"losses"},
-    "_finetune": {"_batching", "_config", "_files", "_pooling", "artifacts"},
+    "_finetune": {"_batching", "_config", "_files", "_pooling", "artifacts", "losses"},
     "_runtimes": {"_config", "_files", "_loading", "artifacts"},
     "parallel": {"_validation", "cache", "encoder", "parts"},
     "corpus": {"_validation", "artifacts", "labels", "persistence"},
