@@ -350,7 +350,8 @@ def test_label_names_go_first_as_a_pair_with_each_names_first_piece_found(tmp_pa
 
 
 def test_label_aware_fine_tuning_scores_each_label_from_its_names_token(tiny_bert,
-                                                                        emotion_data):
+                                                                        emotion_data,
+                                                                        monkeypatch):
     from skstack._finetune import _LabelTokenHead
 
     head = _LabelTokenHead(3, [1, 3])
@@ -372,6 +373,13 @@ def test_label_aware_fine_tuning_scores_each_label_from_its_names_token(tiny_ber
     assert len(aware.finetune_loss_) == 2 and aware.fingerprint_ != pooled.fingerprint_
     assert not np.allclose(aware.transform(texts), pooled.transform(texts))
     assert aware.transform(texts).shape == pooled.transform(texts).shape  # texts alone
+    # "auto" estimates the label-aware fine-tuning it would run, and runs that one
+    import skstack._finetune
+
+    monkeypatch.setattr(skstack._finetune, "AUTO_MIN_TEXTS", 1)
+    auto = EncoderEmbedder(tiny_bert, finetune_head="labels", finetune_budget=1e6,
+                           **{**params, "finetune_epochs": "auto"}).fit(texts, frame)
+    assert auto.finetune_loss_ == aware.finetune_loss_
     with pytest.raises(ValueError, match=r"finetune_head='labels' reads the label names: fit "
                                          r"with y as a DataFrame"):
         EncoderEmbedder(tiny_bert, finetune_head="labels", **params).fit(texts, Y)
