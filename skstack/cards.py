@@ -27,6 +27,9 @@ from skstack.rules import DecisionRule, decision_rule
 # What the card says of an encoder member (parameters a reader needs to reproduce it).
 _ENCODER_PARAMS = ("model", "pooling", "layers", "max_length", "word_pooling", "dtype",
                    "backend", "quantization", "finetune_epochs")
+# said only where set: which weights fine-tuning trained and with which head (0.3; an
+# embedder pickled before has neither attribute)
+_FINE_TUNING_PARAMS = {"finetune_layers": None, "finetune_head": "pooled"}
 _NET_PARAMS = ("max_epochs", "patience", "batch_size", "lr")
 
 
@@ -209,7 +212,11 @@ def _model_section(stack, net, averaged: int) -> list[str]:
         lines.append("Stacked members:")
         for name, member in stack.members_:
             if _is_encoder(member):
-                params = ", ".join(f"{p}={getattr(member, p)!r}" for p in _ENCODER_PARAMS)
+                params = ", ".join(
+                    [f"{p}={getattr(member, p)!r}" for p in _ENCODER_PARAMS]
+                    + [f"{p}={getattr(member, p)!r}" for p, default in _FINE_TUNING_PARAMS.items()
+                       if member.finetune_epochs != 0
+                       and getattr(member, p, default) != default])
                 lines.append(f"- `{name}`: {type(member).__name__}({params}){_ran(member)}")
             else:
                 lines.append(f"- `{name}`: {type(member).__name__}")

@@ -220,7 +220,9 @@ def test_finetune_flag_fine_tunes_every_encoder_and_the_card_says_what_auto_chos
     bert = dict(load(model).named_steps["embed"].members_)["bert"]
     assert bert.finetune_epochs == "auto" and len(bert.finetune_loss_) == 2
     card = (tmp_path / "m.card.md").read_text()
-    assert "finetune_epochs='auto')" in card and "fine-tuned 2 epochs)" in card
+    # which layers trained, said where fine-tuning was asked for (the pipelines' top third)
+    assert f"finetune_epochs='auto', finetune_layers={1 / 3!r})" in card
+    assert "fine-tuned 2 epochs)" in card and "finetune_head" not in card  # at its default
     with pytest.raises(SystemExit) as exc:
         main(["train", str(data), "--finetune", "sometimes", "-o", str(model)])
     assert exc.value.code == 2
