@@ -11,7 +11,9 @@ fold heads, the macro-F1 rule) on the first ``--n`` training texts of a fixed sh
 ``--epochs`` epochs on every weight (what ``finetune_epochs`` did until now); fine-tuned only
 on the top ``--top`` layers (``finetune_layers``); with ``--label-aware``, each fine-tuned
 variant label-aware too (``finetune_head="labels"``: the label names before each text, each
-label scored from its name's token, the pairwise correlation term). ``--only`` keeps the
+label scored from its name's token, the pairwise correlation term); with ``--leak-free``, each
+with the stack's ``leak_free=True`` (the training rows' vectors from encoders fine-tuned on the
+other folds). ``--only`` keeps the
 variants whose names contain one of its words. The seed seeds the fine-tuning, the folds
 and the heads. Printed per fit: seconds and the fit's multiple of the frozen fit of the same
 seed, test macro-F1 and Jaccard (both of the macro-F1 rule's predictions), and the machine's
@@ -45,6 +47,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--label-aware", action="store_true",
                         help="also each top-layers variant with finetune_head='labels'")
+    parser.add_argument("--leak-free", action="store_true",
+                        help="also each fine-tuned variant with the stack's leak_free=True")
     parser.add_argument("--only", nargs="*", default=None,
                         help="only the variants whose names contain one of these")
     args = parser.parse_args()
@@ -60,6 +64,9 @@ def main() -> None:
             variants[f"{args.epochs} epochs, {name}, label-aware"] = {
                 "finetune_epochs": args.epochs, "finetune_layers": layers,
                 "finetune_head": "labels"}
+        if args.leak_free:
+            variants[f"{args.epochs} epochs, {name}, leak-free"] = {
+                "finetune_epochs": args.epochs, "finetune_layers": layers, "leak_free": True}
     if args.only:
         variants = {name: params for name, params in variants.items()
                     if any(word in name for word in args.only)}
@@ -77,7 +84,9 @@ def main() -> None:
             else:
                 pipe = quickstart_pipeline(default_minilm(), random_state=seed)
                 encoder = "minilm"
-            pipe.set_params(**{f"embed__{encoder}__{k}": v
+            params = dict(params)
+            pipe.set_params(embed__leak_free=params.pop("leak_free", False),
+                            **{f"embed__{encoder}__{k}": v
                                for k, v in {"cache": None, **params}.items()})
             load_before = os.getloadavg()[0]  # others' jobs (and the end of our previous fit)
             start = time.perf_counter()
