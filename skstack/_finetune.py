@@ -123,15 +123,33 @@ class _LabelTokenHead(torch.nn.Module):
 
 
 def _head_and_loss(model: torch.nn.Module, Y: np.ndarray, settings: FineTuneSettings,
-                   label_positions: list[int] | None) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The temporary head and the loss ``settings.head`` names."""
+                   label_positions: list[int] | None, device: torch.device
+                   ) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The temporary head and the loss ``settings.head`` names (the loss on ``device``; the
+    head goes there with the model, in :func:`_training`)."""
     hidden = model.config.hidden_size
     if settings.head == "labels":
         if label_positions is None or len(label_positions) != Y.shape[1]:
             raise ValueError("A label-aware fine-tuning needs the position of each of the "
                              f"{Y.shape[1]} labels' names in the token ids.")
-        return _LabelTokenHead(hidden, label_positions), HybridLoss(**_LABEL_CORRELATION).fit(Y)
-    return _PooledHead(hidden, Y.shape[1], settings.pooling), torch.nn.BCEWithLogitsLoss()
+        head, loss = _LabelTokenHead(hidden, label_positions), \
+            HybridLoss(**_LABEL_CORRELATION).fit(Y)
+    else:
+        head, loss = _PooledHead(hidden, Y.shape[1], settings.pooling), \
+            torch.nn.BCEWithLogitsLoss()
+    return head, loss.to(device)
+
+
+def _second_run_seconds(run, device: torch.device) -> float:
+    """Seconds of the second of two calls of ``run`` (the first warms up: allocations,
+    kernel choices), waiting for a GPU to finish."""
+    for _ in range(2):
+        began = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - began
+    return seconds
 
 
 def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
@@ -214,8 +232,7 @@ def fine_tune_encoder(model: torch.nn.Module, token_ids: list[list[int]], Y: np.
     generator = torch.Generator().manual_seed(random_state) if random_state is not None else None
     if random_state is not None:
         torch.manual_seed(random_state)
-    head, loss_fn = _head_and_loss(model, Y, settings, label_positions)
-    loss_fn.to(device)
+    head, loss_fn = _head_and_loss(model, Y, settings, label_positions, device)
     targets = torch.as_tensor(Y, dtype=torch.float32)
     batches_per_epoch = -(-len(token_ids) // batch_size)
     steps_per_epoch = -(-batches_per_epoch // accumulation_steps)
@@ -273,13 +290,7 @@ def _step_seconds(n_weights: int, settings: FineTuneSettings, device: torch.devi
     scratch = torch.nn.Parameter(torch.zeros(min(n_weights, 1 << 22), device=device))
     scratch.grad = torch.ones_like(scratch)
     optimizer = _adamw([scratch], settings.learning_rate, device)
-    for _ in range(2):
-        began = time.perf_counter()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - began
-    return seconds * n_weights / scratch.numel()
+    return _second_run_seconds(optimizer.step, device) * n_weights / scratch.numel()
 
 
 def estimate_seconds(model: torch.nn.Module, token_ids: list[list[int]], Y: np.ndarray,
@@ -297,20 +308,18 @@ def estimate_seconds(model: torch.nn.Module, token_ids: list[list[int]], Y: np.n
     cells = [len(rows) * width for rows, width in zip(batches, widths, strict=True)]
     probe = int(np.argsort(widths, kind="stable")[len(widths) // 2])
     rows = batches[probe]
-    head, loss_fn = _head_and_loss(model, Y, settings, label_positions)
-    loss_fn.to(device)
+    head, loss_fn = _head_and_loss(model, Y, settings, label_positions, device)
     targets = torch.as_tensor(Y[rows], dtype=torch.float32)
     with _training(model, head, settings.layers, device) as params:
         n_weights = sum(p.numel() for p in params)
-        for _ in range(2):
+
+        def step() -> None:
             for p in params:  # as after each optimizer step: gradients start from none
                 p.grad = None
-            began = time.perf_counter()
             _batch_loss(model, head, loss_fn, [token_ids[r] for r in rows], targets,
                         settings, pad_id, device).backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = time.perf_counter() - began
+
+        seconds = _second_run_seconds(step, device)
         for p in params:
             p.grad = None
     steps = -(-len(batches) // settings.accumulation_steps)
