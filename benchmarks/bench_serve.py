@@ -17,7 +17,8 @@ where it is predicted) and saved as a ``.skstack`` file. The requests are the fi
   (``--max-batch 1``); the server's ``/metrics`` give the mean texts per model call and
   seconds per call of each run.
 
-Each server run reports texts/s (and its share of the ceiling) and the p50 / p99 latency of
+``--profile`` profiles the in-process calls of ``--clients`` texts instead (cProfile) and
+stops. Each server run reports texts/s (and its share of the ceiling) and the p50 / p99 latency of
 a request as its client saw it, and checks every answer by content: its probabilities within
 1e-6 of the one-call ones for the same texts (no request lost, none answered with another's
 labels, none moved by the texts it was batched with). The encoders run in ``--dtype auto``
@@ -153,6 +154,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--waits", type=float, nargs="*", default=[5.0],
                         help="--max-wait-ms of the micro-batching runs, one run each")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile the in-process calls of --clients texts (cProfile, "
+                             "the 30 largest cumulative entries) and stop")
     parser.add_argument("--dtype", default="auto", choices=("float32", "auto"),
                         help="the encoder's precision (auto, the default: bfloat16 where "
                              "native)")
@@ -182,6 +186,19 @@ def main() -> None:
         for i in range(0, len(texts), n):
             model.predict_proba(texts[i:i + n])
         in_batches = len(texts) / (time.perf_counter() - start)
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for i in range(0, len(texts), n):
+                model.predict_proba(texts[i:i + n])
+            profiler.disable()
+            print(f"{len(texts) // n} calls of {n} texts, {1000 * n / in_batches:.0f} ms each "
+                  "unprofiled")
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+            return
         rows = [("`predict_proba` once for all texts, in-process", ceiling, None, None, "",
                  ""),
                 (f"`predict_proba` in batches of {n} texts, in-process (the server's largest "
