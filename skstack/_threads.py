@@ -22,9 +22,14 @@ CROWDED = 0.15
 # how long a crowded verdict holds for work that does not measure for itself: a net's
 # predictions and the next fit right after a crowded fit (a rule's fold nets), seconds
 REMEMBER = 10.0
+# how old a measured verdict may be for a fit to start on it without measuring again:
+# short fits pass a verdict on from one to the next, but not for longer than this, seconds
+MEASURE_AGAIN = 60.0
 
-# when the last crowded verdict lapses (time.monotonic()); process-wide, as the cores are
+# when the last crowded verdict lapses, and when it was last measured (time.monotonic());
+# process-wide, as the cores are
 _crowded_until = 0.0
+_measured_at = 0.0
 
 
 def _waited_seconds() -> float | None:
@@ -70,12 +75,18 @@ class WaitProbe:
         return share is not None and share > CROWDED
 
 
-def note_crowded() -> None:
-    """Remember, for :data:`REMEMBER` seconds, that the cores were found crowded now."""
-    global _crowded_until
-    _crowded_until = time.monotonic() + REMEMBER
+def note_crowded(measured: bool = True) -> None:
+    """Remember, for :data:`REMEMBER` seconds, that the cores were found crowded now
+    (``measured``) or that work ran on one thread on an earlier verdict."""
+    global _crowded_until, _measured_at
+    now = time.monotonic()
+    _crowded_until = now + REMEMBER
+    if measured:
+        _measured_at = now
 
 
-def crowded_lately() -> bool:
-    """Whether a crowded verdict was noted in the last :data:`REMEMBER` seconds."""
-    return time.monotonic() < _crowded_until
+def crowded_lately(max_age: float | None = None) -> bool:
+    """Whether a crowded verdict was noted in the last :data:`REMEMBER` seconds (and, with
+    ``max_age``, measured in the last ``max_age`` seconds)."""
+    now = time.monotonic()
+    return now < _crowded_until and (max_age is None or now - _measured_at < max_age)

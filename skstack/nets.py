@@ -34,7 +34,7 @@ from torch.utils.data import default_collate
 
 from skstack._batching import bucketed_batches
 from skstack._config import progress, progress_enabled
-from skstack._threads import WaitProbe, crowded_lately, note_crowded
+from skstack._threads import MEASURE_AGAIN, WaitProbe, crowded_lately, note_crowded
 from skstack._validation import (
     ARRAY_LIKE,
     BLOCKS,
@@ -241,49 +241,74 @@ def _own_threads():
 
 
 class _ThreadsForTheMachine(Callback):
-    """Train on one torch thread once this process's threads wait for a core more than
-    :data:`skstack._threads.CROWDED` of the time (another job holds the cores); the fit
-    gives the process its threads back when it ends (:func:`_own_threads`). A quiet machine
-    keeps every thread.
+    """Train on one torch thread while this process's threads wait for a core more than
+    :data:`skstack._threads.CROWDED` of the time (another job holds the cores), and try every
+    thread again after :attr:`RETRY` seconds on one, keeping them if the cores are free; the
+    fit gives the process its threads back when it ends (:func:`_own_threads`). A quiet
+    machine keeps every thread.
 
     Why: the head's small operations on several OpenMP threads stall whenever one of them is
     descheduled; beside a 2-thread torch job the head ran 4-56x slower on 2 threads and 1.4x
-    on one (docs/benchmarks.md, "A busy machine"). Turn it off with
-    ``callbacks__threads=None``."""
+    on one (docs/benchmarks.md, "A busy machine"). Without the retry, a long fit (43,000
+    texts) stayed on one thread for its remaining half hour after another job had ended.
+    Turn it off with ``callbacks__threads=None``."""
 
     # before training, a short burst of matrix products shows how crowded the cores are;
-    # while training, stretches long enough to see the scheduler's share, short to an epoch
-    PROBE, WINDOW = 0.05, 0.25
+    # while training, stretches long enough to see the scheduler's share, short to an epoch;
+    # on one thread, every thread is tried again after RETRY seconds (a crowded try costs
+    # one WINDOW at the crowded speed: under 3 % of the time)
+    PROBE, WINDOW, RETRY = 0.05, 0.25, 10.0
 
     def on_train_begin(self, net, **kwargs):
-        self.threads_, self.crowded_ = torch.get_num_threads(), False
-        if self.threads_ > 1 and crowded_lately():  # a fit just before found them crowded
-            self._one_thread()
+        self.all_threads_ = self.threads_ = torch.get_num_threads()
+        # the last verdict this fit measured (None: none yet), and whether it is on one
+        # thread because of the cores
+        self.verdict_, self.crowded_ = None, False
+        if self.threads_ > 1 and crowded_lately(max_age=MEASURE_AGAIN):
+            self._one_thread()  # a fit just before found them crowded
         elif self.threads_ > 1:
             probe = WaitProbe()
             a, b = torch.ones(128, 256), torch.ones(256, 256)  # no draw from the seeded RNG
             while probe.seconds() < self.PROBE:
                 a @ b
-            self._check(probe)
+            self._judge(probe)
         self._probe = WaitProbe()
 
     def on_batch_end(self, net, training=False, **kwargs):
-        if training and self.threads_ > 1 and self._probe.seconds() >= self.WINDOW:
-            self._check(self._probe)
-            self._probe.restart()
+        if not training or self.all_threads_ == 1:
+            return
+        if self._probe.seconds() < (self.RETRY if self.crowded_ and self.threads_ == 1
+                                    else self.WINDOW):
+            return
+        if self.threads_ == 1:  # every thread again; the next window judges them
+            self.threads_ = self.all_threads_
+            torch.set_num_threads(self.threads_)
+        else:
+            self._judge(self._probe)
+        self._probe.restart()
 
     def on_train_end(self, net, **kwargs):
-        if self.crowded_:  # the predictions that follow (a rule's) run on one thread too
-            note_crowded()
+        # the predictions that follow (a rule's) and the next fit run on one thread too;
+        # a chain of short fits that never measure passes the verdict on only until it is
+        # MEASURE_AGAIN seconds old
+        if self.crowded_:
+            note_crowded(measured=bool(self.verdict_))
 
-    def _check(self, probe: WaitProbe) -> None:
-        if self.threads_ > 1 and probe.crowded(self.threads_):
+    def _judge(self, probe: WaitProbe) -> None:
+        self.verdict_ = probe.crowded(self.threads_)
+        if self.verdict_:
             self._one_thread()
+        elif self.crowded_:
+            self.crowded_ = False
+            progress(f"Bi-LSTM head: the cores are free again; training on {self.threads_} "
+                     "threads")
 
     def _one_thread(self) -> None:
+        if not self.crowded_:
+            progress("Bi-LSTM head: the cores are busy with other work; training on one "
+                     "thread")
         self.threads_, self.crowded_ = 1, True
         torch.set_num_threads(1)
-        progress("Bi-LSTM head: the cores are busy with other work; training on one thread")
 
 
 @contextmanager

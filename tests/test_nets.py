@@ -455,7 +455,9 @@ class _Probe:
 
 
 class _SeenThreads(Callback):
-    def on_batch_end(self, net, training=False, **kwargs):
+    """The torch threads each training batch starts with."""
+
+    def on_batch_begin(self, net, training=False, **kwargs):
         if training:
             self.seen.append(torch.get_num_threads())
 
@@ -506,6 +508,67 @@ def test_the_head_trains_on_one_thread_only_while_the_cores_are_crowded(data, mo
         assert set(seen.seen) == set(in_forward) == {2}  # turned off
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("still_crowded", [False, True])
+def test_the_head_tries_every_thread_again_after_a_while_on_one(data, monkeypatch,
+                                                                still_crowded):
+    from skstack import _threads
+
+    X, Y = data
+    monkeypatch.setattr(_threads, "_crowded_until", 0.0)
+    # crowded before training; then, at each judged window, crowded or free again
+    verdicts = iter([True] + [still_crowded] * 1000)
+
+    class LongProbe(_Probe):  # every window and every retry has elapsed at each batch
+        def seconds(self):
+            return 100.0
+
+        def crowded(self, threads):
+            return next(verdicts)
+
+    monkeypatch.setattr(nets, "WaitProbe", LongProbe)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = _SeenThreads()
+        BiLSTMClassifier(max_epochs=2, batch_size=8, random_state=0,
+                         callbacks=[("seen", seen)]).fit(X, Y)
+        assert len(seen.seen) >= 4
+        if still_crowded:  # tried again after each while on one thread, and back to one
+            assert seen.seen == [1, 2] * (len(seen.seen) // 2) + [1] * (len(seen.seen) % 2)
+        else:  # the cores are free again: every thread from the first retry on
+            assert seen.seen == [1] + [2] * (len(seen.seen) - 1)
+        assert _threads.crowded_lately() == still_crowded  # the last verdict, passed on
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_short_fits_pass_a_crowded_verdict_on_until_it_is_old(data, monkeypatch):
+    from skstack import _threads
+
+    X, Y = data
+    monkeypatch.setattr(_threads, "_crowded_until", 0.0)
+    _threads.note_crowded()
+    measured = _threads._measured_at
+    # no window long enough to judge or retry; a probe would say the cores are free
+    monkeypatch.setattr(nets, "WaitProbe", _Probe)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = _SeenThreads()
+        BiLSTMClassifier(max_epochs=1, batch_size=8, callbacks=[("seen", seen)]).fit(X, Y)
+        assert set(seen.seen) == {1}  # on the verdict, passed on, not measured again
+        assert _threads.crowded_lately() and _threads._measured_at == measured
+        # once the last measurement is MEASURE_AGAIN seconds old, the next fit measures
+        monkeypatch.setattr(_threads, "_measured_at", measured - _threads.MEASURE_AGAIN)
+        seen = _SeenThreads()
+        BiLSTMClassifier(max_epochs=1, batch_size=8, callbacks=[("seen", seen)]).fit(X, Y)
+        assert set(seen.seen) == {2}
+    finally:
+        torch.set_num_threads(before)
+        monkeypatch.setattr(_threads, "_crowded_until", 0.0)
 
 
 def _spin(seconds: float) -> None:
