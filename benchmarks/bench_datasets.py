@@ -144,10 +144,13 @@ def main() -> None:
                         help="multilingual-e5-small as the one encoder (skstack's choice for "
                         "languages other than English) instead of MiniLM and sre")
     parser.add_argument("--extra", nargs="*", default=[],
-                        choices=("words", "layer-4", "last-layer"),
+                        choices=("words", "layer-4", "last-layer", "with-e5"),
                         help="more to stack from what is there (issue 31, item 3): word "
                         "n-grams; the first encoder's fourth layer from the top beside its "
-                        "last (e5's default); its last layer only (e5 until 0.3)")
+                        "last (e5's default); its last layer only (e5 until 0.3); "
+                        "multilingual-e5-small beside MiniLM and sre")
+    parser.add_argument("--seeds", type=int, default=len(SEEDS), choices=range(1, 4),
+                        help="the first of seeds 0, 1, 2 to run (fewer for the full data)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="run only the configurations whose names contain one of these")
     args = parser.parse_args()
@@ -178,7 +181,7 @@ def main() -> None:
             runs = {name: [] for name, (m, _, _) in configs.items() if m == mode}
             fold_runs = {}
             spent = dict.fromkeys(runs, 0.0)
-            for seed in SEEDS:
+            for seed in SEEDS[:args.seeds]:
                 for name in runs:
                     _, kind, params = configs[name]
                     start = time.perf_counter()
@@ -198,7 +201,7 @@ def main() -> None:
                     else:
                         result = head_scores(params, seed, S_train, Y["train"], S_test,
                                              Y["test"], labels)
-                    spent[name] += (time.perf_counter() - start) / len(SEEDS)
+                    spent[name] += (time.perf_counter() - start) / args.seeds
                     runs[name].append(result)
             for name, results in runs.items():
                 entry["configs"][name] = {"runs": results, "seconds": spent[name],

@@ -88,7 +88,8 @@ def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
     read it: ``E5_PARAMS``) and characters; ``extra`` (issue 31, item 3): ``"words"`` (a member
     of word 1-2-gram TF-IDF + SVD), ``"layer-4"`` (the first encoder also gives its fourth
     layer from the top, from the same forward pass: e5's default since 0.3),
-    ``"last-layer"`` (the first encoder gives only its last layer: e5 until 0.3)."""
+    ``"last-layer"`` (the first encoder gives only its last layer: e5 until 0.3), ``"with-e5"``
+    (multilingual-e5-small as ``E5_PARAMS`` reads it, beside MiniLM and sre)."""
     common = {"max_length": 128, "batch_size": 64, "cache": cache, "device": "cpu",
               "word_pooling": "mean" if words else None, "dtype": dtype, "backend": backend,
               "quantization": quantization, **(E5_PARAMS if multilingual else {})}
@@ -99,6 +100,9 @@ def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
                                                               name == "minilm" else {})}))
                for name, path in ({"e5": default_multilingual()} if multilingual
                                   else encoders()).items()]
+    if "with-e5" in extra and not multilingual:
+        members.append(("e5", EncoderEmbedder(default_multilingual(), **{**common,
+                                                                         **E5_PARAMS})))
     if "layer-4" in extra:
         members[0][1].set_params(layers=[-1, -4], layer_combine="concat")
     if "last-layer" in extra:
