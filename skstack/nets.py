@@ -250,8 +250,9 @@ class _ThreadsForTheMachine(Callback):
     Why: the head's small operations on several OpenMP threads stall whenever one of them is
     descheduled; beside a 2-thread torch job the head ran 4-56x slower on 2 threads and 1.4x
     on one (docs/benchmarks.md, "A busy machine"). Without the retry, a long fit (43,000
-    texts) stayed on one thread for its remaining half hour after another job had ended.
-    Turn it off with ``callbacks__threads=None``."""
+    texts) that began beside another job ran on one thread with a core idle once that job
+    had ended, and would have for the rest of its fit. Turn it off with
+    ``callbacks__threads=None``."""
 
     # before training, a short burst of matrix products shows how crowded the cores are;
     # while training, stretches long enough to see the scheduler's share, short to an epoch;
