@@ -256,8 +256,8 @@ class _ThreadsForTheMachine(Callback):
 
     # before training, a short burst of matrix products shows how crowded the cores are;
     # while training, stretches long enough to see the scheduler's share, short to an epoch;
-    # on one thread, every thread is tried again after RETRY seconds (a crowded try costs
-    # one WINDOW at the crowded speed: under 3 % of the time)
+    # on one thread, every thread is tried again after RETRY seconds (on cores that are
+    # still crowded, a try costs a window's batches at the crowded speed)
     PROBE, WINDOW, RETRY = 0.05, 0.25, 10.0
 
     def on_train_begin(self, net, **kwargs):
