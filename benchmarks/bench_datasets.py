@@ -4,6 +4,9 @@
         python benchmarks/bench_datasets.py --dtype float32          # both data sets
     python benchmarks/bench_datasets.py --data kaomoji --train 10000
     python benchmarks/bench_datasets.py --dtype float32 --backend openvino --quantization int8
+    python benchmarks/bench_datasets.py --extra with-e5 --only "3 fold" meta   # three encoders
+    python benchmarks/bench_datasets.py --multilingual --data goemotions --train 43410 \\
+        --test 5427 --seeds 1 --only "3 fold heads averaged" "meta-learner alone"  # all of it
 
 Data sets: GoEmotions (English Reddit comments, 28 labels; the first ``--train`` rows of a
 fixed shuffle of train, the first ``--test`` rows of test) and kaomoji-dataset (Japanese text
