@@ -132,11 +132,11 @@ def _head_and_loss(model: torch.nn.Module, Y: np.ndarray, settings: FineTuneSett
         if label_positions is None or len(label_positions) != Y.shape[1]:
             raise ValueError("A label-aware fine-tuning needs the position of each of the "
                              f"{Y.shape[1]} labels' names in the token ids.")
-        head, loss = _LabelTokenHead(hidden, label_positions), \
-            HybridLoss(**_LABEL_CORRELATION).fit(Y)
+        head = _LabelTokenHead(hidden, label_positions)
+        loss = HybridLoss(**_LABEL_CORRELATION).fit(Y)
     else:
-        head, loss = _PooledHead(hidden, Y.shape[1], settings.pooling), \
-            torch.nn.BCEWithLogitsLoss()
+        head = _PooledHead(hidden, Y.shape[1], settings.pooling)
+        loss = torch.nn.BCEWithLogitsLoss()
     return head, loss.to(device)
 
 

@@ -278,8 +278,8 @@ class _ThreadsForTheMachine(Callback):
     def on_batch_end(self, net, training=False, **kwargs):
         if not training or self.all_threads_ == 1:
             return
-        if self._probe.seconds() < (self.RETRY if self.crowded_ and self.threads_ == 1
-                                    else self.WINDOW):
+        # one thread of several: only a crowded verdict puts it there
+        if self._probe.seconds() < (self.RETRY if self.threads_ == 1 else self.WINDOW):
             return
         if self.threads_ == 1:  # every thread again; the next window judges them
             self.threads_ = self.all_threads_
