@@ -4,6 +4,8 @@
     python benchmarks/bench_busy.py --n 3000 --rounds 1
     python benchmarks/bench_busy.py --n 10000 --rounds 1 --ends-after 20 \\
         --only default "default, the switch to one thread one-way"
+    python benchmarks/bench_busy.py --predict --only default \\
+        "default, predictions on the process's threads"
 
 Each configuration fits ``quickstart_pipeline`` (no cache, ``dtype="auto"``) in a fresh
 process, since OpenMP reads its wait policy only when torch loads: once on a quiet machine and
@@ -21,6 +23,12 @@ threads (one once the process waits for a core, ``nets._ThreadsForTheMachine``),
 process's torch threads throughout (``callbacks__threads=None``, as before 0.3), or on one;
 or as the first form of 0.3's rule chose them, one-way: once on one thread, the rest of
 the fit and every fit after it stayed there.
+
+``--predict``: after the fit, the fitted pipeline also predicts (test texts: 320 in calls of
+16, a server's batches, and 1,000 in one call; ms a text), as a freshly loaded model would,
+without the fit's verdict on the cores; by default on one thread once those predictions'
+own waits show the cores crowded (``skstack._threads.prediction_threads``), or on the
+process's threads throughout (``set_config(adapt_threads=False)``, as 0.3 did at first).
 
 ``--ends-after S``: the competitor ends S seconds after the head's fit began (the child
 writes a marker file then), so the busy run is busy at the start only: what a fit does once
@@ -49,7 +57,8 @@ CONFIGS = {"default": ({}, "auto"), "default, the head on all threads": ({}, "al
            "passive, the head on all threads": (PASSIVE, "all"),
            "spin 20000, the head on all threads": ({"GOMP_SPINCOUNT": "20000"}, "all"),
            "default, the head on 1 thread": ({}, "1"),
-           "default, the switch to one thread one-way": ({}, "one-way")}
+           "default, the switch to one thread one-way": ({}, "one-way"),
+           "default, predictions on the process's threads": ({}, "auto, predictions fixed")}
 OPENMP = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # unset in the child unless a config sets them
 
 
@@ -63,20 +72,23 @@ def competitor() -> None:
         a @ b
 
 
-def fit(n: int, head: str, marker: str | None = None) -> dict:
+def fit(n: int, head: str, marker: str | None = None, predict: bool = False) -> dict:
     """Fit the quickstart on the first ``n`` GoEmotions texts; the seconds of its stages
-    (``marker``: a file made when the head's fit begins)."""
+    (``marker``: a file made when the head's fit begins); with ``predict``, the ms a text of
+    its predictions too."""
     import torch
 
-    from skstack import load_goemotions, nets, quickstart_pipeline
+    from skstack import _threads, load_goemotions, nets, quickstart_pipeline, set_config
 
     if head == "one-way":  # 0.3's first form: no retry, a crowded verdict passed on for ever
         nets._ThreadsForTheMachine.RETRY = nets.MEASURE_AGAIN = float("inf")
+    # at first, 0.3 kept the process's threads for the encoders' passes and predictions
+    set_config(adapt_threads=head != "auto, predictions fixed")
 
     train = load_goemotions(DATA, "train")
     texts, Y = train.texts[:n], train.Y[:n]
     pipe = quickstart_pipeline().set_params(embed__minilm__cache=None)
-    if head not in ("auto", "one-way"):
+    if head not in ("auto", "one-way", "auto, predictions fixed"):
         pipe.set_params(clf__estimator__callbacks__threads=None)
     start = time.perf_counter()
     Z = pipe.named_steps["embed"].fit_transform(texts, Y)
@@ -87,12 +99,25 @@ def fit(n: int, head: str, marker: str | None = None) -> dict:
         Path(marker).touch()
     start = time.perf_counter()
     pipe.named_steps["clf"].fit(Z, Y)
-    head = time.perf_counter() - start
+    seconds = time.perf_counter() - start
     torch.set_num_threads(threads)
-    return {"stack": stack, "head": head, "fit": stack + head}
+    times = {"stack": stack, "head": seconds, "fit": stack + seconds}
+    if predict:
+        # as a freshly loaded model: no verdict on the cores from the fit
+        _threads._crowded_until = 0.0
+        test = load_goemotions(DATA, "test").texts
+        start = time.perf_counter()
+        for i in range(0, 320, 16):
+            pipe.predict_proba(test[i:i + 16])
+        times["calls of 16"] = 1000 * (time.perf_counter() - start) / 320
+        start = time.perf_counter()
+        pipe.predict_proba(test[:1000])
+        times["one call"] = 1000 * (time.perf_counter() - start) / 1000
+    return times
 
 
-def child(config: str, n: int, busy: bool, ends_after: float | None = None) -> dict:
+def child(config: str, n: int, busy: bool, ends_after: float | None = None,
+          predict: bool = False) -> dict:
     variables, head = CONFIGS[config]
     env = {k: v for k, v in os.environ.items() if k not in OPENMP} | variables
     other = None
@@ -102,7 +127,7 @@ def child(config: str, n: int, busy: bool, ends_after: float | None = None) -> d
     with tempfile.TemporaryDirectory() as folder:
         marker = Path(folder) / "head-began"
         command = [sys.executable, __file__, "--child", "--n", str(n), "--head", head,
-                   "--marker", str(marker)]
+                   "--marker", str(marker)] + ["--predict"] * predict
         try:
             run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
             if other is not None and ends_after is not None:
@@ -131,11 +156,13 @@ def main() -> None:
     parser.add_argument("--competitor", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ends-after", type=float, default=None, metavar="S",
                         help="the competitor ends S seconds into the head's fit")
+    parser.add_argument("--predict", action="store_true",
+                        help="also time the fitted pipeline's predictions")
     args = parser.parse_args()
     if args.competitor:
         competitor()
     if args.child:
-        print(json.dumps(fit(args.n, args.head, args.marker)))
+        print(json.dumps(fit(args.n, args.head, args.marker, args.predict)))
         return
     sys.path.insert(0, str(HERE))
     from machine import describe
@@ -145,17 +172,19 @@ def main() -> None:
               f" until {args.ends_after:g} s into the head's fit")
     print(f"\nthe quickstart's fit on {args.n} GoEmotions texts, seconds; busy: beside a "
           f"2-thread torch job{during}\n")
-    print("| round | configuration | quiet stack / head / fit | busy stack / head / fit | "
-          "slowdown stack / head / fit | load before quiet / busy |\n|---|---|---|---|---|---|")
+    stages = ("stack", "head", "fit") + (("calls of 16", "one call") if args.predict else ())
+    names = " / ".join(stages)
+    print(f"| round | configuration | quiet {names} | busy {names} | slowdown {names} | "
+          "load before quiet / busy |\n|---|---|---|---|---|---|")
     for r in range(args.rounds):
         for config in args.only:
             load_quiet = os.getloadavg()[0]  # 1 minute: others' jobs, part of our last run
-            quiet = child(config, args.n, busy=False)
+            quiet = child(config, args.n, busy=False, predict=args.predict)
             load_busy = os.getloadavg()[0]
-            busy = child(config, args.n, busy=True, ends_after=args.ends_after)
-            cells = [" / ".join(f"{run[k]:.1f}" for k in ("stack", "head", "fit"))
-                     for run in (quiet, busy)]
-            ratio = " / ".join(f"{busy[k] / quiet[k]:.2f}x" for k in ("stack", "head", "fit"))
+            busy = child(config, args.n, busy=True, ends_after=args.ends_after,
+                         predict=args.predict)
+            cells = [" / ".join(f"{run[k]:.1f}" for k in stages) for run in (quiet, busy)]
+            ratio = " / ".join(f"{busy[k] / quiet[k]:.2f}x" for k in stages)
             print(f"| {r + 1} | {config} | {cells[0]} | {cells[1]} | {ratio} | "
                   f"{load_quiet:.1f} / {load_busy:.1f} |", flush=True)
 

@@ -10,6 +10,11 @@ models (``<home>/exports``) and seeded fine-tunings (``<home>/finetuned``). With
 ``$SKSTACK_HOME``; without that, exports go to ``~/.cache/skstack`` and fine-tunings stay in
 memory. (The embedding cache is the encoders' ``cache`` parameter, apart from this.)
 
+``set_config(adapt_threads=False)`` keeps torch on the process's threads for predictions
+(encoders' forward passes, the heads' predictions); by default they run on one thread while
+other work crowds the cores (:mod:`skstack._threads`). A net's training follows its own
+``callbacks__threads``.
+
 :func:`quiet` keeps other libraries' logs and terminal bars out of a quiet program.
 
 Progress *lines* are apart from bars: every long stage (encoding, each fine-tuning epoch,
@@ -32,7 +37,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-_CONFIG: dict = {"show_progress_bar": False, "home": None}
+_CONFIG: dict = {"show_progress_bar": False, "home": None, "adapt_threads": True}
 _PROGRESS = logging.getLogger("skstack.progress")
 
 
@@ -42,7 +47,8 @@ def get_config() -> dict:
 
 
 def set_config(show_progress_bar: bool | None = None,
-               home: str | os.PathLike | bool | None = None) -> None:
+               home: str | os.PathLike | bool | None = None,
+               adapt_threads: bool | None = None) -> None:
     """Change the settings; ``None`` leaves one as it is.
 
     Parameters
@@ -51,6 +57,9 @@ def set_config(show_progress_bar: bool | None = None,
     home : path-like or False
         The folder for exported models and kept fine-tunings (see the module's notes);
         ``False`` unsets it (``$SKSTACK_HOME`` or the default apply again).
+    adapt_threads : bool
+        Whether predictions run on one torch thread while other work crowds the cores
+        (default True).
 
     Examples
     --------
@@ -60,10 +69,12 @@ def set_config(show_progress_bar: bool | None = None,
     True
     >>> skstack.set_config(show_progress_bar=False)
     """
-    if show_progress_bar is not None:
-        if not isinstance(show_progress_bar, bool):
-            raise TypeError(f"show_progress_bar must be a bool, got {show_progress_bar!r}.")
-        _CONFIG["show_progress_bar"] = show_progress_bar
+    for name, value in (("show_progress_bar", show_progress_bar),
+                        ("adapt_threads", adapt_threads)):
+        if value is not None:
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, got {value!r}.")
+            _CONFIG[name] = value
     if home is False:
         _CONFIG["home"] = None
     elif home is not None:
@@ -74,10 +85,11 @@ def set_config(show_progress_bar: bool | None = None,
 
 @contextlib.contextmanager
 def config_context(show_progress_bar: bool | None = None,
-                   home: str | os.PathLike | bool | None = None) -> Iterator[None]:
+                   home: str | os.PathLike | bool | None = None,
+                   adapt_threads: bool | None = None) -> Iterator[None]:
     """Change the settings inside a ``with`` block, and restore them after."""
     old = get_config()
-    set_config(show_progress_bar=show_progress_bar, home=home)
+    set_config(show_progress_bar=show_progress_bar, home=home, adapt_threads=adapt_threads)
     try:
         yield
     finally:

@@ -8,13 +8,25 @@ that is descheduled (the others spin or wait for it), so the Bi-LSTM head ran 4-
 beside a 2-thread torch job, where one thread ran it 1.4x slower (docs/benchmarks.md, "A
 busy machine"). :class:`WaitProbe` measures that wait over a stretch of work.
 
-Import rule: the standard library only (a leaf).
+Predictions suffer the same: beside a 2-thread fine-tuning, a server-sized call of the
+quickstart pipeline (16 texts) took 2.9 s on 2 threads and 0.17 s on one (0.08 s quiet).
+:func:`prediction_threads` runs them on one thread while the cores are found crowded; the
+head's training has its own rule (``skstack.nets._ThreadsForTheMachine``).
+
+Import rule: the standard library, torch and ``skstack._config``.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from skstack._config import get_config
 
 # above this share of the wall time spent waiting for a core, per thread, the machine is
 # crowded: quiet runs measure under 0.02, runs beside a 2-thread job 0.3-0.5
@@ -25,6 +37,11 @@ REMEMBER = 10.0
 # how old a measured verdict may be for a fit to start on it without measuring again:
 # short fits pass a verdict on from one to the next, but not for longer than this, seconds
 MEASURE_AGAIN = 60.0
+
+# predictions are judged on their own waits, summed over calls until this many seconds were
+# measured on one thread count: a server's calls last tens of milliseconds, too short to
+# judge one by one, and a long call is judged batch by batch
+WINDOW = 0.25
 
 # when the last crowded verdict lapses, and when it was last measured (time.monotonic());
 # process-wide, as the cores are
@@ -90,3 +107,80 @@ def crowded_lately(max_age: float | None = None) -> bool:
     ``max_age``, measured in the last ``max_age`` seconds)."""
     now = time.monotonic()
     return now < _crowded_until and (max_age is None or now - _measured_at < max_age)
+
+
+@contextmanager
+def own_threads() -> Iterator[None]:
+    """The process's torch threads as they were, however the work inside ends."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# the prediction work measured so far and not yet judged: on how many threads, its wall
+# seconds and its seconds of waiting per thread; process-wide, behind the lock
+_lock = threading.Lock()
+_window = {"threads": 0, "wall": 0.0, "waited": 0.0}
+
+
+def _judge_prediction_work(threads: int, wall: float, waited: float) -> None:
+    """Add a stretch of prediction work to the window; once it holds :data:`WINDOW`
+    seconds, a crowded window is noted. On one thread that renews the verdict: even one
+    thread waits, so more would wait more; a quiet one lets it lapse, and the work after
+    tries every thread again."""
+    with _lock:
+        if _window["threads"] != threads:
+            _window.update(threads=threads, wall=0.0, waited=0.0)
+        _window["wall"] += wall
+        _window["waited"] += waited
+        if _window["wall"] < WINDOW:
+            return
+        if _window["waited"] / _window["wall"] > CROWDED:
+            note_crowded()
+        _window.update(wall=0.0, waited=0.0)
+
+
+class PredictionThreads:
+    """What :func:`prediction_threads` yields; call :meth:`tick` after each batch."""
+
+    # batches closer together than this are measured together: each measurement reads every
+    # thread's schedstat (about 0.02 ms a thread)
+    TICK = 0.01
+
+    def __init__(self, adapt: bool) -> None:
+        self.all_threads = torch.get_num_threads()
+        self.adapt = adapt and self.all_threads > 1
+        self.threads = self.all_threads
+        if self.adapt:
+            self._probe = WaitProbe()
+            self._choose()
+
+    def _choose(self) -> None:
+        self.threads = 1 if crowded_lately() else self.all_threads
+        torch.set_num_threads(self.threads)
+
+    def tick(self, last: bool = False) -> None:
+        """Judge the work since the last measurement and choose the threads for the work
+        after (``last``: the work is over, measure what is left)."""
+        if not self.adapt or (not last and self._probe.seconds() < self.TICK):
+            return
+        share, wall = self._probe.share(self.threads), self._probe.seconds()
+        self._probe.restart()
+        if share is not None:
+            _judge_prediction_work(self.threads, wall, share * wall)
+        self._choose()
+
+
+@contextmanager
+def prediction_threads(adapt: bool = True) -> Iterator[PredictionThreads]:
+    """Torch threads for prediction work on the CPU: one while the cores were found crowded
+    in the last :data:`REMEMBER` seconds (by this work, earlier predictions or a head's
+    training), every thread otherwise; the work's own waits are measured for the next
+    verdict. Not with ``adapt=False``, ``set_config(adapt_threads=False)`` or one thread.
+    The process's threads are restored after."""
+    with own_threads():
+        threads = PredictionThreads(adapt and get_config()["adapt_threads"])
+        yield threads
+        threads.tick(last=True)

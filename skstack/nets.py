@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from contextlib import contextmanager
 from copy import deepcopy
 from typing import ClassVar
 
@@ -34,7 +33,14 @@ from torch.utils.data import default_collate
 
 from skstack._batching import bucketed_batches
 from skstack._config import progress, progress_enabled
-from skstack._threads import MEASURE_AGAIN, WaitProbe, crowded_lately, note_crowded
+from skstack._threads import (
+    MEASURE_AGAIN,
+    WaitProbe,
+    crowded_lately,
+    note_crowded,
+    own_threads,
+    prediction_threads,
+)
 from skstack._validation import (
     ARRAY_LIKE,
     BLOCKS,
@@ -230,22 +236,12 @@ class _Batches(torch.utils.data.Sampler):
             yield batch.tolist()
 
 
-@contextmanager
-def _own_threads():
-    """The process's torch threads as they were, however the fit or prediction inside ends."""
-    threads = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class _ThreadsForTheMachine(Callback):
     """Train on one torch thread while this process's threads wait for a core more than
     :data:`skstack._threads.CROWDED` of the time (another job holds the cores), and try every
     thread again after :attr:`RETRY` seconds on one, keeping them if the cores are free; the
-    fit gives the process its threads back when it ends (:func:`_own_threads`). A quiet
-    machine keeps every thread.
+    fit gives the process its threads back when it ends
+    (:func:`skstack._threads.own_threads`). A quiet machine keeps every thread.
 
     Why: the head's small operations on several OpenMP threads stall whenever one of them is
     descheduled; beside a 2-thread torch job the head ran 4-56x slower on 2 threads and 1.4x
@@ -310,20 +306,6 @@ class _ThreadsForTheMachine(Callback):
                      "thread")
         self.threads_, self.crowded_ = 1, True
         torch.set_num_threads(1)
-
-
-@contextmanager
-def _prediction_threads(net):
-    """One torch thread for ``net``'s predictions while a fit lately found the cores crowded
-    (:class:`_ThreadsForTheMachine`, unless the net turned it off); its threads otherwise.
-    Why: the rule's fold predictions right after a crowded fit ran on every thread."""
-    adapts = any(name == "threads" for name, _ in getattr(net, "callbacks_", []))
-    if torch.get_num_threads() == 1 or not adapts or not crowded_lately():
-        yield
-        return
-    with _own_threads():
-        torch.set_num_threads(1)
-        yield
 
 
 class _ProgressLines(Callback):
@@ -636,14 +618,14 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         X, Y = self._validate_data(X, y, reset=reset)
         if reset:
             self.initialize()
-        with _own_threads():
+        with own_threads():
             return super().partial_fit(X, Y, **fit_params)
 
     @validates_params
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train further on ``(X, y)`` without re-initialising (see skorch)."""
         X, Y = self._validate_data(X, y, reset=not self.initialized_)
-        with _own_threads():
+        with own_threads():
             return super().partial_fit(X, Y, classes, **fit_params)
 
     def initialize_module(self):
@@ -724,7 +706,9 @@ class BiLSTMClassifier(VersionedState, NeuralNet):
         probabilities of shape (n_samples, n_classes)."""
         self.check_is_fitted()
         check_same_layout(X, self.blocks, self.blocks_, self.word_blocks_)
-        with _prediction_threads(self):
+        # one thread while the cores are crowded, unless the net's training rule is off
+        adapt = any(name == "threads" for name, _ in getattr(self, "callbacks_", []))
+        with prediction_threads(adapt):
             proba = super().predict_proba(self._checked(X, self.n_features_in_))
         return class_proba(proba, self.target_type_)
 

@@ -53,11 +53,14 @@ def _build_tiny_bert(folder, texts, hidden: int = 32, seed: int = 0):
 
 @pytest.fixture(scope="session", autouse=True)
 def skstack_home(tmp_path_factory):
-    """Exports and kept fine-tunings of the tests go to a temporary home, not the user's."""
+    """Exports and kept fine-tunings of the tests go to a temporary home, not the user's;
+    predictions on the process's threads."""
     from skstack import config_context
 
     home = tmp_path_factory.mktemp("skstack_home")
-    with config_context(home=home):
+    # predictions keep the process's threads: answers compared bit for bit must not depend
+    # on how busy the test machine is (tests/test_threads.py turns it on)
+    with config_context(home=home, adapt_threads=False):
         yield home
 
 

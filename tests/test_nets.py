@@ -453,6 +453,9 @@ class _Probe:
     def crowded(self, threads):
         return self.crowded_now
 
+    def share(self, threads):
+        return 1.0 if self.crowded_now else 0.0
+
 
 class _SeenThreads(Callback):
     """The torch threads each training batch starts with."""
@@ -475,10 +478,12 @@ def _threads_in_forward(net) -> list[int]:
 @pytest.mark.parametrize("crowded", [False, True])
 def test_the_head_trains_on_one_thread_only_while_the_cores_are_crowded(data, monkeypatch,
                                                                          crowded):
-    from skstack import _threads
+    from skstack import _config, _threads
 
     X, Y = data
     monkeypatch.setattr(_threads, "_crowded_until", 0.0)  # no verdict from an earlier test
+    monkeypatch.setitem(_config._CONFIG, "adapt_threads", True)
+    monkeypatch.setattr(_threads, "WaitProbe", _Probe)  # predictions measure a quiet machine
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -1,0 +1,120 @@
+"""Predictions on one torch thread while other work crowds the cores (skstack._threads)."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import FIXTURE_TEXTS
+from skstack import EncoderEmbedder, _config, _threads, config_context
+
+
+class _Probe:
+    """A stand-in for the wait probe: each stretch lasts ``wall`` seconds, and each thread
+    waited ``share`` of it, by decree."""
+
+    share_now, wall = 0.0, 0.1
+
+    def __init__(self):
+        pass
+
+    def restart(self):
+        pass
+
+    def seconds(self):
+        return self.wall
+
+    def share(self, threads):
+        return self.share_now
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Two torch threads, predictions that adapt, no verdict or half-judged window from
+    an earlier test; the process's threads afterwards as before."""
+    monkeypatch.setitem(_config._CONFIG, "adapt_threads", True)
+    monkeypatch.setattr(_threads, "_crowded_until", 0.0)
+    monkeypatch.setattr(_threads, "_window", {"threads": 0, "wall": 0.0, "waited": 0.0})
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _decree(monkeypatch, share: float) -> None:
+    monkeypatch.setattr(_threads, "WaitProbe", type("P", (_Probe,), {"share_now": share}))
+
+
+def _threads_after_ticks(n: int) -> list[int]:
+    seen = []
+    with _threads.prediction_threads() as threads:
+        seen.append(torch.get_num_threads())
+        for _ in range(n):
+            threads.tick()
+            seen.append(torch.get_num_threads())
+    return seen
+
+
+@pytest.mark.parametrize("share", [0.0, 0.4])
+def test_predictions_go_to_one_thread_once_a_window_of_them_waited(two_threads, monkeypatch,
+                                                                   share):
+    _decree(monkeypatch, share)
+    # 0.1 s a batch: the third tick completes a 0.25 s window and judges it
+    seen = _threads_after_ticks(4)
+    assert seen == ([2, 2, 2, 1, 1] if share else [2] * 5)
+    assert torch.get_num_threads() == 2  # the process's threads, after the work
+    assert _threads.crowded_lately() == bool(share)
+    # the next call starts on the verdict
+    assert _threads_after_ticks(0) == ([1] if share else [2])
+
+
+def test_short_calls_are_judged_together(two_threads, monkeypatch):
+    _decree(monkeypatch, 0.4)
+    for _ in range(2):  # a server's calls: each 0.1 s, one measurement at its end
+        assert _threads_after_ticks(0) == [2]
+    assert not _threads.crowded_lately()  # 0.2 s measured: not yet a window
+    assert _threads_after_ticks(0) == [2]
+    assert _threads.crowded_lately() and _threads_after_ticks(0) == [1]
+
+
+@pytest.mark.parametrize("share", [0.0, 0.4])
+def test_one_thread_renews_the_verdict_only_while_it_still_waits(two_threads, monkeypatch,
+                                                                 share):
+    _threads.note_crowded()
+    until = _threads._crowded_until
+    _decree(monkeypatch, share)
+    assert set(_threads_after_ticks(5)) == {1}
+    # waiting even on one thread: more threads would wait more, so the verdict is renewed;
+    # a quiet thread lets it lapse, and the work after it tries every thread
+    assert (_threads._crowded_until > until) == bool(share)
+    monkeypatch.setattr(_threads, "_crowded_until", 0.0)
+    assert _threads_after_ticks(0) == [2]
+
+
+def test_predictions_keep_their_threads_when_told_to(two_threads, monkeypatch):
+    _decree(monkeypatch, 0.4)
+    _threads.note_crowded()
+    with config_context(adapt_threads=False):
+        assert set(_threads_after_ticks(5)) == {2}
+    with _threads.prediction_threads(adapt=False) as threads:
+        threads.tick(last=True)
+        assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)  # nothing to choose from one thread
+    assert _threads_after_ticks(3) == [1] * 4
+    with pytest.raises(TypeError, match="adapt_threads must be a bool, got 'no'"):
+        _config.set_config(adapt_threads="no")
+
+
+def test_the_encoder_encodes_on_one_thread_while_the_cores_are_crowded(tiny_bert, two_threads,
+                                                                       monkeypatch):
+    emb = EncoderEmbedder(tiny_bert, cache=None, batch_size=4).fit(FIXTURE_TEXTS)
+    seen = []
+    emb.model_.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    _decree(monkeypatch, 0.0)
+    quiet = emb.transform(FIXTURE_TEXTS)
+    assert set(seen) == {2}
+    seen.clear()
+    _threads.note_crowded()  # say, a fit just found the cores busy
+    crowded = emb.transform(FIXTURE_TEXTS)
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == 2
+    np.testing.assert_allclose(crowded, quiet, rtol=1e-5, atol=1e-6)
