@@ -17,6 +17,10 @@ where it is predicted) and saved as a ``.skstack`` file. The requests are the fi
   (``--max-batch 1``); the server's ``/metrics`` give the mean texts per model call and
   seconds per call of each run.
 
+``--fixed-threads`` adds a micro-batching run whose server keeps its torch threads however
+crowded the cores (``SKSTACK_ADAPT_THREADS=0``; by default predictions go to one thread while
+their threads wait for a core, and here the 16 clients share the server's 2 cores).
+
 ``--profile`` profiles the in-process calls of ``--clients`` texts instead (cProfile) and
 stops. Each server run reports texts/s (and its share of the ceiling) and the p50 / p99 latency of
 a request as its client saw it, and checks every answer by content: its probabilities within
@@ -54,13 +58,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, port: int, max_batch: int, max_wait_ms: float
-                 ) -> subprocess.Popen:
+def start_server(model: Path, port: int, max_batch: int, max_wait_ms: float,
+                 env: dict | None = None) -> subprocess.Popen:
     server = subprocess.Popen(
         [sys.executable, "-m", "skstack", "serve", str(model), "--port", str(port),
          "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--max-texts",
          "64"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -154,6 +158,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--waits", type=float, nargs="*", default=[5.0],
                         help="--max-wait-ms of the micro-batching runs, one run each")
+    parser.add_argument("--fixed-threads", action="store_true",
+                        help="also a micro-batching run whose predictions keep every torch "
+                             "thread however crowded the cores (SKSTACK_ADAPT_THREADS=0)")
     parser.add_argument("--profile", action="store_true",
                         help="only profile the in-process calls of --clients texts (cProfile, "
                              "the 30 largest cumulative entries) and stop")
@@ -206,11 +213,14 @@ def main() -> None:
                 ("`predict_proba` per request, one after another, in-process", loop,
                  1000 * np.percentile(latencies, 50), 1000 * np.percentile(latencies, 99),
                  "", "")]
-        runs = [(f"on (--max-batch 64 --max-wait-ms {wait:g})", 64, wait)
-                for wait in args.waits] + [("off (--max-batch 1)", 1, 0.0)]
-        for batching, max_batch, wait in runs:
+        runs = [(f"on (--max-batch 64 --max-wait-ms {wait:g})", 64, wait, {})
+                for wait in args.waits] + [("off (--max-batch 1)", 1, 0.0, {})]
+        if args.fixed_threads:
+            runs.insert(1, ("on (--max-batch 64 --max-wait-ms 5), SKSTACK_ADAPT_THREADS=0",
+                            64, 5.0, {"SKSTACK_ADAPT_THREADS": "0"}))
+        for batching, max_batch, wait, env in runs:
             port = free_port()
-            server = start_server(path, port, max_batch, wait)
+            server = start_server(path, port, max_batch, wait, env)
             try:
                 result = checked(load_test(port, requests, args.clients, args.timeout),
                                  requests, expected, labels, 1e-6)

@@ -12,8 +12,9 @@ memory. (The embedding cache is the encoders' ``cache`` parameter, apart from th
 
 ``set_config(adapt_threads=False)`` keeps torch on the process's threads for predictions
 (encoders' forward passes, the heads' predictions); by default they run on one thread while
-other work crowds the cores (:mod:`skstack._threads`). A net's training follows its own
-``callbacks__threads``.
+other work crowds the cores (:mod:`skstack._threads`). ``$SKSTACK_ADAPT_THREADS=0`` sets
+that default for a whole process (``skstack serve``, ``skstack predict``). A net's training
+follows its own ``callbacks__threads``.
 
 :func:`quiet` keeps other libraries' logs and terminal bars out of a quiet program.
 
@@ -37,7 +38,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-_CONFIG: dict = {"show_progress_bar": False, "home": None, "adapt_threads": True}
+# $SKSTACK_ADAPT_THREADS=0 sets adapt_threads's default for a process one cannot edit (a
+# server started by a command line)
+_CONFIG: dict = {"show_progress_bar": False, "home": None,
+                 "adapt_threads": os.environ.get("SKSTACK_ADAPT_THREADS", "1").strip().lower()
+                 not in ("0", "false", "no", "off")}
 _PROGRESS = logging.getLogger("skstack.progress")
 
 

@@ -1,5 +1,9 @@
 """Predictions on one torch thread while other work crowds the cores (skstack._threads)."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -118,3 +122,11 @@ def test_the_encoder_encodes_on_one_thread_while_the_cores_are_crowded(tiny_bert
     assert set(seen) == {1}
     assert torch.get_num_threads() == 2
     np.testing.assert_allclose(crowded, quiet, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("value, adapt", [("0", False), ("off", False), ("1", True)])
+def test_the_environment_sets_the_default_for_a_process(value, adapt):
+    code = "import skstack; print(skstack.get_config()['adapt_threads'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "SKSTACK_ADAPT_THREADS": value}, check=True)
+    assert out.stdout.strip() == str(adapt)
