@@ -120,9 +120,13 @@ def own_threads() -> Iterator[None]:
 
 
 # the prediction work measured so far and not yet judged: on how many threads, its wall
-# seconds and its seconds of waiting per thread; process-wide, behind the lock
+# seconds and its seconds of waiting per thread; and how many prediction scopes are open and
+# the process's threads when the first opened (torch's thread count is process-wide, so
+# concurrent scopes, a Dask worker's threads, restore it only when the last closes);
+# process-wide, behind the lock
 _lock = threading.Lock()
 _window = {"threads": 0, "wall": 0.0, "waited": 0.0}
+_open = {"scopes": 0, "threads": 0}
 
 
 def _judge_prediction_work(threads: int, wall: float, waited: float) -> None:
@@ -149,8 +153,8 @@ class PredictionThreads:
     # thread's schedstat (about 0.02 ms a thread)
     TICK = 0.01
 
-    def __init__(self, adapt: bool) -> None:
-        self.all_threads = torch.get_num_threads()
+    def __init__(self, all_threads: int, adapt: bool) -> None:
+        self.all_threads = all_threads
         self.adapt = adapt and self.all_threads > 1
         self.threads = self.all_threads
         if self.adapt:
@@ -179,8 +183,18 @@ def prediction_threads(adapt: bool = True) -> Iterator[PredictionThreads]:
     in the last :data:`REMEMBER` seconds (by this work, earlier predictions or a head's
     training), every thread otherwise; the work's own waits are measured for the next
     verdict. Not with ``adapt=False``, ``set_config(adapt_threads=False)`` or one thread.
-    The process's threads are restored after."""
-    with own_threads():
-        threads = PredictionThreads(adapt and get_config()["adapt_threads"])
+    The process's threads are restored after the last open scope closes."""
+    with _lock:
+        if not _open["scopes"]:
+            _open["threads"] = torch.get_num_threads()
+        _open["scopes"] += 1
+        all_threads = _open["threads"]
+    try:
+        threads = PredictionThreads(all_threads, adapt and get_config()["adapt_threads"])
         yield threads
         threads.tick(last=True)
+    finally:
+        with _lock:
+            _open["scopes"] -= 1
+            if not _open["scopes"]:
+                torch.set_num_threads(_open["threads"])

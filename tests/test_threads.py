@@ -38,6 +38,7 @@ def two_threads(monkeypatch):
     monkeypatch.setitem(_config._CONFIG, "adapt_threads", True)
     monkeypatch.setattr(_threads, "_crowded_until", 0.0)
     monkeypatch.setattr(_threads, "_window", {"threads": 0, "wall": 0.0, "waited": 0.0})
+    monkeypatch.setattr(_threads, "_open", {"scopes": 0, "threads": 0})
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
@@ -92,6 +93,22 @@ def test_one_thread_renews_the_verdict_only_while_it_still_waits(two_threads, mo
     assert (_threads._crowded_until > until) == bool(share)
     monkeypatch.setattr(_threads, "_crowded_until", 0.0)
     assert _threads_after_ticks(0) == [2]
+
+
+def test_overlapping_calls_give_the_process_its_threads_back_when_the_last_ends(
+        two_threads, monkeypatch):
+    _decree(monkeypatch, 0.0)
+    _threads.note_crowded()
+    # two threads of a Dask worker: torch's thread count is one for the process
+    first = _threads.prediction_threads()
+    first.__enter__()
+    second = _threads.prediction_threads()
+    second.__enter__()
+    assert torch.get_num_threads() == 1
+    first.__exit__(None, None, None)
+    assert torch.get_num_threads() == 1  # the second call still runs
+    second.__exit__(None, None, None)
+    assert torch.get_num_threads() == 2  # not the one thread the second call began on
 
 
 def test_predictions_keep_their_threads_when_told_to(two_threads, monkeypatch):
