@@ -49,43 +49,54 @@ _crowded_until = 0.0
 _measured_at = 0.0
 
 
-def _waited_seconds() -> float | None:
-    """Seconds this process's threads have waited for a core, summed; ``None`` where the
-    kernel does not say (not Linux, or schedstat missing)."""
+def _thread_times() -> dict[str, tuple[int, int]] | None:
+    """Each of this process's threads' nanoseconds on a core and waiting for one; ``None``
+    where the kernel does not say (not Linux, or schedstat missing)."""
     try:
         tasks = os.listdir("/proc/self/task")
     except OSError:
         return None
-    total = 0
+    times = {}
     for tid in tasks:
         try:
             with open(f"/proc/self/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[1])
-        except (OSError, IndexError, ValueError):
+                ran, waited = f.read().split()[:2]
+            times[tid] = (int(ran), int(waited))
+        except (OSError, ValueError):
             continue  # a thread that ended in between
-    return total / 1e9
+    return times
 
 
 class WaitProbe:
-    """The share of wall time each of ``threads`` threads waited for a core since
-    :meth:`restart`."""
+    """The share of wall time the ``threads`` busiest threads waited for a core since
+    :meth:`restart`.
+
+    Only the busiest: they are torch's, doing the work. A helper pool that woke for a
+    moment (numpy's BLAS, a tokenizer's) can wait behind them for most of a window while
+    running almost nothing, on a quiet machine too; counted, it made a quiet machine look
+    crowded."""
 
     def __init__(self) -> None:
         self.restart()
 
     def restart(self) -> None:
-        self._wall, self._waited = time.perf_counter(), _waited_seconds()
+        self._wall, self._times = time.perf_counter(), _thread_times()
 
     def seconds(self) -> float:
         """Wall seconds since :meth:`restart`."""
         return time.perf_counter() - self._wall
 
     def share(self, threads: int) -> float | None:
-        """Waited seconds per thread per wall second; ``None`` where it cannot be measured."""
-        waited, wall = _waited_seconds(), self.seconds()
-        if waited is None or self._waited is None or wall <= 0:
+        """Waited seconds per thread per wall second, over the ``threads`` threads that ran
+        longest; ``None`` where it cannot be measured."""
+        times, wall = _thread_times(), self.seconds()
+        if times is None or self._times is None or wall <= 0:
             return None
-        return (waited - self._waited) / wall / max(threads, 1)
+        deltas = sorted(((ran - self._times.get(tid, (0, 0))[0],
+                          waited - self._times.get(tid, (0, 0))[1])
+                         for tid, (ran, waited) in times.items()), reverse=True)
+        busiest = deltas[: max(threads, 1)]
+        return sum(waited for _, waited in busiest) / 1e9 / wall / max(threads, 1)
 
     def crowded(self, threads: int) -> bool:
         share = self.share(threads)

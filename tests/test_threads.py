@@ -147,3 +147,16 @@ def test_the_environment_sets_the_default_for_a_process(value, adapt):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "SKSTACK_ADAPT_THREADS": value}, check=True)
     assert out.stdout.strip() == str(adapt)
+
+
+def test_the_probe_counts_the_waits_of_the_threads_doing_the_work(monkeypatch):
+    ms = 1_000_000
+    # two torch threads ran 90 ms and waited 10 ms each; a helper pool's thread woke, ran
+    # 2 ms and waited 100 ms behind them (on a quiet machine too); one thread was idle
+    samples = iter([{"1": (0, 0), "2": (0, 0), "3": (0, 0), "4": (5 * ms, 0)},
+                    {"1": (90 * ms, 10 * ms), "2": (90 * ms, 10 * ms),
+                     "3": (2 * ms, 100 * ms), "4": (5 * ms, 0), "5": (1 * ms, 0)}])
+    monkeypatch.setattr(_threads, "_thread_times", lambda: next(samples))
+    probe = _threads.WaitProbe()
+    monkeypatch.setattr(probe, "seconds", lambda: 0.1)
+    assert probe.share(2) == pytest.approx(0.1)  # not (10 + 10 + 100) / 100 / 2
