@@ -120,6 +120,14 @@ def crowded_lately(max_age: float | None = None) -> bool:
     return now < _crowded_until and (max_age is None or now - _measured_at < max_age)
 
 
+def _set_threads(threads: int) -> None:
+    """``torch.set_num_threads``, only when the count changes: from a server's worker thread,
+    setting it on every call slowed each model call (125 ms to 200 ms for 11-14 texts in
+    ``bench_serve.py``)."""
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @contextmanager
 def own_threads() -> Iterator[None]:
     """The process's torch threads as they were, however the work inside ends."""
@@ -127,7 +135,7 @@ def own_threads() -> Iterator[None]:
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        _set_threads(threads)
 
 
 # the prediction work measured so far and not yet judged: on how many threads, its wall
@@ -155,14 +163,6 @@ def _judge_prediction_work(threads: int, wall: float, waited: float) -> None:
         if _window["waited"] / _window["wall"] > CROWDED:
             note_crowded()
         _window.update(wall=0.0, waited=0.0)
-
-
-def _set_threads(threads: int) -> None:
-    """``torch.set_num_threads``, only when the count changes: from a server's worker thread,
-    setting it on every call slowed each model call (125 ms to 200 ms for 11-14 texts in
-    ``bench_serve.py``)."""
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
 
 
 class PredictionThreads:
