@@ -120,10 +120,10 @@ def length_sorted_batches(
     """Yield (positions, input_ids, attention_mask), longest batches first.
 
     With ``multiple``, each batch holds texts of one :func:`padded_width` only, padded to
-    it: a text is then always encoded at the same width whatever else is encoded, and its
-    states do not depend on its batch (bitwise, float32 and bfloat16, torch and OpenVINO;
-    with widths set by the batch's longest text a text's bfloat16 states moved by up to
-    0.04). Without, batches are padded to their longest text.
+    it: a text is then always encoded at the same width whatever else is encoded (with
+    widths set by the batch's longest text a text's bfloat16 states moved by up to 0.04).
+    Without, batches are padded to their longest text (what a forward pass on packed tokens
+    takes: it drops the padding).
 
     ``positions`` are the indices into ``ids`` of the batch's rows, so callers put
     each output row back where its text came from.

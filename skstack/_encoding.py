@@ -4,7 +4,8 @@ batches of similar token length through the forward pass of its backend, and the
 word.
 
 Import rule: numpy, torch, tqdm, ``skstack._batching``, ``skstack._config``,
-``skstack._loading``, ``skstack._pooling``, ``skstack._runtimes``, ``skstack._threads``,
+``skstack._loading``, ``skstack._packed``, ``skstack._pooling``, ``skstack._runtimes``,
+``skstack._threads``,
 ``skstack.cache`` and ``skstack.sequences``; the embedder comes in as an argument.
 """
 
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 from skstack._batching import Tokens, length_sorted_batches, n_batches
 from skstack._config import outside_caller_level, progress, progress_enabled
 from skstack._loading import short_name
+from skstack._packed import ROWS, packs
 from skstack._pooling import pool, pool_words
 from skstack._runtimes import EXPORT_FORMAT
 from skstack._threads import prediction_threads
@@ -39,6 +41,13 @@ def _check_finite(vectors: torch.Tensor, positions: np.ndarray, texts: list[str]
                          f"of the {len(positions)} texts in a batch (first: {first[:60]!r}). "
                          "Its weights may be damaged, or dtype may overflow; nothing was "
                          "cached.")
+
+
+def _packed(embedder) -> bool:
+    """Whether the embedder's forward pass runs on packed tokens
+    (:mod:`skstack._packed`): then a text's states never depend on its batch, and batches
+    need no width of their own (``pad_to_multiple_of`` is left unused)."""
+    return embedder._runtime()[0] == "torch" and packs(embedder.model_)
 
 
 def _word_index(texts: list[str], offsets: list, prefix_length: int) -> list[list[int]]:
@@ -93,7 +102,8 @@ def embed_texts(embedder, texts: list[str], tokens: Tokens
     ids, n_cut, offsets = tokens.of(texts)
     word_index = _word_index(texts, offsets, len(embedder.prefix)) if words else None
     forward = embedder._forward()
-    size, multiple = embedder.batch_size, embedder.pad_to_multiple_of
+    size = embedder.batch_size
+    multiple = None if _packed(embedder) else embedder.pad_to_multiple_of
     # on a CPU, one torch thread while other work crowds the cores (skstack._threads)
     adapt = embedder.device_.type == "cpu" and embedder._runtime()[0] == "torch"
     with prediction_threads(adapt) as threads:
@@ -150,7 +160,9 @@ def vectors_fingerprint(embedder, weights: str, tokenizer: str) -> str:
         "normalize": bool(embedder.normalize),
         "truncate_dim": embedder.embedding_dim_,
     }
-    if embedder.pad_to_multiple_of is not None:  # widths move the last bits; None: as 0.2
+    if _packed(embedder):  # packed tokens give other last bits than padded batches
+        spec["packed_rows"] = ROWS
+    elif embedder.pad_to_multiple_of is not None:  # widths move the last bits; None: as 0.2
         spec["pad_to_multiple_of"] = embedder.pad_to_multiple_of
     if embedder.word_pooling is not None:  # the splitter decides the words' vectors
         spec["words"] = WORD_SPLITTER

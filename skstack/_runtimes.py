@@ -18,8 +18,8 @@ are written to a temporary folder and renamed into place, so concurrent processe
 workers) never read half a file.
 
 Import rule: torch, the standard library, ``skstack._config``, ``skstack._files``,
-``skstack._loading`` and ``skstack.artifacts``; onnx, onnxruntime, openvino and nncf are imported
-when a backend needs them.
+``skstack._loading``, ``skstack._packed`` and ``skstack.artifacts``; onnx, onnxruntime,
+openvino and nncf are imported when a backend needs them.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import torch
 from skstack._config import home_folder, quiet
 from skstack._files import folder_in_place
 from skstack._loading import native_bfloat16, onednn_isa_limit, resolve_devices
+from skstack._packed import packed_forward, packs
 from skstack.artifacts import ARTIFACTS
 
 BACKENDS = ("torch", "onnx", "openvino")
@@ -166,8 +167,9 @@ def layer_forward(model: torch.nn.Module, layer_indices: list[int], backend: str
                   quantization: str | None, dtype: str, weights: str | None,
                   show_progress_bar: bool = False) -> Forward:
     """One interface for every backend: a function from (input_ids, attention_mask) to the
-    hidden states at ``layer_indices``. Torch runs ``model`` (asking only for the last layer
-    when that is all it needs); ONNX Runtime and OpenVINO run its export
+    hidden states at ``layer_indices``. Torch runs a BERT-family ``model`` on packed tokens
+    (:func:`~skstack._packed.packed_forward`), any other ``model`` itself (asking only for
+    the last layer when that is all it needs); ONNX Runtime and OpenVINO run its export
     (:func:`runtime_forward`, made once per ``weights``)."""
     if backend != "torch":
         run = runtime_forward(model, weights, backend, quantization, dtype, home_folder(),
@@ -178,6 +180,8 @@ def layer_forward(model: torch.nn.Module, layer_indices: list[int], backend: str
             return [states[i] for i in layer_indices]
 
         return select
+    if packs(model):
+        return packed_forward(model, layer_indices)
     last = [model.config.num_hidden_layers]
 
     def forward(ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:

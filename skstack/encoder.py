@@ -195,13 +195,17 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         Keep only the first ``truncate_dim`` dimensions (Matryoshka models).
     batch_size : int, default=32
     pad_to_multiple_of : int, default=8
-        Each text is padded to the next multiple of this many tokens and batched only with
-        texts of that width, so its vector does not depend on the texts it is encoded with
-        (bitwise on the backends measured): a served text gets the answer ``predict`` gives
-        it, whatever traffic it meets. ``None`` pads each batch to its longest text, as 0.2
-        did (its cached vectors stay valid), and a text's vector then moves with its batch
-        (by up to 0.04 in bfloat16); ``1`` batches texts of equal length only, fastest in
-        bulk but slow on small batches. Costs in docs/benchmarks.md, "Serving".
+        BERT-family encoders (BERT, RoBERTa, XLM-RoBERTa: MiniLM, e5, sre) on the torch
+        backend leave this unused: their tokens are packed without padding and every
+        matrix product has the same height (:mod:`skstack._packed`), so a text's vector is
+        the same bits alone or in any batch, for a given thread count. Other models and the
+        ONNX Runtime and OpenVINO backends pad each text to the next multiple of this many
+        tokens and batch it only with texts of that width, so that its vector does not
+        depend on its batch's padding (on CPUs whose matrix kernels change with the
+        product's height, such as those with AMX, its last bits still can). ``None`` pads
+        each batch to its longest text, as 0.2 did (its cached vectors stay valid), and a
+        text's vector then moves with its batch (by up to 0.04 in bfloat16); ``1`` batches
+        texts of equal length only. Costs in docs/benchmarks.md, "Serving".
     device : str or list of str, default="auto"
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Several
         (``["cuda:0", "cuda:1"]``, ``"cuda:all"``) encode data-parallel, one process per

@@ -178,12 +178,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 class ForwardCounter:
-    """Counts forward passes of an encoder through a hook."""
+    """Counts forward passes of an encoder through a hook on its embeddings, which run once
+    per pass, the model's own or one on packed tokens (skstack._packed)."""
 
     def __init__(self, model):
         self.calls = 0
-        self.rows = 0
-        self.handle = model.register_forward_hook(self._hook)
+        self.handle = getattr(model, "embeddings", model).register_forward_hook(self._hook)
 
     def _hook(self, module, args, kwargs_or_output, output=None):
         self.calls += 1

@@ -134,7 +134,7 @@ def test_nan_outputs_are_refused_and_never_cached(tiny_bert):
     with torch.no_grad():
         emb.model_.embeddings.word_embeddings.weight[5:].fill_(float("nan"))
     emb.fingerprint_ = "damaged weights"  # as a damaged folder would hash
-    with pytest.raises(ValueError, match=r"NaN or infinite values for 1 of the 1 texts in a "
+    with pytest.raises(ValueError, match=r"NaN or infinite values for 3 of the 3 texts in a "
                                          r"batch \(first: 'a much longer"):
         emb.transform(TEXTS)
     from skstack.cache import MEMORY, text_key

@@ -499,9 +499,10 @@ def test_saving_again_writes_the_graph_0_2_wrote(mode, tmp_path):
     again = save(load(old), tmp_path / "again.skstack", card=False)
     graph = json.loads(members_of(again)["graph.json"])
     before = json.loads(members_of(old)["graph.json"])
-    if mode == "words":  # load recomputes fingerprint_; the splitter joined the key after 0.2
-        for g in (graph, before):
-            g["steps"][0][1]["members_"][0][1]["state"].pop("fingerprint_")
+    # load recomputes fingerprint_, which 0.3 keys by more: packed tokens (their last bits
+    # are not 0.2's padded batches') and, in word mode, the word splitter
+    for g in (graph, before):
+        g["steps"][0][1]["members_"][0][1]["state"].pop("fingerprint_")
     assert graph and without_added_parameters(graph) == before
     assert sorted(members_of(again)) == sorted(members_of(old))
 

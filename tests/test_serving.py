@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 
 from skstack import explain, load, predict_label_lists
 from skstack.cli import main
@@ -189,15 +190,16 @@ def test_a_texts_answer_does_not_depend_on_what_it_is_batched_with(bf16_minilm_m
     texts = [f"{TEXTS[i % 4]}{' and then some more words' * (i % 5)} {i}" for i in range(16)]
     expected = model.predict_proba(texts)  # what `skstack predict` computes, in one call
     encoder = dict(model.named_steps["embed"].members_)["minilm"]
-
-
-    def moved(multiple):  # how far a text's word states move when batched with the others
-        encoder.pad_to_multiple_of = multiple
-        alone, batched = encoder.transform(texts[:1]), encoder.transform(texts)[[0]]
-        return np.abs(alone.values.astype(np.float32) - batched.values).max()
-
-    assert moved(None) > 1e-3  # the control: padded to the batch's longest text, they move
-    assert moved(8) == 0
+    # the control: the model's own forward pass, padded to the batch's longest text, moves a
+    # text's states with its batch
+    tokens = encoder.tokenizer_(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        batched = encoder.model_(**tokens).last_hidden_state[0]
+        one = encoder.tokenizer_(texts[:1], return_tensors="pt")
+        alone = encoder.model_(**one).last_hidden_state[0]
+    assert (batched[: len(alone)] - alone).abs().max() > 1e-3
+    alone, batched = encoder.transform(texts[:1]), encoder.transform(texts)[[0]]
+    np.testing.assert_array_equal(alone.values, batched.values)
     running = Server(model, ServeSettings(model=str(trained[2]), max_wait_ms=100))
     try:
         alone = [running.predict([t]) for t in texts]

@@ -129,7 +129,8 @@ def test_the_encoder_encodes_on_one_thread_while_the_cores_are_crowded(tiny_bert
                                                                        monkeypatch):
     emb = EncoderEmbedder(tiny_bert, cache=None, batch_size=4).fit(FIXTURE_TEXTS)
     seen = []
-    emb.model_.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    emb.model_.embeddings.register_forward_hook(  # once per forward pass
+        lambda *_: seen.append(torch.get_num_threads()))
     _decree(monkeypatch, 0.0)
     quiet = emb.transform(FIXTURE_TEXTS)
     assert set(seen) == {2}
