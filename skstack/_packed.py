@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 # the height of every linear layer's matrix product: large enough to keep bulk encoding near
 # the matrix units' speed, small enough for one short text (docs/benchmarks.md, "Serving")
-ROWS = 256
+ROWS = 128
 _FAMILY = ("bert", "roberta", "xlm-roberta")
 
 
