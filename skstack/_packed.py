@@ -20,6 +20,7 @@ Import rule: torch only.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from functools import partial
 
@@ -53,6 +54,16 @@ def _in_blocks(run: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch
                                                    strict=True)])
 
 
+def _linear_in_blocks(weight: torch.Tensor, bias: torch.Tensor, h: torch.Tensor
+                      ) -> torch.Tensor:
+    """``h @ weight.T + bias`` computed ``ROWS`` rows at a time, each block written in
+    place."""
+    out = h.new_empty((h.shape[0], weight.shape[0]))
+    for i in range(0, h.shape[0], ROWS):
+        torch.addmm(bias, h[i:i + ROWS], weight.t(), out=out[i:i + ROWS])
+    return out
+
+
 def _position_offset(model: torch.nn.Module) -> int:
     """The first token's position id: 0 for BERT; RoBERTa's family counts from its padding
     id + 1."""
@@ -62,20 +73,22 @@ def _position_offset(model: torch.nn.Module) -> int:
     return 0
 
 
-def _attention(layer: torch.nn.Module, h: torch.Tensor, groups: list, order: torch.Tensor,
-               heads: int) -> torch.Tensor:
-    """Self-attention of ``layer`` within each text: queries, keys and values in blocks,
-    then one call per group of equally long texts; zero rows where no text is."""
+def _attention(layer: torch.nn.Module, qkv: tuple[torch.Tensor, torch.Tensor], h: torch.Tensor,
+               groups: list[tuple[int, int, int]], n_tokens: int, heads: int) -> torch.Tensor:
+    """Self-attention of ``layer`` within each text: queries, keys and values in one
+    product (``qkv``: the three projections' weights and biases stacked) in blocks, then
+    one call per group of equally long texts (``(first row, texts, length)``, their tokens
+    side by side); zero rows where no text is."""
     own = layer.attention.self
-    q, k, v = (_in_blocks(linear, h) for linear in (own.query, own.key, own.value))
+    q, k, v = _linear_in_blocks(*qkv, h).chunk(3, dim=1)
     width = q.shape[1] // heads
-    parts = []
-    for n, length, rows in groups:
+    context = torch.empty_like(q)
+    context[n_tokens:] = 0
+    for first, n, length in groups:
+        rows = slice(first, first + n * length)
         q_, k_, v_ = (x[rows].view(n, length, heads, width).transpose(1, 2) for x in (q, k, v))
         out = F.scaled_dot_product_attention(q_, k_, v_, scale=getattr(own, "scaling", None))
-        parts.append(out.transpose(1, 2).reshape(n * length, heads * width))
-    context = torch.zeros_like(h)
-    context[order] = torch.cat(parts)
+        context[rows] = out.transpose(1, 2).reshape(n * length, heads * width)
     return context
 
 
@@ -88,34 +101,39 @@ def packed_forward(model: torch.nn.Module, layer_indices: list[int]
     offset = _position_offset(model)
     heads = model.config.num_attention_heads
     keep = sorted(set(layer_indices))
+    projections = [(layer.attention.self.query, layer.attention.self.key,
+                    layer.attention.self.value) for layer in model.encoder.layer[: keep[-1]]]
+    qkv = [(torch.cat([p.weight for p in three]), torch.cat([p.bias for p in three]))
+           for three in projections]
 
     def forward(ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-        lengths = mask.sum(dim=1)
-        n_tokens = int(lengths.sum())
+        # longest texts first, so that equally long texts lie side by side in the packing
+        order = torch.argsort(mask.sum(dim=1), descending=True, stable=True)
+        ids, mask = ids[order], mask[order]
+        lengths = mask.sum(dim=1).tolist()
+        n_tokens = sum(lengths)
         fill = -n_tokens % ROWS
         at = mask.bool()
         flat = F.pad(ids[at], (0, fill))
         positions = F.pad((mask.cumsum(dim=1) - 1)[at] + offset, (0, fill))
         h = model.embeddings(input_ids=flat[None], position_ids=positions[None],
                              token_type_ids=torch.zeros_like(flat)[None])[0]
-        # each group of equally long texts: how many, their length, their tokens' rows
-        starts = torch.cumsum(lengths, 0) - lengths
-        groups = []
-        for length in torch.unique(lengths).tolist():
-            first = starts[lengths == length]
-            rows = (first[:, None] + torch.arange(length, device=ids.device)).flatten()
-            groups.append((len(first), length, rows))
-        order = torch.cat([rows for _, _, rows in groups])
+        groups, first = [], 0
+        for length, run in itertools.groupby(lengths):
+            n = len(list(run))
+            groups.append((first, n, length))
+            first += n * length
         states = {0: h}
         for index, layer in enumerate(model.encoder.layer[: keep[-1]], start=1):
-            context = _attention(layer, h, groups, order, heads)
+            context = _attention(layer, qkv[index - 1], h, groups, n_tokens, heads)
             h = _in_blocks(partial(_rest_of_layer, layer), context, h)
             states[index] = h
+        back = torch.argsort(order)
         out = []
         for i in layer_indices:
             padded = states[i].new_zeros((*ids.shape, states[i].shape[1]))
             padded[at] = states[i][:n_tokens]
-            out.append(padded)
+            out.append(padded[back])
         return out
 
     return forward
