@@ -17,9 +17,10 @@ where it is predicted) and saved as a ``.skstack`` file. The requests are the fi
   (``--max-batch 1``); the server's ``/metrics`` give the mean texts per model call and
   seconds per call of each run.
 
-``--fixed-threads`` adds a micro-batching run whose server keeps its torch threads however
-crowded the cores (``SKSTACK_ADAPT_THREADS=0``; by default predictions go to one thread while
-their threads wait for a core, and here the 16 clients share the server's 2 cores).
+``--fixed-threads`` adds a run with micro-batching and one without whose servers keep their
+torch threads however crowded the cores (``SKSTACK_ADAPT_THREADS=0``; by default predictions
+go to one thread while their threads wait for a core, and here the 16 clients share the
+server's 2 cores).
 
 ``--profile`` profiles the in-process calls of ``--clients`` texts instead (cProfile) and
 stops. Each server run reports texts/s (and its share of the ceiling) and the p50 / p99 latency of
@@ -159,8 +160,9 @@ def main() -> None:
     parser.add_argument("--waits", type=float, nargs="*", default=[5.0],
                         help="--max-wait-ms of the micro-batching runs, one run each")
     parser.add_argument("--fixed-threads", action="store_true",
-                        help="also a micro-batching run whose predictions keep every torch "
-                             "thread however crowded the cores (SKSTACK_ADAPT_THREADS=0)")
+                        help="also runs with and without micro-batching whose predictions keep "
+                             "every torch thread however crowded the cores "
+                             "(SKSTACK_ADAPT_THREADS=0)")
     parser.add_argument("--profile", action="store_true",
                         help="only profile the in-process calls of --clients texts (cProfile, "
                              "the 30 largest cumulative entries) and stop")
@@ -218,6 +220,8 @@ def main() -> None:
         if args.fixed_threads:
             runs.insert(1, ("on (--max-batch 64 --max-wait-ms 5), SKSTACK_ADAPT_THREADS=0",
                             64, 5.0, {"SKSTACK_ADAPT_THREADS": "0"}))
+            runs.append(("off (--max-batch 1), SKSTACK_ADAPT_THREADS=0", 1, 0.0,
+                         {"SKSTACK_ADAPT_THREADS": "0"}))
         for batching, max_batch, wait, env in runs:
             port = free_port()
             server = start_server(path, port, max_batch, wait, env)
