@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skstack._config import config_context, progress, progress_to_stderr
+from skstack._config import config_context, progress, progress_to_stderr, set_config
 from skstack._files import replacing
 from skstack._validation import blank_rows
 from skstack.datasets import (
@@ -258,9 +258,27 @@ def cmd_serve(args) -> int:
           f"http://{args.host}:{args.port}: POST /predict {{\"texts\": [...]}}, /explain; "
           "GET / (demo page), /health, /labels, /card"
           + (f"; {len(keys)} API key(s) required" if keys else ""), file=sys.stderr, flush=True)
+    _keep_threads()
     run(settings, host=args.host, port=args.port, workers=args.workers,
         model=model if args.workers == 1 else None, drain_seconds=args.drain_seconds)
     return 0
+
+
+# A server answers on the process's torch threads however crowded the cores, unless
+# $SKSTACK_ADAPT_THREADS says otherwise: a text's last bits follow the thread count, and
+# with predictions moved to one thread under load 0-37 of 400 served answers (three runs)
+# differed from `skstack predict`'s by up to 0.007, for no throughput (130 against 134
+# texts/s with micro-batching, 20 against 22 without: bench_serve.py --fixed-threads;
+# docs/benchmarks.md, "Serving"). Its OpenMP threads wait passively instead (below).
+ADAPT_THREADS = "SKSTACK_ADAPT_THREADS"
+
+
+def _keep_threads() -> None:
+    """Turn off the thread rule for predictions (skstack._threads) in this process and in the
+    worker processes it starts, unless the environment sets it."""
+    if ADAPT_THREADS not in os.environ:
+        os.environ[ADAPT_THREADS] = "0"
+        set_config(adapt_threads=False)
 
 
 def _examples(path: str | None) -> tuple[str, ...]:

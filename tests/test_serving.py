@@ -4,6 +4,7 @@ and refusing bad requests with a one-line reason."""
 
 import asyncio
 import json
+import os
 import re
 import socket
 import threading
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+import skstack
 from skstack import explain, load, predict_label_lists
 from skstack.cli import main
 from skstack.serving import BadRequest, MicroBatcher, ServeSettings, make_app
@@ -405,11 +407,25 @@ def test_a_model_that_cannot_be_served_stops_the_server_at_start(damage, message
 
 def test_serve_passes_its_options_to_the_server(trained, monkeypatch, capsys):
     seen = {}
-    monkeypatch.setattr("skstack.cli.run", lambda settings, **kw: seen.update(kw, s=settings))
-    assert main(["serve", str(trained[2]), "--port", "9999", "--max-batch", "1",
-                 "--max-wait-ms", "0"]) == 0
+
+    def run(settings, **kw):
+        seen.update(kw, s=settings, adapt=skstack.get_config()["adapt_threads"],
+                    env=os.environ.get("SKSTACK_ADAPT_THREADS"))
+
+    monkeypatch.setattr("skstack.cli.run", run)
+    monkeypatch.setenv("SKSTACK_ADAPT_THREADS", "")  # so that monkeypatch restores it
+    monkeypatch.delenv("SKSTACK_ADAPT_THREADS")
+    with skstack.config_context(adapt_threads=True):
+        assert main(["serve", str(trained[2]), "--port", "9999", "--max-batch", "1",
+                     "--max-wait-ms", "0"]) == 0
     assert seen["port"] == 9999 and seen["workers"] == 1 and seen["model"] is not None
     assert seen["s"].max_batch == 1 and seen["s"].max_wait_ms == 0
+    # answers on the process's threads, in its worker processes too
+    assert seen["adapt"] is False and seen["env"] == "0"
+    monkeypatch.setenv("SKSTACK_ADAPT_THREADS", "1")  # unless the environment says otherwise
+    with skstack.config_context(adapt_threads=True):
+        assert main(["serve", str(trained[2]), "--port", "9999"]) == 0
+    assert seen["adapt"] is True and seen["env"] == "1"
     assert "on http://127.0.0.1:9999: POST /predict" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["serve", str(trained[2]), "--max-batch", "0"])
