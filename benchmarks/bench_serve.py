@@ -23,8 +23,10 @@ go to one thread while their threads wait for a core, and here the 16 clients sh
 server's 2 cores).
 
 ``--profile`` profiles the in-process calls of ``--clients`` texts instead (cProfile) and
-stops. Each server run reports texts/s (and its share of the ceiling) and the p50 / p99 latency of
-a request as its client saw it, and checks every answer by content: its probabilities within
+stops. Every run reports texts/s (and its share of the ceiling) and the CPU time a text
+cost: this process's, or for a server run the server process's and this process's client
+threads' (Linux's ``/proc``). Each server run also reports the p50 / p99 latency of a
+request as its client saw it, and checks every answer by content: its probabilities within
 1e-6 of the one-call ones for the same texts (no request lost, none answered with another's
 labels, none moved by the texts it was batched with). The encoders run in ``--dtype auto``
 (bfloat16 where native), as the quickstart does. Bounded: each run stops after its requests
@@ -77,6 +79,16 @@ def start_server(model: Path, port: int, max_batch: int, max_wait_ms: float,
             time.sleep(0.2)
     server.kill()
     raise SystemExit("the server did not start in 120 s")
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process, all its threads: another process's from
+    Linux's ``/proc``, this one's from ``os.times``."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def model_calls(port: int) -> tuple[float, float]:
@@ -179,22 +191,26 @@ def main() -> None:
         path = save(pipe, Path(tmp) / "model.skstack", card=False)
         model = load(path)
         model.predict_proba(texts[:8])  # warm: first-call set-up is not throughput
-        start = time.perf_counter()
+        per_text = 1000 / len(texts)  # CPU seconds of all texts -> ms a text
+        start, cpu = time.perf_counter(), cpu_seconds()
         once = model.predict_proba(texts)
         ceiling = len(texts) / (time.perf_counter() - start)
+        cpu_once = f"{(cpu_seconds() - cpu) * per_text:.1f}"
         expected = dict(zip(texts, once, strict=True))
-        latencies, start = [], time.perf_counter()
+        latencies, start, cpu = [], time.perf_counter(), cpu_seconds()
         for request in requests:
             t0 = time.perf_counter()
             model.predict_proba(request)
             latencies.append(time.perf_counter() - t0)
         loop = len(texts) / (time.perf_counter() - start)
+        cpu_loop = f"{(cpu_seconds() - cpu) * per_text:.1f}"
         # the batches the server can form at best: as many texts as clients (each client has
         # one request in flight); what the model itself does at that size
-        start, n = time.perf_counter(), args.clients * k
+        start, n, cpu = time.perf_counter(), args.clients * k, cpu_seconds()
         for i in range(0, len(texts), n):
             model.predict_proba(texts[i:i + n])
         in_batches = len(texts) / (time.perf_counter() - start)
+        cpu_batches = f"{(cpu_seconds() - cpu) * per_text:.1f}"
         if args.profile:
             import cProfile
             import pstats
@@ -209,12 +225,12 @@ def main() -> None:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
             return
         rows = [("`predict_proba` once for all texts, in-process", ceiling, None, None, "",
-                 ""),
+                 cpu_once, ""),
                 (f"`predict_proba` in batches of {n} texts, in-process (the server's largest "
-                 "batch)", in_batches, None, None, "", ""),
+                 "batch)", in_batches, None, None, "", cpu_batches, ""),
                 ("`predict_proba` per request, one after another, in-process", loop,
                  1000 * np.percentile(latencies, 50), 1000 * np.percentile(latencies, 99),
-                 "", "")]
+                 "", cpu_loop, "")]
         runs = [(f"on (--max-batch 64 --max-wait-ms {wait:g})", 64, wait, {})
                 for wait in args.waits] + [("off (--max-batch 1)", 1, 0.0, {})]
         if args.fixed_threads:
@@ -226,26 +242,29 @@ def main() -> None:
             port = free_port()
             server = start_server(path, port, max_batch, wait, env)
             try:
+                cpu, cpu_server = cpu_seconds(), cpu_seconds(server.pid)
                 result = checked(load_test(port, requests, args.clients, args.timeout),
                                  requests, expected, labels, 1e-6)
+                cpu = (f"{(cpu_seconds(server.pid) - cpu_server) * per_text:.1f} server, "
+                       f"{(cpu_seconds() - cpu) * per_text:.1f} clients")
                 batch, call = model_calls(port)
             finally:
                 server.terminate()
                 server.wait(30)
             rows.append((f"`skstack serve`, micro-batching {batching}, {args.clients} "
                          "clients", result["texts/s"], result["p50 ms"], result["p99 ms"],
-                         f"{batch:.1f} texts, {1000 * call:.0f} ms",
+                         f"{batch:.1f} texts, {1000 * call:.0f} ms", cpu,
                          f"{len(requests) - result['lost']}/{len(requests)} answered, "
                          f"{result['wrong']} wrong (max difference {result['max diff']:.1e})"))
     print(f"\n{len(requests)} requests of {k} text(s), {len(texts)} distinct texts, "
           f"threads {os.cpu_count()}\n")
-    print("| run | texts/s | p50 latency | p99 latency | mean model call | answers checked by "
-          "content |\n|---|---|---|---|---|---|")
-    for name, speed, p50, p99, calls, note in rows:
+    print("| run | texts/s | p50 latency | p99 latency | mean model call | CPU ms a text | "
+          "answers checked by content |\n|---|---|---|---|---|---|---|")
+    for name, speed, p50, p99, calls, cpu, note in rows:
         p50s = "" if p50 is None else f"{p50:.0f} ms"
         p99s = "" if p99 is None else f"{p99:.0f} ms"
         print(f"| {name} | {speed:.0f} ({speed / ceiling:.0%}) | {p50s} | {p99s} | {calls} | "
-              f"{note} |")
+              f"{cpu} | {note} |")
 
 
 if __name__ == "__main__":
