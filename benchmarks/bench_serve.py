@@ -62,11 +62,11 @@ def free_port() -> int:
 
 
 def start_server(model: Path, port: int, max_batch: int, max_wait_ms: float,
-                 env: dict | None = None) -> subprocess.Popen:
+                 env: dict | None = None, workers: int = 1) -> subprocess.Popen:
     server = subprocess.Popen(
         [sys.executable, "-m", "skstack", "serve", str(model), "--port", str(port),
          "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--max-texts",
-         "64"],
+         "64", "--workers", str(workers)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -82,13 +82,20 @@ def start_server(model: Path, port: int, max_batch: int, max_wait_ms: float,
 
 
 def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds of a process, all its threads: another process's from
-    Linux's ``/proc``, this one's from ``os.times``."""
+    """User + system CPU seconds, all threads: of another process and the processes it
+    started (a server's workers) from Linux's ``/proc``; of this one from ``os.times``."""
     if pid is None:
         times = os.times()
         return times.user + times.system
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a process that ended meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # itself or a child
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def model_calls(port: int) -> tuple[float, float]:
@@ -175,6 +182,11 @@ def main() -> None:
                         help="also runs with and without micro-batching whose predictions keep "
                              "every torch thread however crowded the cores "
                              "(SKSTACK_ADAPT_THREADS=0)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="the servers' --workers (each loads the model)")
+    parser.add_argument("--server-threads", type=int, default=None,
+                        help="torch threads in each server process (OMP_NUM_THREADS; "
+                             "default: torch's own choice, one per core)")
     parser.add_argument("--profile", action="store_true",
                         help="only profile the in-process calls of --clients texts (cProfile, "
                              "the 30 largest cumulative entries) and stop")
@@ -240,7 +252,9 @@ def main() -> None:
                          {"SKSTACK_ADAPT_THREADS": "0"}))
         for batching, max_batch, wait, env in runs:
             port = free_port()
-            server = start_server(path, port, max_batch, wait, env)
+            if args.server_threads:  # torch reads it when it loads
+                env = {**env, "OMP_NUM_THREADS": str(args.server_threads)}
+            server = start_server(path, port, max_batch, wait, env, args.workers)
             try:
                 cpu, cpu_server = cpu_seconds(), cpu_seconds(server.pid)
                 result = checked(load_test(port, requests, args.clients, args.timeout),
@@ -251,7 +265,9 @@ def main() -> None:
             finally:
                 server.terminate()
                 server.wait(30)
-            rows.append((f"`skstack serve`, micro-batching {batching}, {args.clients} "
+            layout = (f", {args.workers} workers" if args.workers > 1 else "") + (
+                f", {args.server_threads} thread(s) each" if args.server_threads else "")
+            rows.append((f"`skstack serve`, micro-batching {batching}{layout}, {args.clients} "
                          "clients", result["texts/s"], result["p50 ms"], result["p99 ms"],
                          f"{batch:.1f} texts, {1000 * call:.0f} ms", cpu,
                          f"{len(requests) - result['lost']}/{len(requests)} answered, "
