@@ -17,10 +17,10 @@ where it is predicted) and saved as a ``.skstack`` file. The requests are the fi
   (``--max-batch 1``); the server's ``/metrics`` give the mean texts per model call and
   seconds per call of each run.
 
-``--fixed-threads`` adds a run with micro-batching and one without whose servers keep their
-torch threads however crowded the cores (``SKSTACK_ADAPT_THREADS=0``; by default predictions
-go to one thread while their threads wait for a core, and here the 16 clients share the
-server's 2 cores).
+``--threads-rule`` adds a run with micro-batching and one without whose servers move their
+predictions to one torch thread while their threads wait for a core
+(``SKSTACK_ADAPT_THREADS=1``; ``skstack serve`` keeps its threads otherwise, since a text's
+last bits follow the thread count; here the 16 clients share the server's 2 cores).
 
 ``--profile`` profiles the in-process calls of ``--clients`` texts instead (cProfile) and
 stops. Every run reports texts/s (and its share of the ceiling) and the CPU time a text
@@ -178,10 +178,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--waits", type=float, nargs="*", default=[5.0],
                         help="--max-wait-ms of the micro-batching runs, one run each")
-    parser.add_argument("--fixed-threads", action="store_true",
-                        help="also runs with and without micro-batching whose predictions keep "
-                             "every torch thread however crowded the cores "
-                             "(SKSTACK_ADAPT_THREADS=0)")
+    parser.add_argument("--threads-rule", action="store_true",
+                        help="also runs with and without micro-batching whose predictions go "
+                             "to one torch thread while the cores are crowded "
+                             "(SKSTACK_ADAPT_THREADS=1)")
     parser.add_argument("--workers", type=int, default=1,
                         help="the servers' --workers (each loads the model)")
     parser.add_argument("--server-threads", type=int, default=None,
@@ -245,11 +245,11 @@ def main() -> None:
                  "", cpu_loop, "")]
         runs = [(f"on (--max-batch 64 --max-wait-ms {wait:g})", 64, wait, {})
                 for wait in args.waits] + [("off (--max-batch 1)", 1, 0.0, {})]
-        if args.fixed_threads:
-            runs.insert(1, ("on (--max-batch 64 --max-wait-ms 5), SKSTACK_ADAPT_THREADS=0",
-                            64, 5.0, {"SKSTACK_ADAPT_THREADS": "0"}))
-            runs.append(("off (--max-batch 1), SKSTACK_ADAPT_THREADS=0", 1, 0.0,
-                         {"SKSTACK_ADAPT_THREADS": "0"}))
+        if args.threads_rule:
+            runs.insert(1, ("on (--max-batch 64 --max-wait-ms 5), SKSTACK_ADAPT_THREADS=1",
+                            64, 5.0, {"SKSTACK_ADAPT_THREADS": "1"}))
+            runs.append(("off (--max-batch 1), SKSTACK_ADAPT_THREADS=1", 1, 0.0,
+                         {"SKSTACK_ADAPT_THREADS": "1"}))
         for batching, max_batch, wait, env in runs:
             port = free_port()
             if args.server_threads:  # torch reads it when it loads

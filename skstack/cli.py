@@ -268,7 +268,7 @@ def cmd_serve(args) -> int:
 # $SKSTACK_ADAPT_THREADS says otherwise: a text's last bits follow the thread count, and
 # with predictions moved to one thread under load 0-37 of 400 served answers (three runs)
 # differed from `skstack predict`'s by up to 0.007, for no throughput (130 against 134
-# texts/s with micro-batching, 20 against 22 without: bench_serve.py --fixed-threads;
+# texts/s with micro-batching, 20 against 22 without: bench_serve.py --threads-rule;
 # docs/benchmarks.md, "Serving"). Its OpenMP threads wait passively instead (below).
 ADAPT_THREADS = "SKSTACK_ADAPT_THREADS"
 
