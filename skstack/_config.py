@@ -40,8 +40,9 @@ from pathlib import Path
 
 # $SKSTACK_ADAPT_THREADS=0 sets adapt_threads's default for a process one cannot edit (a
 # server started by a command line)
+ADAPT_THREADS = "SKSTACK_ADAPT_THREADS"
 _CONFIG: dict = {"show_progress_bar": False, "home": None,
-                 "adapt_threads": os.environ.get("SKSTACK_ADAPT_THREADS", "1").strip().lower()
+                 "adapt_threads": os.environ.get(ADAPT_THREADS, "1").strip().lower()
                  not in ("0", "false", "no", "off")}
 _PROGRESS = logging.getLogger("skstack.progress")
 

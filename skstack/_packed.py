@@ -54,13 +54,11 @@ def _in_blocks(run: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch
                                                    strict=True)])
 
 
-def _linear_in_blocks(weight: torch.Tensor, bias: torch.Tensor, h: torch.Tensor
-                      ) -> torch.Tensor:
-    """``h @ weight.T + bias`` computed ``ROWS`` rows at a time, each block written in
-    place."""
-    out = h.new_empty((h.shape[0], weight.shape[0]))
+def _linear_in_blocks(linear: torch.nn.Linear, h: torch.Tensor) -> torch.Tensor:
+    """``linear(h)`` computed ``ROWS`` rows at a time, each block written in place."""
+    out = h.new_empty((h.shape[0], linear.out_features))
     for i in range(0, h.shape[0], ROWS):
-        torch.addmm(bias, h[i:i + ROWS], weight.t(), out=out[i:i + ROWS])
+        torch.addmm(linear.bias, h[i:i + ROWS], linear.weight.t(), out=out[i:i + ROWS])
     return out
 
 
@@ -73,14 +71,13 @@ def _position_offset(model: torch.nn.Module) -> int:
     return 0
 
 
-def _attention(layer: torch.nn.Module, qkv: tuple[torch.Tensor, torch.Tensor], h: torch.Tensor,
-               groups: list[tuple[int, int, int]], n_tokens: int, heads: int) -> torch.Tensor:
-    """Self-attention of ``layer`` within each text: queries, keys and values in one
-    product (``qkv``: the three projections' weights and biases stacked) in blocks, then
-    one call per group of equally long texts (``(first row, texts, length)``, their tokens
-    side by side); zero rows where no text is."""
+def _attention(layer: torch.nn.Module, h: torch.Tensor, groups: list[tuple[int, int, int]],
+               n_tokens: int, heads: int) -> torch.Tensor:
+    """Self-attention of ``layer`` within each text: queries, keys and values in blocks,
+    then one call per group of equally long texts (``(first row, texts, length)``, their
+    tokens side by side); zero rows where no text is."""
     own = layer.attention.self
-    q, k, v = _linear_in_blocks(*qkv, h).chunk(3, dim=1)
+    q, k, v = (_linear_in_blocks(linear, h) for linear in (own.query, own.key, own.value))
     width = q.shape[1] // heads
     context = torch.empty_like(q)
     context[n_tokens:] = 0
@@ -101,16 +98,12 @@ def packed_forward(model: torch.nn.Module, layer_indices: list[int]
     offset = _position_offset(model)
     heads = model.config.num_attention_heads
     keep = sorted(set(layer_indices))
-    projections = [(layer.attention.self.query, layer.attention.self.key,
-                    layer.attention.self.value) for layer in model.encoder.layer[: keep[-1]]]
-    qkv = [(torch.cat([p.weight for p in three]), torch.cat([p.bias for p in three]))
-           for three in projections]
 
     def forward(ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         # longest texts first, so that equally long texts lie side by side in the packing
-        order = torch.argsort(mask.sum(dim=1), descending=True, stable=True)
-        ids, mask = ids[order], mask[order]
-        lengths = mask.sum(dim=1).tolist()
+        lengths = mask.sum(dim=1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        ids, mask, lengths = ids[order], mask[order], lengths[order].tolist()
         n_tokens = sum(lengths)
         fill = -n_tokens % ROWS
         at = mask.bool()
@@ -125,7 +118,7 @@ def packed_forward(model: torch.nn.Module, layer_indices: list[int]
             first += n * length
         states = {0: h}
         for index, layer in enumerate(model.encoder.layer[: keep[-1]], start=1):
-            context = _attention(layer, qkv[index - 1], h, groups, n_tokens, heads)
+            context = _attention(layer, h, groups, n_tokens, heads)
             h = _in_blocks(partial(_rest_of_layer, layer), context, h)
             states[index] = h
         back = torch.argsort(order)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skstack._config import config_context, progress, progress_to_stderr, set_config
+from skstack._config import ADAPT_THREADS, config_context, progress, progress_to_stderr, set_config
 from skstack._files import replacing
 from skstack._validation import blank_rows
 from skstack.datasets import (
@@ -270,7 +270,6 @@ def cmd_serve(args) -> int:
 # differed from `skstack predict`'s by up to 0.007, for no throughput (130 against 134
 # texts/s with micro-batching, 20 against 22 without: bench_serve.py --threads-rule;
 # docs/benchmarks.md, "Serving"). Its OpenMP threads wait passively instead (below).
-ADAPT_THREADS = "SKSTACK_ADAPT_THREADS"
 
 
 def _keep_threads() -> None:

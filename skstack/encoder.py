@@ -201,11 +201,12 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         the same bits alone or in any batch, for a given thread count. Other models and the
         ONNX Runtime and OpenVINO backends pad each text to the next multiple of this many
         tokens and batch it only with texts of that width, so that its vector does not
-        depend on its batch's padding (on CPUs whose matrix kernels change with the
-        product's height, such as those with AMX, its last bits still can). ``None`` pads
-        each batch to its longest text, as 0.2 did (its cached vectors stay valid), and a
-        text's vector then moves with its batch (by up to 0.04 in bfloat16); ``1`` batches
-        texts of equal length only. Costs in docs/benchmarks.md, "Serving".
+        depend on its batch's padding (other models on torch can still move in their last
+        bits on CPUs whose matrix kernels change with the product's height, such as those
+        with AMX; OpenVINO and ONNX Runtime kept them on the one such CPU measured).
+        ``None`` pads each batch to its longest text, as 0.2 did (its cached vectors stay
+        valid), and a text's vector then moves with its batch (by up to 0.04 in bfloat16);
+        ``1`` batches texts of equal length only. Costs in docs/benchmarks.md, "Serving".
     device : str or list of str, default="auto"
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Several
         (``["cuda:0", "cuda:1"]``, ``"cuda:all"``) encode data-parallel, one process per
