@@ -41,11 +41,12 @@ def fitted(tiny_bert):
     return pipe.fit(texts, Y), texts
 
 
-def test_a_stacked_pipeline_loads_in_a_fresh_process_and_predicts_identically(fitted,
-                                                                              tmp_path):
+def test_a_stacked_pipeline_loads_in_a_fresh_process_and_decides_identically(fitted,
+                                                                             tmp_path):
     pipe, texts = fitted
     save(pipe, tmp_path / "model.skstack")
     np.save(tmp_path / "expected.npy", pipe.predict_proba(texts))
+    np.save(tmp_path / "decided.npy", pipe.predict(texts))
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     script = (
         "import json, sys, numpy as np, skstack\n"
@@ -53,15 +54,25 @@ def test_a_stacked_pipeline_loads_in_a_fresh_process_and_predicts_identically(fi
         "pipe = skstack.load(folder + '/model.skstack')\n"
         "texts = json.load(open(folder + '/texts.json'))\n"
         "np.save(folder + '/got.npy', pipe.predict_proba(texts))\n"
+        "np.save(folder + '/got_decided.npy', pipe.predict(texts))\n"
         "print(type(pipe.named_steps['clf'].estimator_.module_).__name__)\n"
     )
+    # the same thread count, kept however busy the machine is: a text's last bits follow
+    # the thread count (docs/benchmarks.md)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300, env={"CUDA_VISIBLE_DEVICES": "", "PATH": "",
-                                            "HF_HUB_OFFLINE": "1"})
+                                            "HF_HUB_OFFLINE": "1",
+                                            "SKSTACK_ADAPT_THREADS": "0",
+                                            "OMP_NUM_THREADS": str(torch.get_num_threads())})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "BiLSTMModule"
-    np.testing.assert_array_equal(np.load(tmp_path / "got.npy"),
-                                  np.load(tmp_path / "expected.npy"))
+    np.testing.assert_array_equal(np.load(tmp_path / "got_decided.npy"),
+                                  np.load(tmp_path / "decided.npy"))
+    # not bit for bit: on CI, and here in 2 of about 25 runs with oneDNN held to AVX2, the
+    # head's probabilities from the very same vectors moved by up to 7e-6 from one process
+    # to the next (docs/index.md, "Saving")
+    np.testing.assert_allclose(np.load(tmp_path / "got.npy"),
+                               np.load(tmp_path / "expected.npy"), rtol=0, atol=1e-5)
 
 
 def test_round_trip_keeps_parameters_state_and_decisions(fitted, tmp_path):
