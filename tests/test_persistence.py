@@ -70,7 +70,7 @@ def test_a_stacked_pipeline_loads_in_a_fresh_process_and_decides_identically(fit
                                   np.load(tmp_path / "decided.npy"))
     # not bit for bit: on CI, and here in 2 of about 25 runs with oneDNN held to AVX2, the
     # head's probabilities from the very same vectors moved by up to 7e-6 from one process
-    # to the next (docs/index.md, "Saving")
+    # to the next (docs/index.md, "Saving and loading")
     np.testing.assert_allclose(np.load(tmp_path / "got.npy"),
                                np.load(tmp_path / "expected.npy"), rtol=0, atol=1e-5)
 
