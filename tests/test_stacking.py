@@ -174,3 +174,25 @@ def test_texts_are_checked_once_for_every_member(tiny_bert, tiny_bert_b, emotion
     assert full == [60, 60]  # once in fit, once in transform; never by the two encoders
     with pytest.raises(TypeError, match=r"Text at position 1 is None"):
         stack.transform(["fine", None])
+
+
+def test_a_members_projection_is_laid_out_for_sparse_products_with_the_same_values(
+        emotion_data, tmp_path):
+    from skstack import load, save
+
+    texts, Y = emotion_data
+    chars = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 3)),
+                          TruncatedSVD(4, random_state=0))
+    stack = StackingEmbedder([("chars", chars)], meta_learner="drop", cv=2).fit(texts, Y)
+    svd = stack.members_[0][1][-1]
+    # Fortran order: the transpose a sparse product reads is then C-contiguous, not copied
+    assert svd.components_.flags.f_contiguous
+    tfidf = stack.members_[0][1][0].transform(texts)
+    expected = (tfidf @ np.ascontiguousarray(svd.components_).T).astype(np.float32)
+    np.testing.assert_array_equal(stack.transform(texts), expected)
+    assert load(save(stack, tmp_path / "s.skstack")).members_[0][1][-1] \
+        .components_.flags.f_contiguous
+    # a stack fitted before the layout (or given its members by hand) is laid out on use
+    svd.components_ = np.ascontiguousarray(svd.components_)
+    np.testing.assert_array_equal(stack.transform(texts), expected)
+    assert svd.components_.flags.f_contiguous
