@@ -8,6 +8,13 @@ that is descheduled (the others spin or wait for it), so the Bi-LSTM head ran 4-
 beside a 2-thread torch job, where one thread ran it 1.4x slower (docs/benchmarks.md, "A
 busy machine"). :class:`WaitProbe` measures that wait over a stretch of work.
 
+A process should also run its torch work on one thread (:func:`torch_thread`): every thread
+that starts torch work gets OpenMP threads of its own, and once a process holds more OpenMP
+threads than cores, GNU OpenMP stops letting idle ones spin before they sleep, so each
+parallel region waits for its threads to wake. A model loaded on the main thread and called
+on an executor's thread answered calls of 16 texts in 97 ms, against 48 ms with both on one
+thread (docs/benchmarks.md, "One thread for torch").
+
 Predictions suffer the same: beside a 2-thread fine-tuning, a server-sized call of the
 quickstart pipeline (16 texts) took 2.9 s on 2 threads and 0.17 s on one (0.08 s quiet).
 :func:`prediction_threads` runs them on one thread while the cores are found crowded; the
@@ -22,6 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import torch
@@ -126,6 +134,12 @@ def _set_threads(threads: int) -> None:
     ``bench_serve.py``)."""
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def torch_thread() -> ThreadPoolExecutor:
+    """An executor of one thread, for all of a process's torch work (loading a model and
+    every call to it), so that one OpenMP team serves it (module docstring)."""
+    return ThreadPoolExecutor(1, thread_name_prefix="skstack-torch")
 
 
 @contextmanager

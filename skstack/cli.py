@@ -27,6 +27,7 @@ import numpy as np
 
 from skstack._config import ADAPT_THREADS, config_context, progress, progress_to_stderr, set_config
 from skstack._files import replacing
+from skstack._threads import torch_thread
 from skstack._validation import blank_rows
 from skstack.datasets import (
     SEMEVAL_LANGUAGES,
@@ -241,8 +242,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    # a file that fails to load stops here, before any port opens
-    model = _load_model(args.model, trust_joblib=args.trust_joblib)
+    # a file that fails to load stops here, before any port opens; loaded on the thread
+    # that will run it (skstack._threads.torch_thread)
+    executor = torch_thread()
+    model = executor.submit(_load_model, args.model, args.trust_joblib).result()
     settings = ServeSettings(model=args.model, trust_joblib=args.trust_joblib,
                              max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                              max_texts=args.max_texts, max_chars=args.max_chars,
@@ -260,7 +263,8 @@ def cmd_serve(args) -> int:
           + (f"; {len(keys)} API key(s) required" if keys else ""), file=sys.stderr, flush=True)
     _keep_threads()
     run(settings, host=args.host, port=args.port, workers=args.workers,
-        model=model if args.workers == 1 else None, drain_seconds=args.drain_seconds)
+        model=model if args.workers == 1 else None, drain_seconds=args.drain_seconds,
+        executor=executor if args.workers == 1 else None)
     return 0
 
 

@@ -13,10 +13,12 @@
 Built on Starlette, a small, well-kept ASGI toolkit (FastAPI is built on it; five routes and
 JSON need no schema layer above it), run by uvicorn, its reference server. Requests wait in
 a bounded queue; one task takes up to ``max_batch`` texts from it, waiting at most
-``max_wait_ms`` for more after the first, and runs them through the model in one call on a
-worker thread, so the event loop keeps accepting requests meanwhile. ``max_batch=1`` turns
-micro-batching off (each request alone). A bad request gets a 4xx answer with a one-line
-reason in ``{"error": ...}``; nothing it sent reaches the model.
+``max_wait_ms`` for more after the first, and runs them through the model in one call on the
+model's own thread, so the event loop keeps accepting requests meanwhile. That thread loads
+the model too, and does all of the process's torch work: a model loaded on the main thread
+and called on another ran calls of 16 texts 2x slower (``skstack._threads.torch_thread``).
+``max_batch=1`` turns micro-batching off (each request alone). A bad request gets a 4xx
+answer with a one-line reason in ``{"error": ...}``; nothing it sent reaches the model.
 
 One request never fails another: every text is checked before it joins a batch (a string,
 valid Unicode, within the size limits; the body's JSON within a nesting depth), the body is
@@ -29,7 +31,8 @@ own answer or its own error. A model whose decision rule is invalid (thresholds 
 per word) through the same queue, so explanations are batched with predictions.
 
 Import rule: ``_validation``, ``_version``, ``cards``, ``explanations``, ``labels``,
-``parts``, ``persistence``, ``rules``, ``serving_metrics`` and ``serving_schema``;
+``parts``, ``persistence``, ``rules``, ``serving_metrics``, ``serving_schema`` and
+``_threads``;
 starlette and uvicorn are imported by :func:`make_app` and :func:`run`.
 """
 
@@ -44,11 +47,13 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 from importlib.resources import files
 
 import numpy as np
 
+from skstack._threads import torch_thread
 from skstack._validation import blank_rows, unwrap_search
 from skstack._version import __version__
 from skstack.cards import model_card
@@ -161,8 +166,10 @@ class MicroBatcher:
     """Requests' texts gathered into batches for one ``predict`` call each."""
 
     def __init__(self, predict: Callable[[list[str]], tuple], max_batch: int,
-                 max_wait_ms: float, max_queue: int, metrics: ServerMetrics | None = None):
+                 max_wait_ms: float, max_queue: int, metrics: ServerMetrics | None = None,
+                 executor: Executor | None = None):
         self.predict, self.max_batch = predict, max_batch
+        self.executor = executor  # where predict runs (None: asyncio's default executor)
         self.max_wait, self.max_queue = max_wait_ms / 1000, max_queue
         self.metrics = metrics
         self.queue: asyncio.Queue | None = None
@@ -210,7 +217,8 @@ class MicroBatcher:
         texts = [t for request, _ in batch for t in request]
         started = time.perf_counter()
         try:
-            proba, pred = await asyncio.to_thread(self.predict, texts)
+            proba, pred = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.predict, texts)
         except Exception as exc:
             if len(batch) == 1:
                 if not batch[0][1].done():
@@ -296,8 +304,10 @@ async def read_request(request, settings: ServeSettings) -> dict:
     return check_request(bytes(body), settings)
 
 
-def make_app(model, settings: ServeSettings):
-    """The Starlette application serving ``model`` (fitted) under ``settings``."""
+def make_app(model, settings: ServeSettings, executor: Executor | None = None):
+    """The Starlette application serving ``model`` (fitted) under ``settings``; the model
+    runs on ``executor``, the thread that loaded it (a new :func:`torch_thread` if
+    ``None``)."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.base import BaseHTTPMiddleware
@@ -307,7 +317,7 @@ def make_app(model, settings: ServeSettings):
     predictor = Predictor(model)
     metrics = ServerMetrics()
     batcher = MicroBatcher(predictor, settings.max_batch, settings.max_wait_ms,
-                           settings.max_queue, metrics)
+                           settings.max_queue, metrics, executor or torch_thread())
     thresholds = dict(zip(predictor.labels, predictor.thresholds.round(6).tolist(),
                           strict=True))
 
@@ -416,15 +426,19 @@ def make_app(model, settings: ServeSettings):
 def app_from_environment():
     """The application for one of uvicorn's worker processes (``--workers N``)."""
     settings = ServeSettings(**json.loads(os.environ[_SETTINGS_VARIABLE]))
-    return make_app(load_model(settings.model, settings.trust_joblib), settings)
+    executor = torch_thread()
+    model = executor.submit(load_model, settings.model, settings.trust_joblib).result()
+    return make_app(model, settings, executor)
 
 
 def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
-        workers: int = 1, model=None, drain_seconds: float = 30.0) -> None:
+        workers: int = 1, model=None, drain_seconds: float = 30.0,
+        executor: Executor | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then drain: stop accepting connections, answer every
     request already received (the batcher runs until the last one is answered), and exit
-    within ``drain_seconds``. ``model``: the loaded model (loaded here if ``None``); with
-    several ``workers`` each worker process loads its own."""
+    within ``drain_seconds``. ``model``: the loaded model (loaded here if ``None``) and
+    ``executor``, the :func:`torch_thread` that loaded it; with several ``workers`` each
+    worker process loads its own."""
     import uvicorn
 
     # uvicorn drains, puts this handler back and raises the signal again: a drained
@@ -437,7 +451,8 @@ def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
                     port=port, workers=workers, timeout_graceful_shutdown=drain_seconds)
         return
     if model is None:
-        model = load_model(settings.model, settings.trust_joblib)
-    app = make_app(model, settings)  # checks the model's rule before the port opens
+        executor = torch_thread()
+        model = executor.submit(load_model, settings.model, settings.trust_joblib).result()
+    app = make_app(model, settings, executor)  # checks the model's rule before the port opens
     uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=drain_seconds)
 

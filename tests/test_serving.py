@@ -28,10 +28,10 @@ TEXTS = ["thank you so much!", "this is terrible", "I am scared", "what a lovely
 class Server:
     """``make_app`` run by uvicorn in a thread, on a port the OS picked."""
 
-    def __init__(self, model, settings):
+    def __init__(self, model, settings, executor=None):
         import uvicorn
 
-        self.app = make_app(model, settings)
+        self.app = make_app(model, settings, executor)
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
@@ -429,6 +429,34 @@ def test_serve_passes_its_options_to_the_server(trained, monkeypatch, capsys):
     assert "on http://127.0.0.1:9999: POST /predict" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["serve", str(trained[2]), "--max-batch", "0"])
+
+
+def test_the_model_is_loaded_and_called_on_one_thread_of_its_own(trained, monkeypatch):
+    # one OpenMP team for all the torch work: a model loaded on one thread and called on
+    # another answered 2x slower (skstack._threads.torch_thread)
+    threads, seen = [], {}
+    real_load = skstack.cli._load_model
+
+    def load_model(*args):
+        threads.append(threading.get_ident())
+        return real_load(*args)
+
+    monkeypatch.setattr("skstack.cli._load_model", load_model)
+    monkeypatch.setattr("skstack.cli.run", lambda settings, **kw: seen.update(kw, s=settings))
+    monkeypatch.setenv("SKSTACK_ADAPT_THREADS", "0")
+    assert main(["serve", str(trained[2])]) == 0
+    model = seen["model"]
+    real_predict = model.predict_proba
+    monkeypatch.setattr(model, "predict_proba",
+                        lambda X: threads.append(threading.get_ident()) or real_predict(X))
+    running = Server(model, seen["s"], seen["executor"])
+    try:
+        for text in TEXTS:
+            assert running.predict([text])[0] == 200
+    finally:
+        running.close()
+    assert len(threads) == 1 + len(TEXTS)
+    assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
 
 
 def test_api_keys_guard_every_route_but_the_page_and_health(model, trained, tmp_path):
