@@ -273,7 +273,7 @@ def cmd_serve(args) -> int:
 # with predictions moved to one thread under load 0-37 of 400 served answers (three runs)
 # differed from `skstack predict`'s by up to 0.007, for no throughput (130 against 134
 # texts/s with micro-batching, 20 against 22 without: bench_serve.py --threads-rule;
-# docs/benchmarks.md, "Serving"). Its OpenMP threads wait passively instead (below).
+# docs/benchmarks.md, "Serving").
 
 
 def _keep_threads() -> None:
@@ -430,27 +430,10 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# OpenMP threads that spin after each parallel region take the cores the event loop and the
-# next requests need: passive waiting served 1.4x the texts/s with half the p99 latency
-# (benchmarks/bench_serve.py; docs/benchmarks.md, "Serving"). The OpenMP runtime reads it
-# once, when torch loads, hence a restart; a value the user set is kept.
-WAIT_POLICY = "OMP_WAIT_POLICY"
-
-
-def _restart_with_passive_threads() -> None:
-    """Run this ``skstack serve`` command again (same process id) with OpenMP's passive
-    wait policy."""
-    os.environ[WAIT_POLICY] = "PASSIVE"
-    sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "skstack", *sys.argv[1:]])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = make_parser()
     args = parser.parse_args(argv)
-    if args.command == "serve" and argv is None and WAIT_POLICY not in os.environ:
-        _restart_with_passive_threads()
     bars = sys.stderr.isatty() if args.progress is None else args.progress
     # a line per long stage on stderr, terminal or not; serve answers requests instead
     progress_to_stderr(args.progress is not False and args.command != "serve")
