@@ -201,10 +201,13 @@ class MicroBatcher:
             batch = [await self.queue.get()]
             size, deadline = len(batch[0][0]), loop.time() + self.max_wait
             while size < self.max_batch:
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), deadline - loop.time())
-                except TimeoutError:
-                    break
+                if not self.queue.empty():  # what queued during the last call, at once
+                    item = self.queue.get_nowait()
+                else:
+                    try:
+                        item = await asyncio.wait_for(self.queue.get(), deadline - loop.time())
+                    except TimeoutError:
+                        break
                 batch.append(item)
                 size += len(item[0])
             if self.metrics is not None:

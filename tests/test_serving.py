@@ -325,6 +325,26 @@ def test_health_labels_and_card(server, model):
     assert status == 200 and card.startswith("# model.skstack") and "| joy |" in card
 
 
+def test_requests_queued_during_a_call_join_the_next_batch_without_a_wait():
+    sizes = []
+
+    async def scenario():
+        batcher = MicroBatcher(lambda texts: sizes.append(len(texts)) or
+                               (np.zeros((len(texts), 1)),) * 2,
+                               max_batch=4, max_wait_ms=0, max_queue=10)
+        batcher.queue = asyncio.Queue()
+        futures = [asyncio.get_running_loop().create_future() for _ in range(6)]
+        for i, done in enumerate(futures):  # six one-text requests wait before it starts
+            batcher.queue.put_nowait(([str(i)], done))
+        batcher._task = asyncio.create_task(batcher._run())
+        await asyncio.gather(*futures)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    # --max-wait-ms 0 waits for nothing, but takes what is already queued, up to the limit
+    assert sizes == [4, 2]
+
+
 def test_a_full_queue_is_refused_with_503():
     async def scenario():
         batcher = MicroBatcher(lambda texts: (np.zeros((len(texts), 1)),) * 2, max_batch=4,
