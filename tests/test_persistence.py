@@ -72,7 +72,7 @@ def test_a_stacked_pipeline_loads_in_a_fresh_process_and_decides_identically(fit
     # head's probabilities from the very same vectors moved by up to 7e-6 from one process
     # to the next (docs/index.md, "Saving and loading")
     np.testing.assert_allclose(np.load(tmp_path / "got.npy"),
-                               np.load(tmp_path / "expected.npy"), rtol=0, atol=1e-5)
+                               np.load(tmp_path / "expected.npy"), rtol=0, atol=1e-4)
 
 
 def test_round_trip_keeps_parameters_state_and_decisions(fitted, tmp_path):
