@@ -11,7 +11,10 @@ partly. A ``.skstack`` file is a zip archive of data only:
 - ``models/<n>/``: each encoder's config and tokenizer files, as ``save_pretrained`` writes
   them (JSON and vocabulary files);
 - ``sklearn/<n>.skops``: scikit-learn parts (TF-IDF, SVD, the meta-learner) through skops,
-  loaded with skops's default trusted types only.
+  loaded with skops's default trusted types only;
+- the archive's comment: the SHA-256 of every byte before it (the zip's own headers, which
+  the members' checksums do not cover: a flipped bit in a timestamp or an attribute field
+  loaded silently before), checked on load of every file whose manifest says ``sealed``.
 
 Loading never executes code from the file: classes are looked up by name among scikit-learn,
 skstack, skorch callbacks, torch optimizers and transformers models (plus names the caller
@@ -37,6 +40,7 @@ import inspect
 import json
 import math
 import os
+import struct
 import tempfile
 import warnings
 import zipfile
@@ -433,6 +437,39 @@ def card_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.stem + ".card.md")
 
 
+# The seal: the archive's comment, after the 2-byte comment length that ends the zip's
+# end-of-central-directory record (22 bytes without a comment).
+_SEAL = b"skstack-sha256:"
+_SEALED_TAIL = 2 + len(_SEAL) + 64
+
+
+def _seal(path: Path) -> None:
+    """Write, as the archive's comment, the SHA-256 of every byte before the comment."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size - 22)
+        end = f.read(22)
+        if end[:4] != b"PK\x05\x06" or end[20:] != b"\0\0":
+            raise ValueError(f"{path}: the zip's end record is not where it was written")
+        digest = file_sha256(path, size - 2)
+        f.seek(size - 2)
+        f.write(struct.pack("<H", _SEALED_TAIL - 2) + _SEAL + digest.encode("ascii"))
+
+
+def _check_seal(path: Path) -> None:
+    """Refuse a file whose bytes do not match its seal (see the module's notes)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(size - _SEALED_TAIL, 0))
+        tail = f.read()
+    if len(tail) != _SEALED_TAIL or tail[:2] != struct.pack("<H", _SEALED_TAIL - 2) \
+            or not tail[2:].startswith(_SEAL):
+        raise ModelFileError("the archive's seal (its comment) is missing or damaged")
+    if file_sha256(path, size - _SEALED_TAIL) != tail[2 + len(_SEAL):].decode("latin-1"):
+        raise ModelFileError("the archive's bytes do not match its seal (SHA-256): the file is "
+                             "damaged")
+
+
 def _save_skstack(estimator, path: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -445,11 +482,13 @@ def _save_skstack(estimator, path: Path) -> None:
             "versions": library_versions(),
             "sha256": {str(p.relative_to(root)): file_sha256(p) for p in files},
         }
-        with replacing(path) as partial, \
-                zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("manifest.json", json.dumps(manifest, indent=1))
-            for p in files:
-                archive.write(p, str(p.relative_to(root)))
+        with replacing(path) as partial:
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr("manifest.json", json.dumps({**manifest, "sealed": True},
+                                                             indent=1))
+                for p in files:
+                    archive.write(p, str(p.relative_to(root)))
+            _seal(partial)
     if writer.dropped:
         warnings.warn("These parameters are objects, not data, and were not saved (the loaded "
                       f"estimator uses their defaults): {', '.join(writer.dropped)}.",
@@ -778,6 +817,10 @@ def load(path: str | os.PathLike, trusted: Iterable[str] = (), max_bytes: int = 
             infos = archive.infolist()
             _check_sizes(infos, max_bytes)
             manifest = _read_manifest(archive, infos)
+            if manifest.get("sealed") is not None:  # files written before 0.3 have none
+                if manifest["sealed"] is not True:
+                    raise ModelFileError(f"manifest.json's sealed is {manifest['sealed']!r:.40}")
+                _check_seal(path)
             _extract(archive, infos, manifest["sha256"], root)
             # read from the extracted, checksummed copy
             graph = _expect(_json((root / "graph.json").read_bytes(), "graph.json"), dict,

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skstack import ModelFileError, load
+from skstack.persistence import _seal
 
 TEXTS = ["thank you so much!", "this is terrible", "I am scared", "what a lovely day"]
 
@@ -35,6 +36,7 @@ def rewritten(source, target, graph=None, members=None):
     with zipfile.ZipFile(target, "w") as archive:
         for name, data in found.items():
             archive.writestr(name, data)
+    _seal(target)  # as save does
     return target
 
 
