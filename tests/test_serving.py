@@ -401,6 +401,8 @@ def test_a_model_that_cannot_be_served_stops_the_server_at_start(damage, message
         import hashlib
         import zipfile
 
+        from skstack.persistence import _seal
+
         with zipfile.ZipFile(trained[2]) as archive:
             members = {n: archive.read(n) for n in archive.namelist()}
         graph = json.loads(members["graph.json"])
@@ -413,6 +415,7 @@ def test_a_model_that_cannot_be_served_stops_the_server_at_start(damage, message
         with zipfile.ZipFile(path, "w") as archive:
             for name, data in members.items():
                 archive.writestr(name, data)
+        _seal(path)  # as save does
     elif damage == "joblib":
         path = tmp_path / "m.joblib"
         path.write_bytes(b"anything")
