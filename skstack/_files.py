@@ -51,11 +51,11 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
 def file_sha256(path: str | os.PathLike, length: int | None = None) -> str:
     """The SHA-256 hex digest of a file (its first ``length`` bytes), read in chunks."""
     digest = hashlib.sha256()
-    left = -1 if length is None else length
     with open(path, "rb") as f:
-        while left and (chunk := f.read(1 << 20 if left < 0 else min(left, 1 << 20))):
+        left = os.fstat(f.fileno()).st_size if length is None else length
+        while left > 0 and (chunk := f.read(min(left, 1 << 20))):
             digest.update(chunk)
-            left -= len(chunk) if left > 0 else 0
+            left -= len(chunk)
     return digest.hexdigest()
 
 
