@@ -27,7 +27,6 @@ import numpy as np
 
 from skstack._config import ADAPT_THREADS, config_context, progress, progress_to_stderr, set_config
 from skstack._files import replacing
-from skstack._threads import torch_thread
 from skstack._validation import blank_rows
 from skstack.datasets import (
     SEMEVAL_LANGUAGES,
@@ -44,7 +43,7 @@ from skstack.persistence import ModelFileError, card_path, load_model, save
 from skstack.pipelines import PRESET_SETTINGS, language_code, preset_pipeline
 from skstack.report import evaluate_model, report_warnings, rule_settings
 from skstack.rules import decision_rule
-from skstack.serving import ServeSettings, api_keys, run
+from skstack.serving import ServeSettings, api_keys, loaded_on_own_thread, run
 
 PRESETS = tuple(PRESET_SETTINGS)
 _SEMEVAL_NAME = re.compile(r".*E-c-(En|Ar|Es)-(train|dev|test|test-gold)\.txt")
@@ -243,9 +242,8 @@ def cmd_evaluate(args) -> int:
 
 def cmd_serve(args) -> int:
     # a file that fails to load stops here, before any port opens; loaded on the thread
-    # that will run it (skstack._threads.torch_thread)
-    executor = torch_thread()
-    model = executor.submit(_load_model, args.model, args.trust_joblib).result()
+    # that will run it
+    model, executor = loaded_on_own_thread(_load_model, args.model, args.trust_joblib)
     settings = ServeSettings(model=args.model, trust_joblib=args.trust_joblib,
                              max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                              max_texts=args.max_texts, max_chars=args.max_chars,

@@ -426,11 +426,17 @@ def make_app(model, settings: ServeSettings, executor: Executor | None = None):
     return app
 
 
+def loaded_on_own_thread(load: Callable, *args) -> tuple[object, Executor]:
+    """``load(*args)`` (a model) run on a new :func:`torch_thread`, and that thread, which
+    is then to run every call to the model (the module's notes)."""
+    executor = torch_thread()
+    return executor.submit(load, *args).result(), executor
+
+
 def app_from_environment():
     """The application for one of uvicorn's worker processes (``--workers N``)."""
     settings = ServeSettings(**json.loads(os.environ[_SETTINGS_VARIABLE]))
-    executor = torch_thread()
-    model = executor.submit(load_model, settings.model, settings.trust_joblib).result()
+    model, executor = loaded_on_own_thread(load_model, settings.model, settings.trust_joblib)
     return make_app(model, settings, executor)
 
 
@@ -454,8 +460,7 @@ def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
                     port=port, workers=workers, timeout_graceful_shutdown=drain_seconds)
         return
     if model is None:
-        executor = torch_thread()
-        model = executor.submit(load_model, settings.model, settings.trust_joblib).result()
+        model, executor = loaded_on_own_thread(load_model, settings.model, settings.trust_joblib)
     app = make_app(model, settings, executor)  # checks the model's rule before the port opens
     uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=drain_seconds)
 

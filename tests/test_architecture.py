@@ -60,7 +60,7 @@ ALLOWED = {
                   "thresholds"},
     "serving": {"_validation", "_version", "cards", "explanations", "labels", "parts",
                 "persistence", "rules", "serving_metrics", "serving_schema", "_threads"},
-    "cli": {"_config", "_files", "_threads", "_validation", "cards", "datasets", "labels",
+    "cli": {"_config", "_files", "_validation", "cards", "datasets", "labels",
             "metrics", "persistence", "pipelines", "report", "rules", "serving", "thresholds"},
     "__main__": {"cli"},
 }
