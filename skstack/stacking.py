@@ -146,14 +146,16 @@ def _in_order(parts: list, rows: np.ndarray):
 
 
 def _lay_out_projections(member) -> None:
-    """Store the ``components_`` of ``member``'s scikit-learn decompositions (a
-    ``TruncatedSVD`` after a TF-IDF, in a Pipeline or alone) in Fortran order, in place.
+    """Store the ``components_`` of the scikit-learn decompositions in ``member`` (a
+    ``TruncatedSVD`` after a TF-IDF, say) in Fortran order, in place.
     ``X @ components_.T`` with a sparse ``X`` makes scipy copy a C-ordered
     ``components_.T`` whole on every call: 5.1 ms for 16 texts against the character
     member's 128 x 23,100 components, 0.25 ms laid out so, the same values
-    (docs/benchmarks.md, "Small calls"). Idempotent; skops and joblib keep the order."""
-    for step in (member.steps if hasattr(member, "steps") else [(None, member)]):
-        est = step[1]
+    (docs/benchmarks.md, "One thread for torch"). Idempotent; skops and joblib keep the
+    order. Only a Pipeline's own steps are looked at: the package's walker
+    (``skstack.parts.walk``) reads every part's parameters, which a member unpickled from
+    0.2 lacks."""
+    for _, est in (member.steps if hasattr(member, "steps") else [(None, member)]):
         components = getattr(est, "components_", None)
         if (type(est).__module__.startswith("sklearn.decomposition")
                 and isinstance(components, np.ndarray) and components.ndim == 2
