@@ -10,7 +10,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skstack import BlockArray, EncoderEmbedder, StackingEmbedder
-from skstack.stacking import META_C_GRID, META_C_START, default_meta_learner
+from skstack.stacking import (
+    META_C_GRID,
+    META_C_START,
+    _meta_predict_proba,
+    default_meta_learner,
+)
 
 
 def tfidf(n=5):
@@ -98,6 +103,30 @@ def test_a_meta_learner_given_is_used_as_it_is(emotion_data):
     stack = StackingEmbedder([("chars", tfidf())], meta_learner=default_meta_learner(0, C=7.0),
                              cv=3, random_state=0).fit(texts, Y)
     assert stack.meta_learner_[-1].estimator.C == 7.0
+
+
+def test_the_default_meta_learner_predicts_as_scikit_learn_and_the_same_bits_in_any_batch():
+    # its per-label regressions run as one product (a served call's fixed cost)
+    F, Y = _latent_labels(300, 40, 1.0)
+    meta = default_meta_learner(0, C=0.1).fit(F[:200], Y[:200])
+    got = _meta_predict_proba(meta, F[200:])
+    assert got.shape == (100, 3)
+    np.testing.assert_allclose(got, meta.predict_proba(F[200:]), rtol=1e-5, atol=1e-7)
+    alone = np.vstack([_meta_predict_proba(meta, F[i:i + 1]) for i in range(200, 300)])
+    np.testing.assert_array_equal(alone, got)
+    with pytest.raises(ValueError, match="fitted on 40 features; got 39"):
+        _meta_predict_proba(meta[-1], F[200:, :39])
+
+
+def test_other_meta_learners_predict_through_their_own_predict_proba():
+    F, Y = _latent_labels(200, 10, 1.0)
+    Y[:, 2] = 0  # a label never seen positive: scikit-learn predicts it with a constant
+    constant = default_meta_learner(0).fit(F, Y)
+    np.testing.assert_array_equal(_meta_predict_proba(constant, F), constant.predict_proba(F))
+    knn = KNeighborsClassifier(3).fit(F, Y)
+    for got, want in zip(_meta_predict_proba(knn, F[:5]), knn.predict_proba(F[:5]),
+                         strict=True):  # a list, one array per label
+        np.testing.assert_array_equal(got, want)
 
 
 def test_leak_free_embeds_training_rows_with_fold_models(tiny_bert, emotion_data):
