@@ -14,7 +14,13 @@ from transformers import (
 
 from skstack import EncoderEmbedder
 from skstack._batching import pad_batch
-from skstack._packed import ROWS, packed_forward, packs
+from skstack._packed import (
+    ROWS,
+    _packed_weights,
+    _packs_bfloat16_weights,
+    packed_forward,
+    packs,
+)
 
 SHAPE = dict(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
              intermediate_size=64, max_position_embeddings=80)
@@ -67,6 +73,50 @@ def test_a_texts_states_are_the_same_bits_alone_or_in_any_batch(dtype):
     for batch in (list(range(60)), list(range(59, -1, -1)), [7, 3, 50, 22, 41, 9, 0]):
         for i, got in zip(batch, states(batch), strict=True):
             assert torch.equal(got, alone[i])
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new"])
+def test_bfloat16_packed_states_are_the_models_own_pass_up_to_bfloat16(act):
+    # where bfloat16 is native, the products run on packed weights and the exact GELU inside
+    # the product; any other activation runs as the model's own module
+    model = _model("bert", hidden_act=act).to(torch.bfloat16)
+    ids, mask = pad_batch(_texts(12), 0)
+    with torch.inference_mode():
+        want = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = packed_forward(model, [3])(ids, mask)[0]
+    keep = mask.bool()
+    torch.testing.assert_close(got[keep].float(), want[keep].float(), atol=0.1, rtol=0.05)
+    assert (got[keep].float() - want[keep].float()).abs().mean() < 0.01
+
+
+def test_a_weight_changed_in_place_is_packed_again():
+    # a fine-tuning step or load_state_dict writes the weights in place: the packed copy of
+    # an earlier pass must not be used again
+    model = _model("bert").to(torch.bfloat16)
+    ids, mask = pad_batch(_texts(5), 0)
+    forward = packed_forward(model, [3])
+    with torch.inference_mode():
+        before = forward(ids, mask)[0]
+    with torch.no_grad():
+        model.encoder.layer[2].output.dense.weight.mul_(-1.0)
+    with torch.inference_mode():
+        after = forward(ids, mask)[0]
+        want = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    keep = mask.bool()
+    assert not torch.equal(after, before)
+    torch.testing.assert_close(after[keep].float(), want[keep].float(), atol=0.1, rtol=0.05)
+
+
+@pytest.mark.skipif(not _packs_bfloat16_weights(), reason="bfloat16 is not native here")
+def test_every_bfloat16_product_runs_on_a_packed_weight_where_bfloat16_is_native():
+    model = _model("bert").to(torch.bfloat16)
+    ids, mask = pad_batch(_texts(5), 0)
+    with torch.inference_mode():
+        packed_forward(model, [2])(ids, mask)
+    linears = [m for m in model.encoder.layer[:2].modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 12  # query, key, value, attention output, feed-forward in and out
+    assert all(linear in _packed_weights for linear in linears)
+    assert not any(m in _packed_weights for m in model.encoder.layer[2].modules())
 
 
 def test_only_known_architectures_pack():
