@@ -107,7 +107,20 @@ VARIANTS = {
     "openvino int8 (float32 elsewhere)": {"backend": "openvino", "quantization": "int8"},
     "openvino int8 (bfloat16 elsewhere)": {"backend": "openvino", "quantization": "int8",
                                            "dtype": "bfloat16"},
+    "torch bfloat16, weights not packed": {"dtype": "bfloat16"},
 }
+# variants that run with the packed-weight products turned off (skstack._packed), to measure
+# them side by side with the packed ones
+UNPACKED = ("torch bfloat16, weights not packed",)
+
+
+def _transform(name: str, emb, data: list[str]):
+    if name not in UNPACKED:
+        return emb.transform(data)
+    from unittest import mock
+
+    with mock.patch("skstack._packed._packs_bfloat16_weights", lambda: False):
+        return emb.transform(data)
 
 
 def precisions(n: int, batch_size: int, rounds: int, export_folder: str,
@@ -128,8 +141,8 @@ def precisions(n: int, batch_size: int, rounds: int, export_folder: str,
                                     max_length=st.max_seq_length, cache=export_folder,
                                     device=device, **params).fit(data)
               for name, params in variants.items()}
-    for emb in models.values():
-        emb.transform(data[:64])  # export (once per folder) and warm up
+    for name, emb in models.items():
+        _transform(name, emb, data[:64])  # export (once per folder) and warm up
         emb.set_params(cache=None)
     st.encode(data[:64], batch_size=batch_size)
     seconds: dict[str, list[float]] = {name: [] for name in ["sentence-transformers", *models]}
@@ -140,7 +153,7 @@ def precisions(n: int, batch_size: int, rounds: int, export_folder: str,
         seconds["sentence-transformers"].append(time.perf_counter() - start)
         for name, emb in models.items():
             start = time.perf_counter()
-            outputs[name] = emb.transform(data)
+            outputs[name] = _transform(name, emb, data)
             seconds[name].append(time.perf_counter() - start)
     print(f"texts: {n}, batch size {batch_size}, device {device}, threads "
           f"{torch.get_num_threads()}, rounds {rounds}\n")

@@ -23,14 +23,17 @@ predictions to one torch thread while their threads wait for a core
 last bits follow the thread count; here the 16 clients share the server's 2 cores).
 
 ``--profile`` profiles the in-process calls of ``--clients`` texts instead (cProfile) and
-stops. Every run reports texts/s (and its share of the ceiling) and the CPU time a text
-cost: this process's, or for a server run the server process's and this process's client
-threads' (Linux's ``/proc``). Each server run also reports the p50 / p99 latency of a
-request as its client saw it, and checks every answer by content: its probabilities within
-1e-6 of the one-call ones for the same texts (no request lost, none answered with another's
-labels, none moved by the texts it was batched with). The encoders run in ``--dtype auto``
-(bfloat16 where native), as the quickstart does. Bounded: each run stops after its requests
-or ``--timeout`` seconds.
+stops; ``--parts`` times, in-process, a call of 1, 4, 16 and 64 texts and each of its parts
+(every stack member, the meta-learner, the head; the call also with the encoder's weights
+not packed and the meta-learner label by label, as before packing), to separate what a call
+costs whatever its size from what each text adds, and stops. Every run reports texts/s (and
+its share of the ceiling) and the CPU time a text cost: this process's, or for a server run
+the server process's and this process's client threads' (Linux's ``/proc``). Each server
+run also reports the p50 / p99 latency of a request as its client saw it, and checks every
+answer by content: its probabilities within 1e-6 of the one-call ones for the same texts
+(no request lost, none answered with another's labels, none moved by the texts it was
+batched with). The encoders run in ``--dtype auto`` (bfloat16 where native), as the
+quickstart does. Bounded: each run stops after its requests or ``--timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -170,6 +173,48 @@ def checked(run: dict, requests: list[list[str]], expected: dict[str, np.ndarray
             "lost": lost, "wrong": wrong, "max diff": worst}
 
 
+def call_parts(model, texts: list[str], sizes=(1, 4, 16, 64), rounds: int = 3) -> None:
+    """Milliseconds of a call of each size in ``sizes`` and of its parts (best of
+    ``rounds`` passes over ``texts`` in calls of that size)."""
+    from unittest import mock
+
+    from skstack.stacking import _dense, _meta_predict_proba, _sentence
+
+    embed, head = model.steps[0][1], model.steps[-1][1]
+
+    def best(call, inputs) -> float:
+        seconds = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for x in inputs:
+                call(x)
+            seconds.append((time.perf_counter() - start) / len(inputs))
+        return 1000 * min(seconds)
+
+    def unpacked(x):
+        """The call with the encoder's weights not packed and the meta-learner predicting
+        label by label (scikit-learn's own ``predict_proba``)."""
+        with mock.patch("skstack._packed._packs_bfloat16_weights", lambda: False), \
+                mock.patch("skstack.stacking._meta_predict_proba",
+                           lambda meta, f: meta.predict_proba(f)):
+            return model.predict_proba(x)
+
+    names = [name for name, _ in embed.members_]
+    print("| texts a call | whole call | weights not packed, meta-learner label by label | "
+          + " | ".join(names) + " | meta-learner | label by label | head |\n|---|---|---|"
+          + "---|" * (len(names) + 3))
+    for n in sizes:
+        batches = [texts[i:i + n] for i in range(0, len(texts), n)]
+        outputs = [[_dense(m.transform(b)) for _, m in embed.members_] for b in batches]
+        features = [np.hstack([_sentence(z) for z in out]) for out in outputs]
+        row = [best(model.predict_proba, batches), best(unpacked, batches)]
+        row += [best(m.transform, batches) for _, m in embed.members_]
+        row.append(best(lambda f: _meta_predict_proba(embed.meta_learner_, f), features))
+        row.append(best(embed.meta_learner_.predict_proba, features))
+        row.append(best(head.predict_proba, [embed.transform(b) for b in batches]))
+        print(f"| {n} | " + " | ".join(f"{ms:.1f} ms" for ms in row) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=400)
@@ -190,6 +235,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="only profile the in-process calls of --clients texts (cProfile, "
                              "the 30 largest cumulative entries) and stop")
+    parser.add_argument("--parts", action="store_true",
+                        help="only time in-process calls of 1, 4, 16 and 64 texts and their "
+                             "parts, and stop")
     parser.add_argument("--dtype", default="auto", choices=("float32", "auto"),
                         help="the encoder's precision (auto, the default: bfloat16 where "
                              "native)")
@@ -203,6 +251,9 @@ def main() -> None:
         path = save(pipe, Path(tmp) / "model.skstack", card=False)
         model = load(path)
         model.predict_proba(texts[:8])  # warm: first-call set-up is not throughput
+        if args.parts:
+            call_parts(model, texts)
+            return
         per_text = 1000 / len(texts)  # CPU seconds of all texts -> ms a text
         start, cpu = time.perf_counter(), cpu_seconds()
         once = model.predict_proba(texts)
