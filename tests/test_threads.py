@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -161,3 +162,22 @@ def test_the_probe_counts_the_waits_of_the_threads_doing_the_work(monkeypatch):
     probe = _threads.WaitProbe()
     monkeypatch.setattr(probe, "seconds", lambda: 0.1)
     assert probe.share(2) == pytest.approx(0.1)  # not (10 + 10 + 100) / 100 / 2
+
+
+def test_a_restart_right_after_a_measurement_starts_from_its_reading(monkeypatch):
+    ms = 1_000_000
+    readings = []
+
+    def read():
+        readings.append(len(readings))
+        return {"1": (len(readings) * 10 * ms, len(readings) * ms)}
+
+    monkeypatch.setattr(_threads, "_thread_times", read)
+    probe = _threads.WaitProbe()
+    probe.share(1)
+    probe.restart()  # the share's reading is the new start: no third reading
+    assert len(readings) == 2
+    assert probe._times == {"1": (20 * ms, 2 * ms)}
+    probe._last = (time.perf_counter() - 1.0, {"1": (0, 0)})  # a reading a second old
+    probe.restart()
+    assert len(readings) == 3
