@@ -403,7 +403,9 @@ def make_parser() -> argparse.ArgumentParser:
                        help="texts per model call, gathered from waiting requests "
                             "(1: no micro-batching)")
     serve.add_argument("--max-wait-ms", type=_positive(float, zero_ok=True), default=5.0,
-                       help="how long a batch waits for more requests after its first")
+                       help="how long a batch waits for more requests after its first, "
+                            "at most (it stops once it holds as many as the last call "
+                            "answered plus those that queued meanwhile)")
     serve.add_argument("--max-texts", type=_positive(int), default=256,
                        help="texts per request (more: 413)")
     serve.add_argument("--max-chars", type=_positive(int), default=10_000,

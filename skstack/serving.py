@@ -13,12 +13,14 @@
 Built on Starlette, a small, well-kept ASGI toolkit (FastAPI is built on it; five routes and
 JSON need no schema layer above it), run by uvicorn, its reference server. Requests wait in
 a bounded queue; one task takes up to ``max_batch`` texts from it, waiting at most
-``max_wait_ms`` for more after the first, and runs them through the model in one call on the
-model's own thread, so the event loop keeps accepting requests meanwhile. That thread loads
-the model too, and does all of the process's torch work: a model loaded on the main thread
-and called on another ran calls of 16 texts 2x slower (``skstack._threads.torch_thread``).
-``max_batch=1`` turns micro-batching off (each request alone). A bad request gets a 4xx
-answer with a one-line reason in ``{"error": ...}``; nothing it sent reaches the model.
+``max_wait_ms`` for more after the first (and no longer once it holds as many requests as
+the last call answered plus those that queued meanwhile: the clients due back), and runs
+them through the model in one call on the model's own thread, so the event loop keeps
+accepting requests meanwhile. That thread loads the model too, and does all of the process's
+torch work: a model loaded on the main thread and called on another ran calls of 16 texts 2x
+slower (``skstack._threads.torch_thread``). ``max_batch=1`` turns micro-batching off (each
+request alone). A bad request gets a 4xx answer with a one-line reason in ``{"error":
+...}``; nothing it sent reaches the model.
 
 One request never fails another: every text is checked before it joins a batch (a string,
 valid Unicode, within the size limits; the body's JSON within a nesting depth), the body is
@@ -197,12 +199,18 @@ class MicroBatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        # the requests the last call answered plus those that queued meanwhile: clients that
+        # send again once answered are that many, so a batch that holds that many stops
+        # waiting (a lone client never waits --max-wait-ms for others that do not exist)
+        due = 1
         while True:
             batch = [await self.queue.get()]
             size, deadline = len(batch[0][0]), loop.time() + self.max_wait
             while size < self.max_batch:
                 if not self.queue.empty():  # what queued during the last call, at once
                     item = self.queue.get_nowait()
+                elif len(batch) >= due:
+                    break
                 else:
                     try:
                         item = await asyncio.wait_for(self.queue.get(), deadline - loop.time())
@@ -213,6 +221,7 @@ class MicroBatcher:
             if self.metrics is not None:
                 self.metrics.queue_depth(self.queue.qsize())
             await self._answer(batch)
+            due = len(batch) + self.queue.qsize()
 
     async def _answer(self, batch: list[tuple[list[str], asyncio.Future]]) -> None:
         """Run ``batch`` in one model call; if that fails, each request alone, so that a

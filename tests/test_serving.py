@@ -345,6 +345,28 @@ def test_requests_queued_during_a_call_join_the_next_batch_without_a_wait():
     assert sizes == [4, 2]
 
 
+def test_a_batch_waits_only_for_the_clients_the_last_call_answered():
+    sizes = []
+
+    async def client(batcher, name):
+        for i in range(3):  # each sends again once answered
+            await batcher.submit([f"{name}{i}"])
+
+    async def scenario():
+        # a minute's wait: a batch that waited for it would not finish in the test's time
+        batcher = MicroBatcher(lambda texts: sizes.append(len(texts)) or
+                               (np.zeros((len(texts), 1)),) * 2,
+                               max_batch=64, max_wait_ms=60_000, max_queue=10)
+        await batcher.start()
+        await client(batcher, "lone")  # one client: none of its requests waits for another
+        await asyncio.gather(client(batcher, "a"), client(batcher, "b"))
+        await batcher.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=20))
+    assert sizes[:3] == [1, 1, 1]
+    assert sum(sizes[3:]) == 6 and max(sizes[3:]) == 2  # two clients: batched together
+
+
 def test_a_full_queue_is_refused_with_503():
     async def scenario():
         batcher = MicroBatcher(lambda texts: (np.zeros((len(texts), 1)),) * 2, max_batch=4,
