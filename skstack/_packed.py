@@ -29,6 +29,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from functools import lru_cache, partial
+from operator import attrgetter
 
 import torch
 import torch.nn.functional as F
@@ -48,17 +49,16 @@ def packs(model: torch.nn.Module) -> bool:
     if getattr(config, "position_embedding_type", "absolute") != "absolute":
         return False
     layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if not layers:
+        return False
     parts = ("attention.self.query", "attention.self.key", "attention.self.value",
              "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
              "intermediate.intermediate_act_fn", "output.dense", "output.LayerNorm")
-    return bool(layers) and all(_has(layer, part) for layer in layers for part in parts)
-
-
-def _has(module: torch.nn.Module, path: str) -> bool:
-    for name in path.split("."):
-        if not hasattr(module, name):
-            return False
-        module = getattr(module, name)
+    try:
+        for layer in layers:
+            attrgetter(*parts)(layer)
+    except AttributeError:
+        return False
     return True
 
 

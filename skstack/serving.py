@@ -19,8 +19,8 @@ them through the model in one call on the model's own thread, so the event loop 
 accepting requests meanwhile. That thread loads the model too, and does all of the process's
 torch work: a model loaded on the main thread and called on another ran calls of 16 texts 2x
 slower (``skstack._threads.torch_thread``). ``max_batch=1`` turns micro-batching off (each
-request alone). A bad request gets a 4xx answer with a one-line reason in ``{"error":
-...}``; nothing it sent reaches the model.
+request alone). A bad request gets a 4xx answer with a one-line reason in
+``{"error": ...}``; nothing it sent reaches the model.
 
 One request never fails another: every text is checked before it joins a batch (a string,
 valid Unicode, within the size limits; the body's JSON within a nesting depth), the body is

@@ -147,12 +147,12 @@ def _meta_predict_proba(meta, features: np.ndarray) -> np.ndarray:
     regression per label (the default), that step as one matrix product.
 
     scikit-learn predicts one label at a time, checking the input each time: 28 labels cost
-    3.3 ms of a 16-text call that takes about 50 ms (the server's batch), and as much of a
-    one-text call's 20 ms (docs/benchmarks.md, "A call's fixed cost"). The product computes
-    what each regression's ``predict_proba`` does, the scores in float64 and summed in the
-    same order for a row whatever rows share the call (``np.einsum`` does not hand them to a
-    BLAS, whose float32 kernels summed by the call's height: a text's probabilities moved by
-    up to 6e-7 between a call of 1 and one of 400), then the logistic function.
+    3.0 ms a call of any size, of a one-text call's 19 ms and a 16-text call's 51 ms
+    (docs/benchmarks.md, "A call's fixed cost"). The product computes what each regression's
+    ``predict_proba`` does, the scores in float64 and summed in the same order for a row
+    whatever rows share the call (``np.einsum`` does not hand them to a BLAS, whose float32
+    kernels sum by the call's height: scikit-learn's probabilities for a text moved by up to
+    3e-7 between a call of 1 and one of 400), then the logistic function.
     """
     steps = meta.steps if isinstance(meta, Pipeline) else [(None, meta)]
     rows = _logistic_rows(steps[-1][1])
@@ -255,7 +255,7 @@ class StackingEmbedder(VersionedState, TransformerMixin, _BaseComposition):
     --------
     >>> from sklearn.feature_extraction.text import TfidfVectorizer
     >>> from sklearn.decomposition import TruncatedSVD
-    >>> from sklearn.pipeline import Pipeline, make_pipeline
+    >>> from sklearn.pipeline import make_pipeline
     >>> texts = ["happy day", "sad news", "happy news", "angry day"] * 5
     >>> Y = [[1, 0], [0, 1], [1, 1], [0, 0]] * 5
     >>> tfidf = make_pipeline(TfidfVectorizer(), TruncatedSVD(3, random_state=0))
