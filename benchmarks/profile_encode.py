@@ -10,7 +10,10 @@
    from the padded batch shapes it was given (per layer: 8·B·L·H² for the projections,
    4·B·L·H·I for the feed-forward block of inner width I, 4·B·L²·H for attention) — the
    same count for ``SentenceTransformer.encode``.
-3. OpenVINO int8 settings on the exact batches our encoder feeds it: the precision hint,
+3. The packed encoder's products (``skstack._packed``: ``ROWS`` rows each, MiniLM's widths),
+   ``torch.addmm`` against the same layer on a weight packed once (``--products`` prints
+   only these and stops).
+4. OpenVINO int8 settings on the exact batches our encoder feeds it: the precision hint,
    the latency hint, batch size, lengths padded to a multiple of 16 (fewer distinct shapes),
    and outputs cut to the one layer the encoder pools.
 """
@@ -206,13 +209,47 @@ def openvino_settings(batches, rounds: int = 3) -> None:
         print(f"| {name} | {best:.2f} | {reference / best:.2f}x |")
 
 
+def block_products(repeats: int = 200) -> None:
+    """Microseconds of one ``ROWS``-row product of each of MiniLM's linear-layer shapes:
+    ``torch.addmm`` (as before 0.3's packed weights) against ``skstack._packed._linear``
+    (a weight packed once where bfloat16 is native), best of 3 runs of ``repeats``."""
+    import contextlib
+    from unittest import mock
+
+    from skstack._packed import ROWS, _linear
+
+    def best(linear, x) -> float:
+        _linear(linear, x)  # packs the weight, warms the kernel
+        return min(_seconds(lambda: [_linear(linear, x) for _ in range(repeats)])
+                   for _ in range(3)) / repeats
+
+    print(f"\n| dtype | product ({ROWS} rows x in x out) | torch.addmm | packed weight |\n"
+          "|---|---|---|---|")
+    for dtype in (torch.float32, torch.bfloat16):
+        for width_in, width_out in ((384, 384), (384, 1536), (1536, 384)):
+            linear = torch.nn.Linear(width_in, width_out).to(dtype)
+            x = torch.randn(ROWS, width_in).to(dtype)
+            times = []
+            for unpacked in (mock.patch("skstack._packed._packs_bfloat16_weights",
+                                        lambda: False), contextlib.nullcontext()):
+                with torch.inference_mode(), unpacked:
+                    times.append(best(linear, x))
+            print(f"| {str(dtype)[6:]} | {ROWS} x {width_in} x {width_out} | "
+                  f"{1e6 * times[0]:.0f} us | {1e6 * times[1]:.0f} us |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[32])
+    parser.add_argument("--products", action="store_true",
+                        help="only time the packed encoder's products (item 3) and stop")
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(describe())
+    if args.products:
+        block_products()
+        return
     peaks = {name: peak(dtype) for name, dtype in
              (("float32", torch.float32), ("bfloat16", torch.bfloat16), ("int8", torch.int8))}
     print("matmul peak, 2048 x 2048, 2 threads: " + ", ".join(

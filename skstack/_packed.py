@@ -17,7 +17,8 @@ of one per width.
 
 On a CPU with native bfloat16, the linear layers' weights are packed once into oneDNN's
 own layout for products of ``ROWS`` rows (:func:`_linear`): ``torch.addmm`` reorders a
-bfloat16 weight on every call, which halved a 128-row product's speed on a Xeon with AMX.
+bfloat16 weight on every call, which made a 128-row product 1.5-2x slower on a Xeon with AMX
+(``benchmarks/profile_encode.py --products``).
 
 Import rule: torch only.
 """
