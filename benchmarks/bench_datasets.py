@@ -147,11 +147,12 @@ def main() -> None:
                         help="multilingual-e5-small as the one encoder (skstack's choice for "
                         "languages other than English) instead of MiniLM and sre")
     parser.add_argument("--extra", nargs="*", default=[],
-                        choices=("words", "layer-4", "last-layer", "with-e5"),
+                        choices=("words", "layer-4", "last-layer", "with-e5", "mpnet"),
                         help="more to stack from what is there (issue 31, item 3): word "
                         "n-grams; the first encoder's fourth layer from the top beside its "
                         "last (e5's default); its last layer only (e5 until 0.3); "
-                        "multilingual-e5-small beside MiniLM and sre")
+                        "multilingual-e5-small beside MiniLM and sre; all-mpnet-base-v2 in "
+                        "place of MiniLM and sre, or beside e5 with --multilingual")
     parser.add_argument("--seeds", type=int, default=len(SEEDS), choices=range(1, 4),
                         help="the first of seeds 0, 1, 2 to run (fewer for the full data)")
     parser.add_argument("--only", nargs="*", default=None,

