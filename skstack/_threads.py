@@ -55,6 +55,9 @@ WINDOW = 0.25
 # process-wide, as the cores are
 _crowded_until = 0.0
 _measured_at = 0.0
+# the last reading of the threads' times a probe took (time.perf_counter(), the times): any
+# probe started within a millisecond starts from it, as the next fold net's does
+_last_reading: tuple[float, dict[str, tuple[int, int]] | None] | None = None
 
 
 def _thread_times() -> dict[str, tuple[int, int]] | None:
@@ -85,15 +88,13 @@ class WaitProbe:
     crowded."""
 
     def __init__(self) -> None:
-        self._last = None
         self.restart()
 
     def restart(self) -> None:
-        """Measure from now on; within a millisecond of :meth:`share`, from the reading it
-        made (each reading opens a file per thread: a third of what the probe cost a short
-        call)."""
-        last, self._last = self._last, None
-        now = time.perf_counter()
+        """Measure from now on; within a millisecond of any probe's :meth:`share`, from the
+        reading it made (each reading opens a file per thread: a third of what the probe
+        cost a short call)."""
+        last, now = _last_reading, time.perf_counter()
         fresh = last is not None and now - last[0] < 1e-3
         self._wall, self._times = last if fresh else (now, _thread_times())
 
@@ -104,8 +105,9 @@ class WaitProbe:
     def share(self, threads: int) -> float | None:
         """Waited seconds per thread per wall second, over the ``threads`` threads that ran
         longest; ``None`` where it cannot be measured."""
+        global _last_reading
         times, wall = _thread_times(), self.seconds()
-        self._last = (time.perf_counter(), times)
+        _last_reading = (time.perf_counter(), times)
         if times is None or self._times is None or wall <= 0:
             return None
         deltas = sorted(((ran - self._times.get(tid, (0, 0))[0],

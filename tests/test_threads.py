@@ -164,7 +164,7 @@ def test_the_probe_counts_the_waits_of_the_threads_doing_the_work(monkeypatch):
     assert probe.share(2) == pytest.approx(0.1)  # not (10 + 10 + 100) / 100 / 2
 
 
-def test_a_restart_right_after_a_measurement_starts_from_its_reading(monkeypatch):
+def test_a_probe_started_right_after_a_measurement_starts_from_its_reading(monkeypatch):
     ms = 1_000_000
     readings = []
 
@@ -173,11 +173,14 @@ def test_a_restart_right_after_a_measurement_starts_from_its_reading(monkeypatch
         return {"1": (len(readings) * 10 * ms, len(readings) * ms)}
 
     monkeypatch.setattr(_threads, "_thread_times", read)
+    monkeypatch.setattr(_threads, "_last_reading", None)
     probe = _threads.WaitProbe()
     probe.share(1)
     probe.restart()  # the share's reading is the new start: no third reading
     assert len(readings) == 2
     assert probe._times == {"1": (20 * ms, 2 * ms)}
-    probe._last = (time.perf_counter() - 1.0, {"1": (0, 0)})  # a reading a second old
+    # so does the next prediction's probe (the next fold net's)
+    assert _threads.WaitProbe()._times == {"1": (20 * ms, 2 * ms)} and len(readings) == 2
+    _threads._last_reading = (time.perf_counter() - 1.0, {"1": (0, 0)})  # a second old
     probe.restart()
     assert len(readings) == 3
