@@ -152,8 +152,9 @@ def openvino_settings(batches, rounds: int = 3) -> None:
     import openvino
 
     from skstack._config import home_folder
+    from skstack._runtimes import EXPORT_FORMAT, OPENVINO_INT8_GROUP
 
-    exports = sorted(home_folder().glob("exports/v2/*/openvino-int8/model.xml"),
+    exports = sorted(home_folder().glob(f"exports/{EXPORT_FORMAT}/*/openvino-int8/model.xml"),
                      key=lambda p: p.stat().st_mtime)
     core = openvino.Core()
     base = core.read_model(str(exports[-1]))
@@ -195,8 +196,9 @@ def openvino_settings(batches, rounds: int = 3) -> None:
           "|---|---|---|")
     reference = None
     for name, (model, extra, feed) in settings.items():
-        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                                     **extra})
+        compiled = core.compile_model(model, "CPU", {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "DYNAMIC_QUANTIZATION_GROUP_SIZE": str(OPENVINO_INT8_GROUP), **extra})
         request = compiled.create_infer_request()
 
         def run(compiled=compiled, request=request, feed=feed):
