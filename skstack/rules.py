@@ -51,13 +51,22 @@ def check_thresholds(thresholds, n_labels: int, owner: str = "decide") -> np.nda
     return t
 
 
-def _decide(proba: np.ndarray, thresholds, min_labels: int, max_labels: int | None) -> np.ndarray:
-    """:func:`decide` without the checks; ``thresholds`` may carry leading candidate axes,
-    e.g. shape (T, 1, L), to evaluate many rules at once."""
+def label_ranks(proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's labels best first, and each label's place in that order (ties: the first
+    label first)."""
+    order = np.argsort(-proba, axis=-1, kind="stable")
+    return order, np.argsort(order, axis=-1, kind="stable")
+
+
+def rule_mask(proba: np.ndarray, thresholds, min_labels: int, max_labels: int | None,
+              ranks: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """:func:`decide` as booleans, without the checks; ``thresholds`` may carry leading
+    candidate axes, e.g. shape (T, 1, L), to evaluate many rules at once, and ``ranks``
+    (:func:`label_ranks` of ``proba``) spares sorting again when many rules are decided on
+    the same probabilities."""
     pred = proba >= np.asarray(thresholds)
     if min_labels or max_labels is not None:
-        order = np.argsort(-proba, axis=-1, kind="stable")  # best label first
-        rank = np.argsort(order, axis=-1, kind="stable")
+        order, rank = label_ranks(proba) if ranks is None else ranks
         if min_labels:
             short = pred.sum(axis=-1, keepdims=True) < min_labels
             pred = pred | (short & (rank < min_labels))
@@ -67,7 +76,12 @@ def _decide(proba: np.ndarray, thresholds, min_labels: int, max_labels: int | No
             keep = in_order & (np.cumsum(in_order, axis=-1) <= max_labels)
             pred = np.zeros_like(pred)
             np.put_along_axis(pred, order_b, keep, axis=-1)
-    return pred.astype(np.int64)
+    return pred
+
+
+def _decide(proba: np.ndarray, thresholds, min_labels: int, max_labels: int | None) -> np.ndarray:
+    """:func:`rule_mask` as the 0/1 integers :func:`decide` returns."""
+    return rule_mask(proba, thresholds, min_labels, max_labels).astype(np.int64)
 
 
 def decide(

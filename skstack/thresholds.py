@@ -52,7 +52,15 @@ from skstack._validation import (
 from skstack.averaging import AveragedClassifier
 from skstack.metrics import jaccard_from_counts
 from skstack.persistence import VersionedState
-from skstack.rules import LIMIT_CONSTRAINTS, _decide, check_label_limits, check_rule, decide
+from skstack.rules import (
+    LIMIT_CONSTRAINTS,
+    _decide,
+    check_label_limits,
+    check_rule,
+    decide,
+    label_ranks,
+    rule_mask,
+)
 from skstack.targets import (
     check_fitted_target,
     check_target,
@@ -95,14 +103,16 @@ def _f1(tp, fp, fn):
 
 def score_predictions(Y: np.ndarray, pred: np.ndarray, objective: str) -> np.ndarray:
     """``objective`` of 0/1 predictions; ``pred`` may carry leading candidate axes (..., n, L)."""
-    Y = Y.astype(bool)
-    pred = pred.astype(bool)
+    Y = np.asarray(Y, dtype=bool)
+    pred = np.asarray(pred, dtype=bool)
+    hits = Y & pred  # the one pass over every candidate's cells; the rest are sums
     if objective == "jaccard":
-        inter, union = (Y & pred).sum(axis=-1), (Y | pred).sum(axis=-1)
-        return jaccard_from_counts(inter, union).mean(axis=-1)
-    tp = (Y & pred).sum(axis=-2)
-    fp = (~Y & pred).sum(axis=-2)
-    fn = (Y & ~pred).sum(axis=-2)
+        inter = hits.sum(axis=-1)
+        return jaccard_from_counts(inter, Y.sum(axis=-1) + pred.sum(axis=-1) - inter).mean(
+            axis=-1)
+    tp = hits.sum(axis=-2)
+    fp = pred.sum(axis=-2) - tp
+    fn = Y.sum(axis=-2) - tp
     if objective == "macro_f1":
         return _f1(tp, fp, fn).mean(axis=-1)
     if objective == "micro_f1":
@@ -170,10 +180,12 @@ def tune_thresholds(
     n_labels = Y.shape[1]
     check_label_limits("tune_thresholds", min_labels, max_labels, n_labels)
     shared_grid, label_grid = _candidates(P, grid)
+    ranks = label_ranks(P) if min_labels or max_labels is not None else None
 
     def best(candidates: np.ndarray) -> tuple[int, float]:
         """Index of the first candidate rule with the highest score, and that score."""
-        scores = score_predictions(Y, _decide(P, candidates, min_labels, max_labels), objective)
+        scores = score_predictions(Y, rule_mask(P, candidates, min_labels, max_labels, ranks),
+                                   objective)
         i = int(np.argmax(scores))
         return i, float(scores[i])
 

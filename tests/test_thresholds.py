@@ -7,6 +7,7 @@ from sklearn.base import clone
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neural_network import MLPClassifier
@@ -21,10 +22,26 @@ from skstack import (
     model_card,
     save,
 )
+from skstack.metrics import jaccard_accuracy
 from skstack.parts import find_part
 from skstack.thresholds import decide, score_predictions, tune_thresholds
 
 GRID = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+
+
+def test_score_predictions_agrees_with_the_metrics_for_every_candidate_at_once():
+    rng = np.random.default_rng(0)
+    Y = (rng.random((30, 4)) < [0.5, 0.2, 0.05, 0.0]).astype(int)  # a label never seen
+    Y[:3] = 0  # rows without a label: Jaccard counts an empty answer to them as right
+    preds = (rng.random((6, 30, 4)) < 0.3).astype(int)
+    preds[0] = 0
+    expected = {
+        "macro_f1": [f1_score(Y, p, average="macro", zero_division=0) for p in preds],
+        "micro_f1": [f1_score(Y, p, average="micro", zero_division=0) for p in preds],
+        "jaccard": [jaccard_accuracy(Y, p) for p in preds]}
+    for objective, values in expected.items():
+        np.testing.assert_allclose(score_predictions(Y, preds, objective), values, rtol=1e-12)
+        assert score_predictions(Y, preds[2], objective) == pytest.approx(values[2], rel=1e-12)
 
 
 @pytest.fixture
