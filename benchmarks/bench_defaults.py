@@ -99,7 +99,7 @@ def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
              "max_length": 64, "finetune_batch_size": 32, "random_state": 0}
     paths = {"e5": default_multilingual()} if multilingual else encoders()
     if "mpnet" in extra:
-        paths = {**({"e5": paths["e5"]} if multilingual else {}), "mpnet": mpnet()}
+        paths = {**(paths if multilingual else {}), "mpnet": mpnet()}
     members = [(name, EncoderEmbedder(path, **{**common, **(tuned if finetune_epochs and
                                                               name == "minilm" else {})}))
                for name, path in paths.items()]

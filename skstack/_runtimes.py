@@ -53,9 +53,9 @@ _EXTRAS = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "openvino": ("openvino
 # a change to how exports are made gets a new folder, never old files (v2: OpenVINO models
 # converted from torch directly, float32 weights kept; v3: OpenVINO int8 weights asymmetric)
 EXPORT_FORMAT = "v3"
-# OpenVINO runs int8 weights' products on int8 activations it quantizes per token, in groups of
-# this many channels: 64 with asymmetric weights ran 1.15x the 32 of symmetric ones, at a higher
-# worst-text cosine (0.993 against 0.991; docs/benchmarks.md, "Speed on any CPU")
+# OpenVINO runs int8 weights' products on int8 activations it quantizes per token, in groups
+# of this many channels: 64 with asymmetric weights ran 1.12-1.15x the 32 of symmetric ones,
+# at a higher worst-text cosine (0.993 against 0.991; docs/benchmarks.md, "Speed on any CPU")
 OPENVINO_INT8_GROUP = 64
 
 # (input_ids, attention_mask) -> every hidden state, float32
@@ -335,9 +335,9 @@ def runtime_forward(model: torch.nn.Module, weights: str, backend: str,
     def make() -> Forward:
         require_backend(backend)
         path = exported(model, weights, backend, quantization, folder, show_progress_bar)
+        group = OPENVINO_INT8_GROUP if quantization else None
         forward = (_onnxruntime_forward(path) if backend == "onnx"
-                   else _openvino_forward(path, dtype,
-                                                    OPENVINO_INT8_GROUP if quantization else None))
+                   else _openvino_forward(path, dtype, group))
         forward.nbytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         return forward
 
