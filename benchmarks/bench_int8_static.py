@@ -51,7 +51,7 @@ IGNORED = (r".*layer\.[0-9]+\.output\.dense.*", r".*layer\.[01]\.output\.dense.*
 def encode(path: Path, data: list[str], group: int | None) -> tuple[np.ndarray, float]:
     """The texts' vectors through an OpenVINO model's last layer (int8 weights' activations in
     groups of ``group`` channels, None: OpenVINO's default), and the seconds taken."""
-    forward = _openvino_forward(path, "float32", group)
+    forward = _openvino_forward(path, "float32", group, (-1,))
     emb = EncoderEmbedder(model_path(), cache=None, normalize=True).fit(data[:2])
     emb._forward = lambda: (lambda ids, mask: [forward(ids, mask)[-1]])
     start = time.perf_counter()

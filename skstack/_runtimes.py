@@ -179,14 +179,8 @@ def layer_forward(model: torch.nn.Module, layer_indices: list[int], backend: str
     the last layer when that is all it needs); ONNX Runtime and OpenVINO run its export
     (:func:`runtime_forward`, made once per ``weights``)."""
     if backend != "torch":
-        run = runtime_forward(model, weights, backend, quantization, dtype, home_folder(),
-                              show_progress_bar)
-
-        def select(ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-            states = run(ids, mask)
-            return [states[i] for i in layer_indices]
-
-        return select
+        return runtime_forward(model, weights, backend, quantization, dtype, home_folder(),
+                               show_progress_bar, tuple(layer_indices))
     if packs(model):
         return packed_forward(model, layer_indices)
     last = [model.config.num_hidden_layers]
@@ -292,29 +286,40 @@ def exported(model: torch.nn.Module, weights: str, backend: str, quantization: s
     return folder_in_place(root / f"{backend}-{quantization}", lambda tmp: quantize(base, tmp))
 
 
-def _onnxruntime_forward(path: Path) -> Forward:
+def _onnxruntime_forward(path: Path, states: tuple[int, ...]) -> Forward:
+    """The hidden states numbered ``states`` (indices into all of them, embeddings first)."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path / "model.onnx"),
                                            providers=["CPUExecutionProvider"])
+    names = [session.get_outputs()[i].name for i in states]
 
     def forward(input_ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-        outputs = session.run(None, {"input_ids": input_ids.numpy().astype(np.int64),
+        outputs = session.run(names, {"input_ids": input_ids.numpy().astype(np.int64),
                                      "attention_mask": mask.numpy().astype(np.int64)})
         return [torch.from_numpy(o) for o in outputs]
 
     return forward
 
 
-def _openvino_forward(path: Path, dtype: str, group: int | None = None) -> Forward:
-    """``group``: the channels per activation scale of int8 weights' products (0: none, the
-    weights turned back to float; None: OpenVINO's default)."""
+def _openvino_forward(path: Path, dtype: str, group: int | None = None,
+                      states: tuple[int, ...] | None = None) -> Forward:
+    """The hidden states numbered ``states`` (indices into all of them, embeddings first;
+    None: all). ``group``: the channels per activation scale of int8 weights' products (0:
+    none, the weights turned back to float; None: OpenVINO's default)."""
     import openvino
 
     config = {"INFERENCE_PRECISION_HINT": {"bfloat16": "bf16", "float32": "f32"}[dtype]}
     if group is not None:
         config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = str(group)
-    compiled = openvino.Core().compile_model(str(path / "model.xml"), "CPU", config)
+    core = openvino.Core()
+    model = core.read_model(str(path / "model.xml"))
+    if states is not None:
+        # a model whose only results are the states read: each result is a copy out of the
+        # plugin's buffers, and the unread six of MiniLM's seven cost 10 % of a forward pass
+        # (docs/benchmarks.md, "Speed on any CPU")
+        model = openvino.Model([model.outputs[i] for i in states], model.get_parameters())
+    compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
     lock = threading.Lock()  # one request object: calls from several threads take turns
 
@@ -329,17 +334,20 @@ def _openvino_forward(path: Path, dtype: str, group: int | None = None) -> Forwa
 
 def runtime_forward(model: torch.nn.Module, weights: str, backend: str,
                     quantization: str | None, dtype: str, folder: Path,
-                    show_progress_bar: bool = False) -> Forward:
-    """A function computing ``model``'s hidden states on ``backend``, kept in the process's
-    artifact store (its size: the exported model's files, which the session holds)."""
+                    show_progress_bar: bool = False, states: tuple[int, ...] = (-1,)
+                    ) -> Forward:
+    """A function computing ``model``'s hidden states numbered ``states`` (embeddings
+    first) on ``backend``, kept in the process's artifact store (its size: the exported
+    model's files, which the session holds)."""
     def make() -> Forward:
         require_backend(backend)
         path = exported(model, weights, backend, quantization, folder, show_progress_bar)
         group = OPENVINO_INT8_GROUP if quantization else None
-        forward = (_onnxruntime_forward(path) if backend == "onnx"
-                   else _openvino_forward(path, dtype, group))
+        forward = (_onnxruntime_forward(path, states) if backend == "onnx"
+                   else _openvino_forward(path, dtype, group, states))
         forward.nbytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         return forward
 
-    key = (weights, backend, quantization, dtype)  # any folder's export gives the same one
+    # any folder's export gives the same one
+    key = (weights, backend, quantization, dtype, states)
     return ARTIFACTS.get_or_make("runtime", key, make, nbytes=lambda f: f.nbytes)
