@@ -6,6 +6,8 @@
         --only default "default, the switch to one thread one-way"
     python benchmarks/bench_busy.py --predict --only default \\
         "default, predictions on the process's threads"
+    python benchmarks/bench_busy.py --predict --as-without-bf16 --only default \\
+        "default, OpenVINO on one request"
 
 Each configuration fits ``quickstart_pipeline`` (no cache, ``dtype="auto"``) in a fresh
 process, since OpenMP reads its wait policy only when torch loads: once on a quiet machine and
@@ -30,6 +32,10 @@ without the fit's verdict on the cores; by default on one thread once those pred
 own waits show the cores crowded (``skstack._threads.prediction_threads``), or on the
 process's threads throughout (``set_config(adapt_threads=False)``, as 0.3 did at first).
 
+``--as-without-bf16``: ``"auto"`` resolves as on a CPU without native bfloat16, so the
+encoder runs OpenVINO int8 (on this CPU's kernels); the configuration "OpenVINO on one
+request" runs each of its calls on one request over every thread, as before 0.3's streams.
+
 ``--ends-after S``: the competitor ends S seconds after the head's fit began (the child
 writes a marker file then), so the busy run is busy at the start only: what a fit does once
 the other job is gone.
@@ -46,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -58,7 +65,8 @@ CONFIGS = {"default": ({}, "auto"), "default, the head on all threads": ({}, "al
            "spin 20000, the head on all threads": ({"GOMP_SPINCOUNT": "20000"}, "all"),
            "default, the head on 1 thread": ({}, "1"),
            "default, the switch to one thread one-way": ({}, "one-way"),
-           "default, predictions on the process's threads": ({}, "auto, predictions fixed")}
+           "default, predictions on the process's threads": ({}, "auto, predictions fixed"),
+           "default, OpenVINO on one request": ({}, "auto, one request")}
 OPENMP = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # unset in the child unless a config sets them
 
 
@@ -72,16 +80,21 @@ def competitor() -> None:
         a @ b
 
 
-def fit(n: int, head: str, marker: str | None = None, predict: bool = False) -> dict:
+def fit(n: int, head: str, marker: str | None = None, predict: bool = False,
+        as_without_bf16: bool = False) -> dict:
     """Fit the quickstart on the first ``n`` GoEmotions texts; the seconds of its stages
     (``marker``: a file made when the head's fit begins); with ``predict``, the ms a text of
     its predictions too."""
     import torch
 
-    from skstack import _threads, load_goemotions, nets, quickstart_pipeline, set_config
+    from skstack import _runtimes, _threads, load_goemotions, nets, quickstart_pipeline, set_config
 
     if head == "one-way":  # 0.3's first form: no retry, a crowded verdict passed on for ever
         nets._ThreadsForTheMachine.RETRY = nets.MEASURE_AGAIN = float("inf")
+    if as_without_bf16:  # "auto" as on a CPU without native bfloat16: OpenVINO int8
+        _runtimes.native_bfloat16 = lambda device: False
+    if head == "auto, one request":  # OpenVINO before 0.3's streams: every thread on a call
+        _runtimes._openvino_forward = partial(_runtimes._openvino_forward, streams=1)
     # at first, 0.3 kept the process's threads for the encoders' passes and predictions
     set_config(adapt_threads=head != "auto, predictions fixed")
 
@@ -117,7 +130,7 @@ def fit(n: int, head: str, marker: str | None = None, predict: bool = False) -> 
 
 
 def child(config: str, n: int, busy: bool, ends_after: float | None = None,
-          predict: bool = False) -> dict:
+          predict: bool = False, as_without_bf16: bool = False) -> dict:
     variables, head = CONFIGS[config]
     env = {k: v for k, v in os.environ.items() if k not in OPENMP} | variables
     other = None
@@ -127,7 +140,8 @@ def child(config: str, n: int, busy: bool, ends_after: float | None = None,
     with tempfile.TemporaryDirectory() as folder:
         marker = Path(folder) / "head-began"
         command = [sys.executable, __file__, "--child", "--n", str(n), "--head", head,
-                   "--marker", str(marker)] + ["--predict"] * predict
+                   "--marker", str(marker)] + ["--predict"] * predict + (
+                      ["--as-without-bf16"] * as_without_bf16)
         try:
             run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
             if other is not None and ends_after is not None:
@@ -158,11 +172,15 @@ def main() -> None:
                         help="the competitor ends S seconds into the head's fit")
     parser.add_argument("--predict", action="store_true",
                         help="also time the fitted pipeline's predictions")
+    parser.add_argument("--as-without-bf16", action="store_true",
+                        help="'auto' resolves as on a CPU without native bfloat16 (OpenVINO "
+                             "int8), on this one")
     args = parser.parse_args()
     if args.competitor:
         competitor()
     if args.child:
-        print(json.dumps(fit(args.n, args.head, args.marker, args.predict)))
+        print(json.dumps(fit(args.n, args.head, args.marker, args.predict,
+                             args.as_without_bf16)))
         return
     sys.path.insert(0, str(HERE))
     from machine import describe
@@ -179,10 +197,11 @@ def main() -> None:
     for r in range(args.rounds):
         for config in args.only:
             load_quiet = os.getloadavg()[0]  # 1 minute: others' jobs, part of our last run
-            quiet = child(config, args.n, busy=False, predict=args.predict)
+            quiet = child(config, args.n, busy=False, predict=args.predict,
+                          as_without_bf16=args.as_without_bf16)
             load_busy = os.getloadavg()[0]
             busy = child(config, args.n, busy=True, ends_after=args.ends_after,
-                         predict=args.predict)
+                         predict=args.predict, as_without_bf16=args.as_without_bf16)
             cells = [" / ".join(f"{run[k]:.1f}" for k in stages) for run in (quiet, busy)]
             ratio = " / ".join(f"{busy[k] / quiet[k]:.2f}x" for k in stages)
             print(f"| {r + 1} | {config} | {cells[0]} | {cells[1]} | {ratio} | "

@@ -23,7 +23,7 @@ from skstack._config import outside_caller_level, progress, progress_enabled
 from skstack._loading import short_name
 from skstack._packed import ROWS, packs
 from skstack._pooling import pool, pool_words
-from skstack._runtimes import EXPORT_FORMAT
+from skstack._runtimes import EXPORT_FORMAT, each_batch
 from skstack._threads import prediction_threads
 from skstack.cache import Lookup, fingerprint, open_stores
 from skstack.sequences import WORD_SPLITTER, WordSequences, token_words, word_spans
@@ -104,41 +104,50 @@ def embed_texts(embedder, texts: list[str], tokens: Tokens
     forward = embedder._forward()
     size = embedder.batch_size
     multiple = None if _packed(embedder) else embedder.pad_to_multiple_of
-    # on a CPU, one torch thread while other work crowds the cores (skstack._threads)
-    adapt = embedder.device_.type == "cpu" and embedder._runtime()[0] == "torch"
+    device = embedder.device_
+
+    def store(batch: tuple[np.ndarray, torch.Tensor], states: list[torch.Tensor]) -> None:
+        positions, mask = batch
+        if words:
+            index = torch.full(mask.shape, -1, dtype=torch.long)
+            for row, p in enumerate(positions):
+                index[row, : len(word_index[p])] = torch.as_tensor(word_index[p])
+            n_words = (index.max(dim=1).values + 1).tolist()
+            index = index.to(device)
+            pooled = [pool_words(s.float(), index, max(n_words), embedder.word_pooling)
+                      for s in states]
+        else:
+            pooled = [pool(s.float(), mask, embedder.pooling) for s in states]
+        if embedder.layer_combine == "mean":
+            vectors = torch.stack(pooled).mean(dim=0)
+        else:
+            vectors = torch.cat(pooled, dim=-1)
+        vectors = vectors[..., : embedder.embedding_dim_]
+        if embedder.normalize:
+            vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        _check_finite(vectors, positions, texts)
+        if words:
+            half = vectors.to(torch.float16).cpu().numpy()
+            for row, p in enumerate(positions):
+                out[p] = half[row, : n_words[row]]
+        else:
+            out[positions] = vectors.cpu().numpy()
+        threads.tick()
+
+    def on_device(batches):  # tagged with what store needs of them
+        for positions, input_ids, mask in batches:
+            mask = mask.to(device)
+            yield (positions, mask), input_ids.to(device), mask
+
+    # on a CPU, one torch thread while other work crowds the cores (skstack._threads);
+    # OpenVINO runs one stream a thread instead, which a crowded machine does not stall
+    adapt = device.type == "cpu" and embedder._runtime()[0] == "torch"
     with prediction_threads(adapt) as threads:
-        for positions, input_ids, mask in tqdm(
+        each_batch(forward, on_device(tqdm(
             length_sorted_batches(ids, size, embedder._pad_id(), multiple, embedder.max_length_),
             total=n_batches(ids, size, multiple, embedder.max_length_), desc="embedding",
             disable=not progress_enabled(embedder.show_progress_bar),
-        ):
-            input_ids, mask = input_ids.to(embedder.device_), mask.to(embedder.device_)
-            states = forward(input_ids, mask)
-            if words:
-                index = torch.full(mask.shape, -1, dtype=torch.long)
-                for row, p in enumerate(positions):
-                    index[row, : len(word_index[p])] = torch.as_tensor(word_index[p])
-                n_words = (index.max(dim=1).values + 1).tolist()
-                index = index.to(embedder.device_)
-                pooled = [pool_words(s.float(), index, max(n_words), embedder.word_pooling)
-                          for s in states]
-            else:
-                pooled = [pool(s.float(), mask, embedder.pooling) for s in states]
-            if embedder.layer_combine == "mean":
-                vectors = torch.stack(pooled).mean(dim=0)
-            else:
-                vectors = torch.cat(pooled, dim=-1)
-            vectors = vectors[..., : embedder.embedding_dim_]
-            if embedder.normalize:
-                vectors = torch.nn.functional.normalize(vectors, dim=-1)
-            _check_finite(vectors, positions, texts)
-            if words:
-                half = vectors.to(torch.float16).cpu().numpy()
-                for row, p in enumerate(positions):
-                    out[p] = half[row, : n_words[row]]
-            else:
-                out[positions] = vectors.cpu().numpy()
-            threads.tick()
+        )), store)
     return out, n_cut
 
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
+import threading
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import FIXTURE_TEXTS
 from skstack import EncoderEmbedder
+from skstack._threads import own_threads
 from skstack.artifacts import ARTIFACTS
 
 TEXTS = FIXTURE_TEXTS
@@ -104,8 +107,9 @@ def test_openvino_int8_has_asymmetric_weights_and_activations_in_groups_of_64(
         configs.append(config) or compile_model(core, path, device, config)))
     EncoderEmbedder(tiny_bert, backend="openvino", quantization="int8", dtype="float32",
                     cache=None).fit(TEXTS).transform(TEXTS)
-    assert configs == [{"INFERENCE_PRECISION_HINT": "f32",
-                        "DYNAMIC_QUANTIZATION_GROUP_SIZE": "64"}]
+    streams = str(torch.get_num_threads())
+    assert configs == [{"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": streams,
+                        "INFERENCE_NUM_THREADS": streams, "DYNAMIC_QUANTIZATION_GROUP_SIZE": "64"}]
     [xml] = (home / "exports").rglob("openvino-int8/model.xml")
     weights = {op.get_output_element_type(0).get_type_name() for op in
                openvino.Core().read_model(xml).get_ops() if op.get_type_name() == "Constant"}
@@ -117,8 +121,6 @@ def test_a_runtime_returns_only_the_states_read_bitwise_as_from_all_of_them(
         backend, tiny_bert, home, monkeypatch):
     # each output of a compiled model is a copy out of the runtime's buffers: reading one
     # layer of seven made the forward pass 8-11 % slower (docs/benchmarks.md)
-    import torch
-
     from skstack._runtimes import layer_forward, runtime_forward
 
     openvino = pytest.importorskip("onnxruntime" if backend == "onnx" else "openvino")
@@ -139,6 +141,48 @@ def test_a_runtime_returns_only_the_states_read_bitwise_as_from_all_of_them(
     assert torch.equal(got[0], full[-1]) and torch.equal(got[1], full[1])
     if backend == "openvino":
         assert compiled == [2, emb.model_.config.num_hidden_layers + 1]
+
+
+def _batches(n: int, width: int = 6) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 90, (n, 3, width), generator=g)
+    return [(i, ids[i], torch.ones_like(ids[i])) for i in range(n)]
+
+
+def test_openvino_keeps_a_batch_per_stream_in_flight_and_hands_back_each_in_order(tiny_bert,
+                                                                                   home):
+    pytest.importorskip("openvino")
+    from skstack._runtimes import each_batch, runtime_forward
+
+    ARTIFACTS.discard("runtime")
+    emb = EncoderEmbedder(tiny_bert, cache=None).fit(TEXTS)
+    with own_threads():
+        torch.set_num_threads(2)
+        forward = runtime_forward(emb.model_, "w", "openvino", None, "float32", home)
+    assert forward.streams == 2
+    batches = _batches(7)
+    got = []
+    each_batch(forward, batches, lambda tag, states: got.append((tag, states[0])))
+    assert [tag for tag, _ in got] == list(range(7))
+    for (_, ids, mask), (_, states) in zip(batches, got, strict=True):
+        assert torch.equal(states, forward(ids, mask)[0])  # the same bits, one at a time
+
+    def fail(tag, states):  # a failure while the next batch runs frees every stream
+        if tag == 1:
+            raise ValueError("stop")
+
+    with pytest.raises(ValueError, match="stop"):
+        each_batch(forward, batches, fail)
+    assert forward._free.qsize() == 2
+    # threads sharing the streams, each holding one while it waits for another: no deadlock
+    results = {}
+    workers = [threading.Thread(target=each_batch, args=(forward, batches, (
+        lambda tag, states, w=w: results.setdefault(w, []).append(tag)))) for w in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert results == {w: list(range(7)) for w in range(3)}
 
 
 def test_word_mode_on_onnx_matches_torch(tiny_bert, tmp_path):
