@@ -2,6 +2,7 @@
 
     python benchmarks/bench_serve.py                              # about 3 min on 2 cores
     python benchmarks/bench_serve.py --clients 32 --requests 800 --texts-per-request 2
+    python benchmarks/bench_serve.py --as-without-bf16     # the encoder on OpenVINO int8
 
 The quickstart pipeline is fitted on the bundled sample (no cache: every text is encoded
 where it is predicted) and saved as a ``.skstack`` file. The requests are the first
@@ -241,8 +242,15 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", choices=("float32", "auto"),
                         help="the encoder's precision (auto, the default: bfloat16 where "
                              "native)")
+    parser.add_argument("--as-without-bf16", action="store_true",
+                        help="fit as on a CPU without native bfloat16: the encoder on "
+                             "OpenVINO int8, kept by the saved model the server loads")
     args = parser.parse_args()
     print(describe())
+    if args.as_without_bf16:
+        import skstack._runtimes
+
+        skstack._runtimes.native_bfloat16 = lambda device: False
     pipe, labels = fitted_quickstart(args.dtype)
     k = args.texts_per_request
     texts = list(dict.fromkeys(load_goemotions(DATA, "test").texts))[: args.requests * k]

@@ -59,7 +59,7 @@ EXPORT_FORMAT = "v3"
 # at a higher worst-text cosine (0.993 against 0.991; docs/benchmarks.md, "Speed on any CPU")
 OPENVINO_INT8_GROUP = 64
 
-# (input_ids, attention_mask) -> every hidden state, float32
+# (input_ids, attention_mask) -> the hidden states a member reads, float32
 Forward = Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]]
 
 
@@ -178,7 +178,7 @@ def layer_forward(model: torch.nn.Module, layer_indices: list[int], backend: str
     hidden states at ``layer_indices``. Torch runs a BERT-family ``model`` on packed tokens
     (:func:`~skstack._packed.packed_forward`), any other ``model`` itself (asking only for
     the last layer when that is all it needs); ONNX Runtime and OpenVINO run its export
-    (:func:`runtime_forward`, made once per ``weights``)."""
+    (:func:`runtime_forward`, made once per ``weights`` and layers)."""
     if backend != "torch":
         return runtime_forward(model, weights, backend, quantization, dtype, home_folder(),
                                show_progress_bar, tuple(layer_indices))
@@ -287,6 +287,12 @@ def exported(model: torch.nn.Module, weights: str, backend: str, quantization: s
     return folder_in_place(root / f"{backend}-{quantization}", lambda tmp: quantize(base, tmp))
 
 
+def _inputs(input_ids: torch.Tensor, mask: torch.Tensor) -> dict[str, np.ndarray]:
+    """A runtime's inputs: the exports take int64 ids and mask."""
+    return {"input_ids": input_ids.numpy().astype(np.int64),
+            "attention_mask": mask.numpy().astype(np.int64)}
+
+
 def _onnxruntime_forward(path: Path, states: tuple[int, ...]) -> Forward:
     """The hidden states numbered ``states`` (indices into all of them, embeddings first)."""
     import onnxruntime
@@ -296,16 +302,9 @@ def _onnxruntime_forward(path: Path, states: tuple[int, ...]) -> Forward:
     names = [session.get_outputs()[i].name for i in states]
 
     def forward(input_ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-        outputs = session.run(names, {"input_ids": input_ids.numpy().astype(np.int64),
-                                     "attention_mask": mask.numpy().astype(np.int64)})
-        return [torch.from_numpy(o) for o in outputs]
+        return [torch.from_numpy(o) for o in session.run(names, _inputs(input_ids, mask))]
 
     return forward
-
-
-def _inputs(input_ids: torch.Tensor, mask: torch.Tensor) -> dict[str, np.ndarray]:
-    return {"input_ids": input_ids.numpy().astype(np.int64),
-            "attention_mask": mask.numpy().astype(np.int64)}
 
 
 class _OpenVINORun:
@@ -315,7 +314,7 @@ class _OpenVINORun:
     Streams instead of threads sharing each product: beside another 2-thread job on 2
     cores, one request on 2 threads ran 5.7-7.3x slower than quiet (each product waits for
     the thread that is descheduled), 2 streams of one thread 1.5-1.9x, and quiet the same
-    or faster (docs/benchmarks.md, "A busy machine"). A text's states are the same bits on
+    or faster (docs/benchmarks.md, "OpenVINO on streams"). A text's states are the same bits on
     any stream or thread count (checked on 400 texts, int8 and bfloat16)."""
 
     def __init__(self, compiled, streams: int) -> None:

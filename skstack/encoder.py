@@ -222,7 +222,9 @@ class EncoderEmbedder(VersionedState, ClassNamePrefixFeaturesOutMixin, Transform
         ``"onnx"`` (float32; the ``[onnx]`` extra) and ``"openvino"`` run on the CPU from an
         export made once per weights under ``<home>/exports``. ``"auto"`` chooses at
         :meth:`fit` what was measured fastest at unchanged metrics on this class of machine
-        (docs/scaling.md): OpenVINO on a CPU without native bfloat16, else torch.
+        (docs/scaling.md): OpenVINO on a CPU without native bfloat16, else torch. OpenVINO
+        runs a one-thread stream per torch thread, several batches at once, so that other
+        jobs on the cores slow it by their share.
     quantization : {None, "int8", "auto"}, default=None
         ``"int8"`` with ``backend="onnx"`` or ``"openvino"``: 8-bit weights and int8
         arithmetic, quantized once beside the export. ``"auto"``: int8 where a runtime
