@@ -16,6 +16,10 @@ dynamic) into ``<folder>/exports/v3/<weights>/``: to ONNX for ONNX Runtime
   weights with OpenVINO's default groups of 32 (until 0.3) ran 0.87-0.89x as fast at a lower
   worst-text cosine (docs/benchmarks.md).
 
+OpenVINO compiles, per member, a model whose results are only the layers it reads, on one
+single-thread stream per torch thread, and the encoder keeps a batch in flight on each
+(:class:`_OpenVINORun`): other jobs on the cores then slow it by their share.
+
 Compiled runtimes are kept per process, so clones and reloaded pickles share one. Exports
 are written to a temporary folder and renamed into place, so concurrent processes (Dask
 workers) never read half a file.
