@@ -74,6 +74,7 @@ from skstack.serving_schema import openapi
 
 _SETTINGS_VARIABLE = "SKSTACK_SERVE_SETTINGS"  # how uvicorn's worker processes get them
 _MAX_DEPTH = 32  # JSON nesting a request may have ({"texts": [...]} needs 2)
+WARM_UP_TEXT = "Thank you!"  # the text a server predicts once before its port opens
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,7 @@ async def read_request(request, settings: ServeSettings) -> dict:
 def make_app(model, settings: ServeSettings, executor: Executor | None = None):
     """The Starlette application serving ``model`` (fitted) under ``settings``; the model
     runs on ``executor``, the thread that loaded it (a new :func:`torch_thread` if
-    ``None``)."""
+    ``None``), and has answered one text there before this returns."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.base import BaseHTTPMiddleware
@@ -327,9 +328,18 @@ def make_app(model, settings: ServeSettings, executor: Executor | None = None):
     from starlette.routing import Route
 
     predictor = Predictor(model)
+    executor = executor or torch_thread()
+    # one call before the port opens: the first builds what later calls reuse (an OpenVINO
+    # encoder compiles its model), and the first requests waited for it: a served p99 of
+    # about 470 ms on OpenVINO int8 (docs/benchmarks.md, "OpenVINO on streams")
+    try:
+        executor.submit(predictor.model.predict_proba, [WARM_UP_TEXT]).result()
+    except Exception as exc:
+        raise ValueError(f"the model failed on a first prediction of {WARM_UP_TEXT!r} "
+                         f"({type(exc).__name__}: {exc}); the server did not start.") from exc
     metrics = ServerMetrics()
     batcher = MicroBatcher(predictor, settings.max_batch, settings.max_wait_ms,
-                           settings.max_queue, metrics, executor or torch_thread())
+                           settings.max_queue, metrics, executor)
     thresholds = dict(zip(predictor.labels, predictor.thresholds.round(6).tolist(),
                           strict=True))
 

@@ -20,7 +20,7 @@ import torch
 import skstack
 from skstack import explain, load, predict_label_lists
 from skstack.cli import main
-from skstack.serving import BadRequest, MicroBatcher, ServeSettings, make_app
+from skstack.serving import WARM_UP_TEXT, BadRequest, MicroBatcher, ServeSettings, make_app
 
 TEXTS = ["thank you so much!", "this is terrible", "I am scared", "what a lovely day"]
 
@@ -382,15 +382,15 @@ def test_a_full_queue_is_refused_with_503():
 
 
 def test_a_model_that_fails_answers_500_and_the_next_request_is_served(model, trained):
-    class Flaky:
+    class Flaky:  # fails on its first request, after the warm-up call
         steps = model.steps
 
         def __init__(self):
-            self.fail = True
+            self.calls = 0
 
         def predict_proba(self, texts):
-            if self.fail:
-                self.fail = False
+            self.calls += 1
+            if self.calls == 2:
                 raise RuntimeError("out of memory")
             return model.predict_proba(texts)
 
@@ -402,6 +402,34 @@ def test_a_model_that_fails_answers_500_and_the_next_request_is_served(model, tr
         assert running.predict(TEXTS)[0] == 200
     finally:
         running.close()
+
+
+def test_a_model_is_warmed_before_the_port_opens_and_one_that_fails_there_is_refused(
+        model, trained):
+    # an OpenVINO encoder compiles on its first call: the first requests waited for it
+    calls = []
+    real = model.predict_proba
+
+    class Counted:
+        steps = model.steps
+
+        def predict_proba(self, texts):
+            calls.append(list(texts))
+            return real(texts)
+
+    make_app(Counted(), ServeSettings(model=str(trained[2])))
+    assert calls == [[WARM_UP_TEXT]]
+
+    class Broken:
+        steps = model.steps
+
+        def predict_proba(self, texts):
+            raise RuntimeError("out of memory")
+
+    with pytest.raises(ValueError, match=r"^the model failed on a first prediction of "
+                                         r"'Thank you!' \(RuntimeError: out of memory\); "
+                                         r"the server did not start\.$"):
+        make_app(Broken(), ServeSettings(model=str(trained[2])))
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -500,7 +528,8 @@ def test_the_model_is_loaded_and_called_on_one_thread_of_its_own(trained, monkey
             assert running.predict([text])[0] == 200
     finally:
         running.close()
-    assert len(threads) == 1 + len(TEXTS)
+    # the load, a warm-up call before the port opened, one call per request
+    assert len(threads) == 2 + len(TEXTS)
     assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
 
 
