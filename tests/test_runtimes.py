@@ -160,12 +160,17 @@ def test_openvino_keeps_a_batch_per_stream_in_flight_and_hands_back_each_in_orde
         torch.set_num_threads(2)
         forward = runtime_forward(emb.model_, "w", "openvino", None, "float32", home)
     assert forward.streams == 2
+    with own_threads():  # another thread count: streams of its own, the same bits
+        torch.set_num_threads(1)
+        one = runtime_forward(emb.model_, "w", "openvino", None, "float32", home)
+    assert one.streams == 1
     batches = _batches(7)
     got = []
     each_batch(forward, batches, lambda tag, states: got.append((tag, states[0])))
     assert [tag for tag, _ in got] == list(range(7))
     for (_, ids, mask), (_, states) in zip(batches, got, strict=True):
         assert torch.equal(states, forward(ids, mask)[0])  # the same bits, one at a time
+        assert torch.equal(states, one(ids, mask)[0])
 
     def fail(tag, states):  # a failure while the next batch runs frees every stream
         if tag == 1:
