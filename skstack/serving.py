@@ -27,7 +27,9 @@ valid Unicode, within the size limits; the body's JSON within a nesting depth), 
 counted while it streams in and refused once past what the limits allow, and when a batched
 model call still fails, each request of that batch is run again on its own, so each gets its
 own answer or its own error. A model whose decision rule is invalid (thresholds outside
-[0, 1], limits that contradict each other) is refused before the port opens.
+[0, 1], limits that contradict each other) is refused before the port opens; so is one that
+fails to predict :data:`WARM_UP_TEXT`, which every model answers once first, so that no
+request waits for what a first call builds.
 
 ``/explain`` sends its occluded texts (:func:`~skstack.explanations.occluded_texts`: one row
 per word) through the same queue, so explanations are batched with predictions.
