@@ -92,7 +92,9 @@ def fit(n: int, head: str, marker: str | None = None, predict: bool = False,
     if head == "one-way":  # 0.3's first form: no retry, a crowded verdict passed on for ever
         nets._ThreadsForTheMachine.RETRY = nets.MEASURE_AGAIN = float("inf")
     if as_without_bf16:  # "auto" as on a CPU without native bfloat16: OpenVINO int8
-        _runtimes.native_bfloat16 = lambda device: False
+        from machine import pretend_without_bf16
+
+        pretend_without_bf16()
     if head == "auto, one request":  # OpenVINO before 0.3's streams: every thread on a call
         _runtimes._openvino_forward = partial(_runtimes._openvino_forward, streams=1)
     # at first, 0.3 kept the process's threads for the encoders' passes and predictions

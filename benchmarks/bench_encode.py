@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe
+from machine import describe, pretend_without_bf16
 
 from skstack.pipelines import RECOMMENDED_ENCODER_PARAMS
 
@@ -218,9 +218,7 @@ def main() -> None:
     args = parser.parse_args()
     print(describe())  # which CPU (and GPU) these figures come from
     if args.as_without_bf16:
-        import skstack._runtimes
-
-        skstack._runtimes.native_bfloat16 = lambda device: False
+        pretend_without_bf16()
         print("as on a CPU without native bfloat16: 'auto' resolves to float32 / OpenVINO")
     if args.model:
         os.environ["SKSTACK_MODEL"] = args.model

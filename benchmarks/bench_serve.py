@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_encode import DATA
-from machine import describe
+from machine import describe, pretend_without_bf16
 from models import fitted_quickstart
 
 from skstack import load, load_goemotions, save
@@ -248,9 +248,7 @@ def main() -> None:
     args = parser.parse_args()
     print(describe())
     if args.as_without_bf16:
-        import skstack._runtimes
-
-        skstack._runtimes.native_bfloat16 = lambda device: False
+        pretend_without_bf16()
     pipe, labels = fitted_quickstart(args.dtype)
     k = args.texts_per_request
     texts = list(dict.fromkeys(load_goemotions(DATA, "test").texts))[: args.requests * k]

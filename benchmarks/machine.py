@@ -44,3 +44,12 @@ def describe() -> str:
 
 if __name__ == "__main__":
     print(describe())
+
+
+def pretend_without_bf16() -> None:
+    """Make skstack's ``"auto"`` resolve in this process as on a CPU without native bfloat16
+    (float32 encoders; OpenVINO int8 where installed). OpenVINO still runs this CPU's
+    kernels, so the ratios are this CPU's, not an AVX2-only CPU's."""
+    import skstack._runtimes
+
+    skstack._runtimes.native_bfloat16 = lambda device: False
