@@ -421,8 +421,8 @@ def runtime_forward(model: torch.nn.Module, weights: str, backend: str,
                     show_progress_bar: bool = False, states: tuple[int, ...] = (-1,)
                     ) -> Forward:
     """A function computing ``model``'s hidden states numbered ``states`` (embeddings
-    first) on ``backend``, kept in the process's artifact store per torch thread count (its
-    size: the exported model's files, which the session holds)."""
+    first) on ``backend``, kept in the process's artifact store (OpenVINO's per torch thread
+    count; its size: the exported model's files, which the session holds)."""
     def make() -> Forward:
         require_backend(backend)
         path = exported(model, weights, backend, quantization, folder, show_progress_bar)
@@ -433,5 +433,6 @@ def runtime_forward(model: torch.nn.Module, weights: str, backend: str,
         return forward
 
     # any folder's export gives the same one; OpenVINO's streams follow torch's thread count
-    key = (weights, backend, quantization, dtype, states, torch.get_num_threads())
+    threads = torch.get_num_threads() if backend == "openvino" else None
+    key = (weights, backend, quantization, dtype, states, threads)
     return ARTIFACTS.get_or_make("runtime", key, make, nbytes=lambda f: f.nbytes)
