@@ -22,6 +22,9 @@ split and the rule's hold-out), every configuration is scored under both rules
 - the meta-learner alone (its out-of-fold training probabilities tune the rule);
 - one-vs-rest logistic regression (C=1) on the same pooled vectors (the block-mode members'
   outputs, standardised), inside ``TunedThresholds`` with the pipelines' rule.
+- the default head as fold heads (3 or 5 nets, the rule tuned on every training row out of
+  fold; 3 is the pipelines' rule), blended with the meta-learner, or 128 wide (its projection
+  and LSTM as until 0.3, 64 since).
 
 Writes runs/bench_datasets[-DTYPE].json and prints a Markdown table per data set.
 """
@@ -61,6 +64,7 @@ META = "meta-learner alone (word mode stack)"
 LR = "one-vs-rest LR (C=1) on the pooled vectors"
 FOLDS = "default head, {k} fold heads averaged, rule on all rows out of fold"
 BLEND = "the same {k} fold heads blended with the meta-learner, weight tuned out of fold"
+WIDE = "3 fold heads averaged, 128 wide (the head's projection and LSTM until 0.3)"
 STAGES = ("encoders", "character n-grams", "meta-learner (out of fold + final)")
 
 
@@ -124,7 +128,9 @@ def configurations(batch_orders: list[str]) -> dict[str, tuple[str, str, dict]]:
     out = {DEFAULT: ("word mode", "head", head), META: ("word mode", "meta", {}),
            BLOCK: ("block mode", "head", head), LR: ("block mode", "lr", {}),
            **{FOLDS.format(k=k): ("word mode", f"folds{k}", head) for k in (3, 5)},
-           **{BLEND.format(k=k): ("word mode", f"blend{k}", head) for k in (3, 5)}}
+           **{BLEND.format(k=k): ("word mode", f"blend{k}", head) for k in (3, 5)},
+           WIDE: ("word mode", "folds3", {**head, "module__projection_dim": 128,
+                                          "module__hidden_size": 128})}
     for order in batch_orders:  # the default head with other training batches
         out[f"default pipeline, batch_order={order!r}"] = (
             "word mode", "head", {**head, "batch_order": order})
@@ -193,11 +199,12 @@ def main() -> None:
                         result = meta_scores(S_train, Y["train"], S_test, Y["test"], labels)
                     elif kind.startswith(("folds", "blend")):  # one fit serves both
                         k = int(kind[5:])
-                        if (k, seed) not in fold_runs:
-                            fold_runs[k, seed] = fold_head_scores(
+                        key = (k, seed, json.dumps(params, sort_keys=True, default=str))
+                        if key not in fold_runs:
+                            fold_runs[key] = fold_head_scores(
                                 params, seed, k, S_train, Y["train"], S_test, Y["test"],
                                 labels)
-                        result = fold_runs[k, seed]
+                        result = fold_runs[key]
                         result = result["blend"] if kind.startswith("blend") else result
                     elif kind == "lr":
                         result = lr_scores(seed, S_train, Y["train"], S_test, Y["test"],
