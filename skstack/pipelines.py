@@ -106,8 +106,8 @@ RECOMMENDED_CLASSIFIER_PARAMS = {
     "criterion__corr_form": "pairwise",
     "criterion__contrastive_weight": 0.0,
     # half the bare net's width: the same quality within the seed spread on GoEmotions and
-    # kaomoji, MiniLM + sre and e5, 3,000 and 10,000 texts, for about two thirds of the
-    # head's fit (docs/benchmarks.md, "A head half as wide")
+    # kaomoji, MiniLM + sre and e5, 3,000 and 10,000 texts, and the bundled sample, for
+    # about two thirds of the head's fit (docs/benchmarks.md, "A head half as wide")
     "module__projection_dim": 64,
     "module__hidden_size": 64,
 }
