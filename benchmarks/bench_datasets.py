@@ -23,8 +23,8 @@ split and the rule's hold-out), every configuration is scored under both rules
 - one-vs-rest logistic regression (C=1) on the same pooled vectors (the block-mode members'
   outputs, standardised), inside ``TunedThresholds`` with the pipelines' rule.
 - the default head as fold heads (3 or 5 nets, the rule tuned on every training row out of
-  fold; 3 is the pipelines' rule), blended with the meta-learner, or 128 wide (its projection
-  and LSTM as until 0.3, 64 since).
+  fold; 3 is the pipelines' rule), blended with the meta-learner, or 64 wide (its projection
+  and LSTM half the default 128).
 
 Writes runs/bench_datasets[-DTYPE].json and prints a Markdown table per data set.
 """
@@ -64,7 +64,7 @@ META = "meta-learner alone (word mode stack)"
 LR = "one-vs-rest LR (C=1) on the pooled vectors"
 FOLDS = "default head, {k} fold heads averaged, rule on all rows out of fold"
 BLEND = "the same {k} fold heads blended with the meta-learner, weight tuned out of fold"
-WIDE = "3 fold heads averaged, 128 wide (the head's projection and LSTM until 0.3)"
+NARROW = "3 fold heads averaged, 64 wide (the head's projection and LSTM half as wide)"
 STAGES = ("encoders", "character n-grams", "meta-learner (out of fold + final)")
 
 
@@ -129,8 +129,8 @@ def configurations(batch_orders: list[str]) -> dict[str, tuple[str, str, dict]]:
            BLOCK: ("block mode", "head", head), LR: ("block mode", "lr", {}),
            **{FOLDS.format(k=k): ("word mode", f"folds{k}", head) for k in (3, 5)},
            **{BLEND.format(k=k): ("word mode", f"blend{k}", head) for k in (3, 5)},
-           WIDE: ("word mode", "folds3", {**head, "module__projection_dim": 128,
-                                          "module__hidden_size": 128})}
+           NARROW: ("word mode", "folds3", {**head, "module__projection_dim": 64,
+                                            "module__hidden_size": 64})}
     for order in batch_orders:  # the default head with other training batches
         out[f"default pipeline, batch_order={order!r}"] = (
             "word mode", "head", {**head, "batch_order": order})
