@@ -42,10 +42,6 @@ def describe() -> str:
                                                     else ""))
 
 
-if __name__ == "__main__":
-    print(describe())
-
-
 def pretend_without_bf16() -> None:
     """Make skstack's ``"auto"`` resolve in this process as on a CPU without native bfloat16
     (float32 encoders; OpenVINO int8 where installed). OpenVINO still runs this CPU's
@@ -53,3 +49,7 @@ def pretend_without_bf16() -> None:
     import skstack._runtimes
 
     skstack._runtimes.native_bfloat16 = lambda device: False
+
+
+if __name__ == "__main__":
+    print(describe())

@@ -95,6 +95,9 @@ def language_encoders(language: str) -> tuple[dict[str, str], dict]:
 # keeping the meta-learner's own probabilities where no epoch beats them. Batches stay in row
 # order: batches by length made the head about 10 % faster but scored lower on the bundled
 # sample (2 seeds) and on GoEmotions macro-F1 (docs/benchmarks.md, "Beyond one data set").
+# The net keeps its own width (128): half as wide scored the same up to 10,000 texts for
+# about two thirds of the head's cost, but 0.010 macro-F1 lower on the full GoEmotions
+# (docs/benchmarks.md, "A head half as wide").
 RECOMMENDED_CLASSIFIER_PARAMS = {
     "max_epochs": 40,
     "patience": 3,
@@ -106,10 +109,6 @@ RECOMMENDED_CLASSIFIER_PARAMS = {
     "criterion__corr_form": "pairwise",
     "criterion__contrastive_weight": 0.0,
 }
-# The head keeps the bare net's width (128): half as wide scored the same up to 10,000 texts
-# for about two thirds of its cost, but 0.010 macro-F1 lower on the full GoEmotions
-# (docs/benchmarks.md, "A head half as wide").
-
 # The fastest encoding that kept the metrics, per machine (docs/benchmarks.md, "Precision"
 # and "Encoding speed by CPU"): bfloat16 where the device computes it natively, for encoding
 # and fine-tuning (scored as float32 at 3k, 10k and 43k texts); on a CPU without it, OpenVINO
