@@ -324,8 +324,8 @@ def make_app(model, settings: ServeSettings, executor: Executor | None = None):
     runs on ``executor``, the thread that loaded it (a new :func:`torch_thread` if
     ``None``), and has answered one text there before this returns."""
     from starlette.applications import Starlette
+    from starlette.datastructures import Headers
     from starlette.middleware import Middleware
-    from starlette.middleware.base import BaseHTTPMiddleware
     from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
@@ -350,17 +350,34 @@ def make_app(model, settings: ServeSettings, executor: Executor | None = None):
 
     keys = api_keys(settings)
 
-    async def check_key(request, call_next):
-        started = time.perf_counter()
-        if keys and request.url.path not in _OPEN_ROUTES and not authorized(
-                request.headers.get("authorization"), keys):
-            response = JSONResponse({"error": "missing or wrong API key: send "
-                                              "'Authorization: Bearer <key>'."},
-                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        else:
-            response = await call_next(request)
-        metrics.request(request.url.path, response.status_code, time.perf_counter() - started)
-        return response
+    refused = JSONResponse({"error": "missing or wrong API key: send 'Authorization: Bearer "
+                                     "<key>'."}, status_code=401,
+                           headers={"WWW-Authenticate": "Bearer"})
+
+    def checked_and_counted(app):
+        """``app`` behind the API keys, each request counted in the metrics with its status
+        and seconds. Plain ASGI: Starlette's ``BaseHTTPMiddleware`` streamed every response
+        through a task group of its own, a third of the event loop's time a request
+        (docs/benchmarks.md, "The server's own cost")."""
+        async def guarded(scope, receive, send):
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            started, path, status = time.perf_counter(), scope["path"], 500
+
+            async def counted(message):
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+            try:
+                if keys and path not in _OPEN_ROUTES and not authorized(
+                        Headers(scope=scope).get("authorization"), keys):
+                    await refused(scope, receive, counted)
+                else:
+                    await app(scope, receive, counted)
+            finally:
+                metrics.request(path, status, time.perf_counter() - started)
+        return guarded
 
     document = openapi(predictor.labels, max_texts=settings.max_texts,
                        max_chars=settings.max_chars,
@@ -441,8 +458,7 @@ def make_app(model, settings: ServeSettings, executor: Executor | None = None):
                             Route("/labels", labels), Route("/card", card),
                             Route("/metrics", prometheus),
                             Route("/openapi.json", schema), Route("/examples", examples)],
-                    lifespan=lifespan, middleware=[Middleware(BaseHTTPMiddleware,
-                                                              dispatch=check_key)])
+                    lifespan=lifespan, middleware=[Middleware(checked_and_counted)])
     app.state.predictor = predictor
     return app
 

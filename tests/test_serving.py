@@ -558,8 +558,14 @@ def test_api_keys_guard_every_route_but_the_page_and_health(model, trained, tmp_
             assert ask(path, "Basic alpha-key", data)[0] == 401
             assert ask(path, "Bearer beta-key", data)[0] == 200
         assert ask("/health")[0] == 200 and ask("/")[0] == 200
+        status, text = ask("/metrics", "Bearer alpha-key")
     finally:
         running.close()
+    counted = _metrics(text.decode())  # refused requests are counted with their status
+    for status, times in (("401", 3), ("200", 1)):
+        assert counted[("skstack_requests_total",
+                        (("route", "/predict"), ("status", status)))] == times
+    assert counted[("skstack_request_seconds_count", (("route", "/health"),))] == 1
 
 
 def test_serving_beyond_this_machine_needs_a_key_or_a_flag(trained, tmp_path, monkeypatch,
