@@ -24,8 +24,9 @@ split and the rule's hold-out), every configuration is scored under both rules
   outputs, standardised), inside ``TunedThresholds`` with the pipelines' rule.
 - the default head as fold heads (3 or 5 nets, the rule tuned on every training row out of
   fold; 3 is the pipelines' rule), blended with the meta-learner, 64 wide (its projection
-  and LSTM half the default 128), or with the label-correlation term at 0.3 (0.1 in the
-  default).
+  and LSTM half the default 128), or with the label-correlation term at 0.3: the default
+  of a pipeline built for ``objective="jaccard"`` (``OBJECTIVE_CLASSIFIER_PARAMS``), so the
+  Jaccard column of that row is the Jaccard objective's default (the others' head keeps 0.1).
 
 Writes runs/bench_datasets[-DTYPE].json and prints a Markdown table per data set.
 """
@@ -66,7 +67,7 @@ LR = "one-vs-rest LR (C=1) on the pooled vectors"
 FOLDS = "default head, {k} fold heads averaged, rule on all rows out of fold"
 BLEND = "the same {k} fold heads blended with the meta-learner, weight tuned out of fold"
 NARROW = "3 fold heads averaged, 64 wide (the head's projection and LSTM half as wide)"
-CORR = "3 fold heads averaged, correlation term 0.3 (0.1 in the default)"
+CORR = "3 fold heads averaged, correlation term 0.3 (the Jaccard objective's default)"
 STAGES = ("encoders", "character n-grams", "meta-learner (out of fold + final)")
 
 

@@ -91,6 +91,18 @@ def test_arabic_pipeline_with_tiny_arabic_encoders(tiny_bert, tiny_bert_b):
     assert pred.sum(axis=1).min() >= 1  # the paper's rule: every text gets a label
 
 
+def test_the_jaccard_objective_gets_its_own_correlation_weight():
+    def weight(**kwargs):  # nothing loads: the encoders are only named
+        pipe = make_stacked_pipeline({"m": "sentence-transformers/all-MiniLM-L6-v2"}, **kwargs)
+        return pipe.named_steps["clf"].estimator.criterion__corr_weight
+
+    assert weight(objective="jaccard") == 0.3
+    assert weight(objective="macro_f1") == weight(objective="micro_f1") == 0.1
+    assert weight(objective="jaccard", classifier_params={"criterion__corr_weight": 0.0}) == 0.0
+    assert quickstart_pipeline(objective="jaccard").named_steps[
+        "clf"].estimator.criterion__corr_weight == 0.3
+
+
 def test_the_arabic_pipeline_names_the_papers_encoders_by_default():
     stack = arabic_emotion_pipeline(objective="jaccard").named_steps["embed"]  # nothing loads
     assert {name: m.model for name, m in stack.members} == ARABIC_ENCODERS
