@@ -26,7 +26,8 @@ split and the rule's hold-out), every configuration is scored under both rules
   fold; 3 is the pipelines' rule), blended with the meta-learner, 64 wide (its projection
   and LSTM half the default 128), or with the label-correlation term at 0.3: the default
   of a pipeline built for ``objective="jaccard"`` (``OBJECTIVE_CLASSIFIER_PARAMS``), so the
-  Jaccard column of that row is the Jaccard objective's default (the others' head keeps 0.1).
+  Jaccard column of that row is the Jaccard objective's default (the others' head keeps 0.1);
+  ``--head-params`` adds the fold heads with other net parameters (screens by hand).
 
 Writes runs/bench_datasets[-DTYPE].json and prints a Markdown table per data set.
 """
@@ -125,8 +126,10 @@ def table(entry: dict) -> str:
     return "\n".join(lines)
 
 
-def configurations(batch_orders: list[str]) -> dict[str, tuple[str, str, dict]]:
-    """name: (stack mode, kind of model, the head's parameters)."""
+def configurations(batch_orders: list[str], head_params: list[str] = ()
+                   ) -> dict[str, tuple[str, str, dict]]:
+    """name: (stack mode, kind of model, the head's parameters); each of ``head_params`` (a
+    JSON object of the net's parameters) adds the 3 fold heads with those on top."""
     head = {**EARLY, **NEW_HEAD}
     out = {DEFAULT: ("word mode", "head", head), META: ("word mode", "meta", {}),
            BLOCK: ("block mode", "head", head), LR: ("block mode", "lr", {}),
@@ -138,6 +141,9 @@ def configurations(batch_orders: list[str]) -> dict[str, tuple[str, str, dict]]:
     for order in batch_orders:  # the default head with other training batches
         out[f"default pipeline, batch_order={order!r}"] = (
             "word mode", "head", {**head, "batch_order": order})
+    for text in head_params:
+        out[f"3 fold heads averaged, {text}"] = ("word mode", "folds3",
+                                                 {**head, **json.loads(text)})
     return out
 
 
@@ -153,16 +159,21 @@ def main() -> None:
     parser.add_argument("--batch-orders", nargs="*", default=[],
                         choices=("rows", "shuffled", "by_length"),
                         help="also the default head with these batch orders")
+    parser.add_argument("--head-params", nargs="*", default=[],
+                        help='also 3 fold heads with these net parameters on top of the '
+                        'default\'s, one JSON object each (e.g. \'{"lr": 0.0005}\')')
     parser.add_argument("--multilingual", action="store_true",
                         help="multilingual-e5-small as the one encoder (skstack's choice for "
                         "languages other than English) instead of MiniLM and sre")
     parser.add_argument("--extra", nargs="*", default=[],
-                        choices=("words", "layer-4", "last-layer", "with-e5", "mpnet"),
+                        choices=("words", "layer-4", "layer-8", "last-layer", "with-e5",
+                                 "mpnet"),
                         help="more to stack from what is there (issue 31, item 3): word "
                         "n-grams; the first encoder's fourth layer from the top beside its "
-                        "last (e5's default); its last layer only (e5 until 0.3); "
-                        "multilingual-e5-small beside MiniLM and sre; all-mpnet-base-v2 in "
-                        "place of MiniLM and sre, or beside e5 with --multilingual")
+                        "last (e5's default); its last, fourth and eighth; its last layer "
+                        "only (e5 until 0.3); multilingual-e5-small beside MiniLM and sre; "
+                        "all-mpnet-base-v2 in place of MiniLM and sre, or beside e5 with "
+                        "--multilingual")
     parser.add_argument("--seeds", type=int, default=len(SEEDS), choices=range(1, 4),
                         help="the first of seeds 0, 1, 2 to run (fewer for the full data)")
     parser.add_argument("--only", nargs="*", default=None,
@@ -176,7 +187,7 @@ def main() -> None:
     out_path = ROOT / "runs" / f"bench_datasets-{args.dtype}{runtime}.json"
     out_path.parent.mkdir(exist_ok=True)
     log = json.loads(out_path.read_text()) if out_path.exists() else {}
-    configs = {name: c for name, c in configurations(args.batch_orders).items()
+    configs = {name: c for name, c in configurations(args.batch_orders, args.head_params).items()
                if args.only is None or any(part in name for part in args.only)}
     for data in args.data:
         texts, Y, labels = load(data, args.train, args.test)

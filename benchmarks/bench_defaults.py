@@ -87,7 +87,8 @@ def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
     """MiniLM and sre (or, ``multilingual``, multilingual-e5-small alone, as the pipelines
     read it: ``E5_PARAMS``) and characters; ``extra`` (issue 31, item 3): ``"words"`` (a member
     of word 1-2-gram TF-IDF + SVD), ``"layer-4"`` (the first encoder also gives its fourth
-    layer from the top, from the same forward pass: e5's default since 0.3),
+    layer from the top, from the same forward pass: e5's default since 0.3), ``"layer-8"``
+    (its last, fourth and eighth layers from the top),
     ``"last-layer"`` (the first encoder gives only its last layer: e5 until 0.3), ``"with-e5"``
     (multilingual-e5-small as ``E5_PARAMS`` reads it, beside MiniLM and sre), ``"mpnet"``
     (all-mpnet-base-v2 in place of MiniLM and sre; beside e5 when ``multilingual``)."""
@@ -110,6 +111,8 @@ def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
                                                                          **E5_PARAMS})))
     if "layer-4" in extra:
         members[0][1].set_params(layers=[-1, -4], layer_combine="concat")
+    if "layer-8" in extra:
+        members[0][1].set_params(layers=[-1, -4, -8], layer_combine="concat")
     if "last-layer" in extra:
         members[0][1].set_params(layers=-1, layer_combine="mean")
     members.append(("chars", char_tfidf_member(128)))
