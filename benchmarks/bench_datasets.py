@@ -59,7 +59,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skstack import EncoderEmbedder, TunedThresholds
-from skstack.pipelines import RECOMMENDED_RULE_PARAMS
+from skstack.pipelines import OBJECTIVE_CLASSIFIER_PARAMS, RECOMMENDED_RULE_PARAMS
 
 DEFAULT = "default pipeline (word mode, recommended head)"
 BLOCK = "same head, block mode"
@@ -137,7 +137,7 @@ def configurations(batch_orders: list[str], head_params: list[str] = ()
            **{BLEND.format(k=k): ("word mode", f"blend{k}", head) for k in (3, 5)},
            NARROW: ("word mode", "folds3", {**head, "module__projection_dim": 64,
                                             "module__hidden_size": 64}),
-           CORR: ("word mode", "folds3", {**head, "criterion__corr_weight": 0.3})}
+           CORR: ("word mode", "folds3", {**head, **OBJECTIVE_CLASSIFIER_PARAMS["jaccard"]})}
     for order in batch_orders:  # the default head with other training batches
         out[f"default pipeline, batch_order={order!r}"] = (
             "word mode", "head", {**head, "batch_order": order})

@@ -80,6 +80,11 @@ HEADS = {
 }
 
 
+# the layers the first encoder reads under each of make_stack's layer extras
+LAYER_EXTRAS = {"layer-4": ([-1, -4], "concat"), "layer-8": ([-1, -4, -8], "concat"),
+                "last-layer": (-1, "mean")}
+
+
 def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
                cache: str = str(CACHE), leak_free: int = 0, backend: str = "torch",
                quantization: str | None = None, multilingual: bool = False,
@@ -109,12 +114,9 @@ def make_stack(words: bool, finetune_epochs: int = 0, dtype: str = "auto",
     if "with-e5" in extra and not multilingual:
         members.append(("e5", EncoderEmbedder(default_multilingual(), **{**common,
                                                                          **E5_PARAMS})))
-    if "layer-4" in extra:
-        members[0][1].set_params(layers=[-1, -4], layer_combine="concat")
-    if "layer-8" in extra:
-        members[0][1].set_params(layers=[-1, -4, -8], layer_combine="concat")
-    if "last-layer" in extra:
-        members[0][1].set_params(layers=-1, layer_combine="mean")
+    for name, (layers, combine) in LAYER_EXTRAS.items():
+        if name in extra:
+            members[0][1].set_params(layers=layers, layer_combine=combine)
     members.append(("chars", char_tfidf_member(128)))
     if "words" in extra:
         members.append(("words", make_pipeline(

@@ -151,6 +151,9 @@ def main() -> None:
 def print_by_length(cosine: np.ndarray, lengths: np.ndarray) -> None:
     """The minimum cosine over the texts of at least k tokens, and their share of the tokens
     (the work int8 would still do if the shorter texts ran in float32)."""
+    worst = np.argsort(cosine)[:15]
+    print(f"|   the 15 worst texts' tokens: {sorted(lengths[worst].tolist())}; the median "
+          f"text's: {np.median(lengths):.0f} | | | | |")
     for k in (8, 12, 16, 24):
         kept = lengths >= k
         print(f"|   texts of {k}+ tokens ({lengths[kept].sum() / lengths.sum():.0%} of the "
