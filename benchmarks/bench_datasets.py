@@ -174,6 +174,9 @@ def main() -> None:
                         "only (e5 until 0.3); multilingual-e5-small beside MiniLM and sre; "
                         "all-mpnet-base-v2 in place of MiniLM and sre, or beside e5 with "
                         "--multilingual")
+    parser.add_argument("--with-dev", action="store_true",
+                        help="GoEmotions: train on the --train rows and the whole dev split "
+                        "(5,426 texts), as the issue's tweet sets fit on train+dev")
     parser.add_argument("--seeds", type=int, default=len(SEEDS), choices=range(1, 4),
                         help="the first of seeds 0, 1, 2 to run (fewer for the full data)")
     parser.add_argument("--only", nargs="*", default=None,
@@ -184,13 +187,14 @@ def main() -> None:
     runtime = "" if args.backend == "torch" else f"-{args.backend}-{args.quantization or 'fp'}"
     runtime += "-e5" if args.multilingual else ""
     runtime += "".join(f"-{name}" for name in args.extra)
+    runtime += "-with-dev" if args.with_dev else ""
     out_path = ROOT / "runs" / f"bench_datasets-{args.dtype}{runtime}.json"
     out_path.parent.mkdir(exist_ok=True)
     log = json.loads(out_path.read_text()) if out_path.exists() else {}
     configs = {name: c for name, c in configurations(args.batch_orders, args.head_params).items()
                if args.only is None or any(part in name for part in args.only)}
     for data in args.data:
-        texts, Y, labels = load(data, args.train, args.test)
+        texts, Y, labels = load(data, args.train, args.test, args.with_dev)
         L = len(labels)
         print(f"\n{data}: {len(texts['train'])} training texts, {len(texts['test'])} test "
               f"texts, {L} labels, {Y['train'].sum(axis=1).mean():.2f} labels per text",

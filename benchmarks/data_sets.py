@@ -108,13 +108,19 @@ def first_of_shuffle(n_rows: int, n: int) -> np.ndarray:
     return np.sort(np.random.default_rng(0).permutation(n_rows)[:n])
 
 
-def load(name: str, n_train: int, n_test: int
+def load(name: str, n_train: int, n_test: int, with_dev: bool = False
          ) -> tuple[dict[str, list[str]], dict[str, np.ndarray], list[str]]:
-    """``"goemotions"``: the first ``n_train`` rows of a fixed shuffle of its train split and
-    the first ``n_test`` of its test split; ``"kaomoji"``: :func:`load_kaomoji`."""
+    """``"goemotions"``: the first ``n_train`` rows of a fixed shuffle of its train split
+    (followed by the whole dev split when ``with_dev``: 5,426 more training rows, the test
+    split untouched) and the first ``n_test`` of its test split; ``"kaomoji"``:
+    :func:`load_kaomoji`, which has no dev split."""
     if name == "kaomoji":
+        if with_dev:
+            raise ValueError("kaomoji-dataset has no dev split; with_dev is GoEmotions' only")
         return load_kaomoji(n_train, n_test)
     texts, Y, labels = load_splits(quick=False)
     rows = first_of_shuffle(len(texts["train"]), n_train)
-    return ({"train": [texts["train"][i] for i in rows], "test": texts["test"][:n_test]},
-            {"train": Y["train"][rows], "test": Y["test"][:n_test]}, labels)
+    train = [texts["train"][i] for i in rows] + (texts["dev"] if with_dev else [])
+    Y_train = np.vstack([Y["train"][rows]] + ([Y["dev"]] if with_dev else []))
+    return ({"train": train, "test": texts["test"][:n_test]},
+            {"train": Y_train, "test": Y["test"][:n_test]}, labels)
