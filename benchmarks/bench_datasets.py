@@ -182,6 +182,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None,
                         help="run only the configurations whose names contain one of these")
     args = parser.parse_args()
+    if args.with_dev and "kaomoji" in args.data:  # before an hour of GoEmotions, not after
+        parser.error("--with-dev needs --data goemotions: kaomoji-dataset has no dev split")
     print(describe())
     torch.set_num_threads(2)
     runtime = "" if args.backend == "torch" else f"-{args.backend}-{args.quantization or 'fp'}"

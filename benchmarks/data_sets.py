@@ -120,7 +120,8 @@ def load(name: str, n_train: int, n_test: int, with_dev: bool = False
         return load_kaomoji(n_train, n_test)
     texts, Y, labels = load_splits(quick=False)
     rows = first_of_shuffle(len(texts["train"]), n_train)
-    train = [texts["train"][i] for i in rows] + (texts["dev"] if with_dev else [])
-    Y_train = np.vstack([Y["train"][rows]] + ([Y["dev"]] if with_dev else []))
+    train, Y_train = [texts["train"][i] for i in rows], Y["train"][rows]
+    if with_dev:
+        train, Y_train = train + texts["dev"], np.vstack([Y_train, Y["dev"]])
     return ({"train": train, "test": texts["test"][:n_test]},
             {"train": Y_train, "test": Y["test"][:n_test]}, labels)
